@@ -1,0 +1,29 @@
+/** A frame crossing instances: the local topic to publish it on, and who sent it. */
+export interface Envelope {
+  /** Instance that published it; an instance ignores its own envelopes. */
+  origin: string;
+  topic: string;
+  /** Server frame JSON, delivered unchanged to the topic's local subscribers. */
+  frame: string;
+  /** Room offset carried by `message` frames, so a receiver can notice a gap. */
+  offset?: number;
+  /** Publish time in ms since the epoch, for backplane lag. */
+  sentAt: number;
+}
+
+/**
+ * Carries frames between the instances of one deployment.
+ * Guarantees: envelopes published on one topic by one instance arrive at every other subscribed
+ * instance in publish order, at most once; an instance never receives its own envelopes. Delivery is
+ * best effort: an envelope published while the transport is down may be lost (history fills gaps).
+ */
+export interface Backplane {
+  publish(envelope: Omit<Envelope, "origin" | "sentAt">): void;
+  /** Start receiving a topic's envelopes (idempotent). */
+  subscribe(topic: string): Promise<void>;
+  unsubscribe(topic: string): Promise<void>;
+  onEnvelope(handler: (envelope: Envelope) => void): void;
+  /** "up", or "down" while the transport is unreachable. */
+  status(): "up" | "down";
+  close(): Promise<void>;
+}

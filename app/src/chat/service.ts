@@ -1,0 +1,395 @@
+import { randomUUIDv7 } from "bun";
+import type { Backplane, Envelope } from "../backplane/backplane";
+import type { Config } from "../config";
+import { Connection, type RoomMembership as Membership, type Socket } from "../connections/connection";
+import type { ConnectionRegistry } from "../connections/registry";
+import type { DedupStore } from "../dedup/dedup";
+import type { HistoryStore } from "../history/history";
+import type { Logger } from "../observability/logger";
+import type { Metrics } from "../observability/metrics";
+import type { PresenceStore } from "../presence/presence";
+import { parseClientFrame, validateClientFrame, type ClientFrame, type FrameOf } from "../protocol/client-frames";
+import { CloseCode, ErrorCode, INVALID_FRAME_LIMIT, INVALID_FRAME_WINDOW_MS } from "../protocol/codes";
+import { frames } from "../protocol/server-frames";
+import type { LocalPublisher, RoomManager } from "../rooms/rooms";
+import { roomTopic, userTopic, BROADCAST_TOPIC } from "../rooms/topics";
+import type { SessionStore } from "../sessions/sessions";
+import { ChatError } from "./errors";
+
+export interface ChatDeps {
+  config: Readonly<Config>;
+  registry: ConnectionRegistry;
+  rooms: RoomManager;
+  history: HistoryStore;
+  presence: PresenceStore;
+  sessions: SessionStore;
+  dedup: DedupStore;
+  backplane: Backplane;
+  local: LocalPublisher;
+  metrics: Metrics;
+  logger: Logger;
+  now?: () => number;
+}
+
+
+/**
+ * The chat protocol: what each client frame does, and what happens when a connection opens and
+ * closes. Transport-agnostic: it is handed sockets and text, and publishes through `local` and the
+ * backplane.
+ */
+export class ChatService {
+  private readonly now: () => number;
+  /** Newest room offset published on this instance, reported in sessions as "delivered". */
+  private readonly roomOffsets = new Map<string, number>();
+
+  constructor(private readonly deps: ChatDeps) {
+    this.now = deps.now ?? Date.now;
+    deps.backplane.onEnvelope((envelope) => this.deliverRemote(envelope));
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------------
+
+  /**
+   * Registers a newly opened socket. A live connection with the same id is replaced (closed with
+   * 4001) and its rooms carry over; otherwise a saved session of the same user is resumed.
+   */
+  open(socket: Socket, connectionId: string, userId: string): Connection {
+    const { config, registry, metrics } = this.deps;
+    const connection = new Connection(connectionId, userId, socket, this.now(), config.heartbeatIntervalMs);
+    const previous = registry.get(connectionId);
+    let handedOver: Map<string, Membership> | undefined;
+    if (previous) {
+      if (previous.userId === userId) {
+        // Same user, same connectionId: the rooms move over without a presence change.
+        handedOver = new Map(previous.rooms);
+        previous.replaced = true;
+        registry.remove(previous);
+        for (const room of handedOver.keys()) this.deps.rooms.remove(previous, room);
+      }
+      previous.close(CloseCode.Replaced, "replaced by a newer connection");
+    }
+    registry.add(connection);
+    metrics.connections.set(registry.size);
+    connection.ready = this.establish(connection, handedOver).finally(() => {
+      connection.ready = undefined;
+    });
+    return connection;
+  }
+
+  /** Rejoins handed-over or resumed rooms, then sends `connection_established`. */
+  private async establish(connection: Connection, handedOver: Map<string, Membership> | undefined) {
+    const { config, logger } = this.deps;
+    const { socket, id: connectionId, userId } = connection;
+    let resumed = false;
+    try {
+      if (handedOver) {
+        resumed = true;
+        for (const [room, membership] of handedOver) {
+          connection.rooms.set(room, membership);
+          await this.deps.rooms.add(connection, room);
+        }
+      } else {
+        const session = await this.deps.sessions.take(connectionId);
+        if (session && session.userId === userId) {
+          resumed = true;
+          for (const room of Object.keys(session.rooms)) await this.enterRoom(connection, room);
+        }
+      }
+    } catch (error) {
+      logger.warn("session resume failed", { connectionId, userId, error: (error as Error).message });
+    }
+    if (connection.closing) return;
+    socket.subscribe(userTopic(userId));
+    socket.subscribe(BROADCAST_TOPIC);
+    socket.send(
+      frames.connectionEstablished({
+        connectionId,
+        userId,
+        instanceId: config.instanceId,
+        color: config.color,
+        version: config.version,
+        heartbeatIntervalMs: config.heartbeatIntervalMs,
+        resumed,
+        rooms: [...connection.rooms.keys()],
+      }),
+    );
+    logger.debug("connection opened", { connectionId, userId, resumed });
+  }
+
+  /** Releases what the connection held and saves its session for SESSION_TTL. */
+  async close(connection: Connection, code: number): Promise<void> {
+    const { registry, metrics, logger, config } = this.deps;
+    connection.closing = true;
+    if (connection.ready) await connection.ready;
+    metrics.disconnects.labels(String(code)).inc();
+    metrics.connectionDuration.observe((this.now() - connection.openedAt) / 1000);
+    registry.remove(connection);
+    metrics.connections.set(registry.size);
+    if (connection.replaced) return;
+
+    const memberships = connection.rooms;
+    const sessionRooms: Record<string, { epoch: string; offset: number }> = {};
+    for (const [room, membership] of memberships) {
+      sessionRooms[room] = { epoch: membership.epoch, offset: Math.max(membership.liveFrom, this.roomOffsets.get(room) ?? 0) };
+    }
+    try {
+      for (const room of memberships.keys()) await this.leaveRoom(connection, room);
+      await this.deps.sessions.save(connection.id, { userId: connection.userId, rooms: sessionRooms }, config.sessionTtlSeconds);
+    } catch (error) {
+      logger.warn("releasing a closed connection failed", {
+        connectionId: connection.id,
+        userId: connection.userId,
+        error: (error as Error).message,
+      });
+    }
+    logger.debug("connection closed", { connectionId: connection.id, userId: connection.userId, code });
+  }
+
+  pong(connection: Connection) {
+    connection.lastSeenAt = this.now();
+  }
+
+  // ---- frames ----------------------------------------------------------------------------------
+
+  /** Handles one raw client frame. Never throws: every failure becomes an `error` frame. */
+  /**
+   * Handles one client frame: text, or a value the framework already parsed from JSON text.
+   * Never throws: every failure becomes an `error` frame.
+   */
+  async frame(connection: Connection, value: unknown): Promise<void> {
+    const received = performance.now();
+    const now = this.now();
+    connection.lastSeenAt = now;
+    connection.lastFrameAt = now;
+    if (connection.ready) await connection.ready;
+    if (value instanceof Uint8Array || value instanceof ArrayBuffer) {
+      this.deps.metrics.countIn("binary");
+      return this.invalid(connection, ErrorCode.BinaryNotSupported, "binary frames are not supported; send JSON text", undefined);
+    }
+    const maxText = this.deps.config.maxTextLength;
+    const parsed = typeof value === "string" ? parseClientFrame(value, maxText) : validateClientFrame(value, maxText);
+    if (!parsed.ok) {
+      this.deps.metrics.countIn("invalid");
+      return this.invalid(connection, parsed.code, parsed.message, parsed.ref);
+    }
+    const frame = parsed.frame;
+    this.deps.metrics.countIn(frame.type);
+    try {
+      await this.dispatch(connection, frame);
+      if (frame.type === "message" || frame.type === "direct") {
+        this.deps.metrics.latency.observe((performance.now() - received) / 1000);
+      }
+    } catch (error) {
+      if (error instanceof ChatError) return this.sendError(connection, error.code, error.message, frame.ref);
+      this.deps.logger.error("frame handling failed", {
+        connectionId: connection.id,
+        userId: connection.userId,
+        type: frame.type,
+        error: (error as Error).message,
+      });
+      this.sendError(connection, ErrorCode.Unavailable, "the server could not complete the request; retry", frame.ref);
+    }
+  }
+
+  private dispatch(connection: Connection, frame: ClientFrame): Promise<void> | void {
+    switch (frame.type) {
+      case "join":
+        return this.join(connection, frame);
+      case "leave":
+        return this.leave(connection, frame);
+      case "message":
+        return this.message(connection, frame);
+      case "direct":
+        return this.direct(connection, frame);
+      case "typing":
+        return this.typing(connection, frame);
+      case "read":
+        return this.read(connection, frame);
+      case "history":
+        return this.history(connection, frame);
+      case "presence":
+        return this.presence(connection, frame);
+      case "ping":
+        connection.socket.send(frames.pong(this.now(), frame.ref));
+        this.deps.metrics.countOut("pong");
+        return;
+    }
+  }
+
+  private async join(connection: Connection, frame: FrameOf<"join">) {
+    const { room } = frame;
+    const memberships = connection.rooms;
+    let membership = memberships.get(room);
+    if (!membership) {
+      if (memberships.size >= this.deps.config.maxRoomsPerConnection) {
+        throw new ChatError(ErrorCode.TooManyRooms, `a connection may join at most ${this.deps.config.maxRoomsPerConnection} rooms`);
+      }
+      membership = await this.enterRoom(connection, room);
+    }
+    let recovered = false;
+    if (frame.lastOffset !== undefined) {
+      const replay = await this.deps.history.since(room, frame.lastOffset, frame.epoch);
+      recovered = replay.complete && replay.epoch === membership.epoch;
+      if (recovered) {
+        // Messages above liveFrom were (or will be) delivered by publish: replaying them would duplicate.
+        for (const message of replay.messages) {
+          if (message.offset > membership.liveFrom) break;
+          connection.socket.send(frames.message(message));
+        }
+      }
+      this.deps.metrics.resumes.labels(String(recovered)).inc();
+    }
+    const head = await this.deps.history.head(room);
+    this.respond(connection, "join", frame.ref, { room, epoch: head.epoch, offset: head.offset, recovered });
+  }
+
+  private async enterRoom(connection: Connection, room: string): Promise<Membership> {
+    const memberships = connection.rooms;
+    // Placeholder first so a concurrent frame sees the membership; filled in once the head is known.
+    const membership: Membership = { epoch: "", liveFrom: 0 };
+    memberships.set(room, membership);
+    await this.deps.rooms.add(connection, room);
+    const head = await this.deps.history.head(room);
+    membership.epoch = head.epoch;
+    membership.liveFrom = Math.max(head.offset, this.roomOffsets.get(room) ?? 0);
+    if (await this.deps.presence.add(room, connection.userId, connection.id)) {
+      this.publish(roomTopic(room), frames.presenceDiff(room, [connection.userId], []), "presence_diff");
+    }
+    return membership;
+  }
+
+  private async leave(connection: Connection, frame: FrameOf<"leave">) {
+    if (!connection.rooms.has(frame.room)) throw notInRoom(frame.room);
+    await this.leaveRoom(connection, frame.room);
+    this.respond(connection, "leave", frame.ref, { room: frame.room });
+  }
+
+  private async leaveRoom(connection: Connection, room: string) {
+    connection.rooms.delete(room);
+    this.deps.rooms.remove(connection, room);
+    if (await this.deps.presence.remove(room, connection.userId, connection.id)) {
+      this.publish(roomTopic(room), frames.presenceDiff(room, [], [connection.userId]), "presence_diff");
+    }
+  }
+
+  private async message(connection: Connection, frame: FrameOf<"message">) {
+    const { room, text, clientMsgId } = frame;
+    if (!connection.rooms.has(room)) throw notInRoom(room);
+    const earlier = await this.deps.dedup.recall(connection.userId, clientMsgId);
+    if (earlier) return this.respond(connection, "message", frame.ref, { ...earlier, duplicate: true });
+    const { message } = await this.deps.history.append({
+      room,
+      id: randomUUIDv7(),
+      from: connection.userId,
+      text,
+      ts: this.now(),
+      clientMsgId,
+    });
+    const current = this.roomOffsets.get(room) ?? 0;
+    if (message.offset > current) this.roomOffsets.set(room, message.offset);
+    this.publish(roomTopic(room), frames.message(message), "message", message.offset);
+    const answer = { room, id: message.id, offset: message.offset, ts: message.ts };
+    await this.deps.dedup.remember(connection.userId, clientMsgId, answer);
+    this.respond(connection, "message", frame.ref, answer);
+  }
+
+  private async direct(connection: Connection, frame: FrameOf<"direct">) {
+    const { to, text, clientMsgId } = frame;
+    const earlier = await this.deps.dedup.recall(connection.userId, clientMsgId);
+    if (earlier) return this.respond(connection, "direct", frame.ref, { ...earlier, duplicate: true });
+    const direct = { id: randomUUIDv7(), from: connection.userId, to, text, ts: this.now(), clientMsgId };
+    const payload = frames.direct(direct);
+    this.publish(userTopic(to), payload, "direct");
+    // The sender's other tabs show the conversation too.
+    if (to !== connection.userId) this.publish(userTopic(connection.userId), payload, "direct");
+    const answer = { to, id: direct.id, ts: direct.ts };
+    await this.deps.dedup.remember(connection.userId, clientMsgId, answer);
+    this.respond(connection, "direct", frame.ref, answer);
+  }
+
+  private typing(connection: Connection, frame: FrameOf<"typing">) {
+    if (!connection.rooms.has(frame.room)) throw notInRoom(frame.room);
+    this.publishFromSender(connection, frame.room, frames.typing(frame.room, connection.userId, frame.active), "typing");
+    this.respond(connection, "typing", frame.ref, { room: frame.room });
+  }
+
+  private read(connection: Connection, frame: FrameOf<"read">) {
+    if (!connection.rooms.has(frame.room)) throw notInRoom(frame.room);
+    this.publishFromSender(connection, frame.room, frames.read(frame.room, connection.userId, frame.offset), "read");
+    this.respond(connection, "read", frame.ref, { room: frame.room, offset: frame.offset });
+  }
+
+  private async history(connection: Connection, frame: FrameOf<"history">) {
+    if (!connection.rooms.has(frame.room)) throw notInRoom(frame.room);
+    const { messages, hasMore } = await this.deps.history.before(frame.room, frame.before, frame.limit ?? 50);
+    connection.socket.send(frames.history(frame.room, messages, hasMore, frame.ref));
+    this.deps.metrics.countOut("history");
+  }
+
+  private async presence(connection: Connection, frame: FrameOf<"presence">) {
+    if (!connection.rooms.has(frame.room)) throw notInRoom(frame.room);
+    const members = await this.deps.presence.members(frame.room);
+    connection.socket.send(frames.presence(frame.room, members, frame.ref));
+    this.deps.metrics.countOut("presence");
+  }
+
+  // ---- delivery --------------------------------------------------------------------------------
+
+  /** Fans a frame out to this instance's subscribers (one native publish) and to other instances. */
+  publish(topic: string, frame: string, type: string, offset?: number) {
+    const { local, backplane, metrics } = this.deps;
+    local.publish(topic, frame);
+    metrics.countOut(type, local.subscriberCount(topic));
+    backplane.publish({ topic, frame, offset });
+  }
+
+  /** Like publish, but the sending socket does not get its own typing or read frame back. */
+  private publishFromSender(connection: Connection, room: string, frame: string, type: string) {
+    const topic = roomTopic(room);
+    connection.socket.publish(topic, frame);
+    this.deps.metrics.countOut(type, Math.max(0, this.deps.local.subscriberCount(topic) - 1));
+    this.deps.backplane.publish({ topic, frame });
+  }
+
+  private deliverRemote(envelope: Envelope) {
+    const { local, metrics } = this.deps;
+    if (envelope.offset !== undefined && envelope.topic.startsWith("room:")) {
+      const room = envelope.topic.slice(5);
+      if (envelope.offset > (this.roomOffsets.get(room) ?? 0)) this.roomOffsets.set(room, envelope.offset);
+    }
+    local.publish(envelope.topic, envelope.frame);
+    metrics.countOut("remote", local.subscriberCount(envelope.topic));
+  }
+
+  /** Sends a system notice to every connection on every instance. */
+  broadcast(text: string) {
+    this.publish(BROADCAST_TOPIC, frames.system(text, this.now()), "system");
+  }
+
+  // ---- answers ---------------------------------------------------------------------------------
+
+  private respond(connection: Connection, forType: string, ref: string | undefined, result: Record<string, unknown>) {
+    connection.socket.send(frames.response(forType, ref, result));
+    this.deps.metrics.countOut("message_response");
+  }
+
+  private sendError(connection: Connection, code: ErrorCode, message: string, ref: string | undefined) {
+    connection.socket.send(frames.error(code, message, ref));
+    this.deps.metrics.errors.labels(code).inc();
+    this.deps.metrics.countOut("error");
+  }
+
+  /** Answers an invalid frame; the eleventh within a minute closes the connection with 1003. */
+  private invalid(connection: Connection, code: ErrorCode, message: string, ref: string | undefined) {
+    this.sendError(connection, code, message, ref);
+    const now = this.now();
+    const recent = (connection.invalidFrames ??= []);
+    while (recent.length > 0 && now - recent[0]! > INVALID_FRAME_WINDOW_MS) recent.shift();
+    recent.push(now);
+    if (recent.length > INVALID_FRAME_LIMIT) connection.close(CloseCode.InvalidFrames, "too many invalid frames");
+  }
+}
+
+function notInRoom(room: string) {
+  return new ChatError(ErrorCode.NotInRoom, `join ${room} first`);
+}

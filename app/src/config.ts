@@ -1,0 +1,161 @@
+// The only reader of process.env. Every variable is declared once in VARIABLES, parsed and
+// validated in one pass, and the result is frozen: nothing else in the server reads the environment.
+
+export type Color = "blue" | "green" | "none";
+
+export interface Config {
+  port: number;
+  host: string;
+  maxConnections: number;
+  heartbeatIntervalMs: number;
+  pongTimeoutMs: number;
+  connectionTimeoutMs: number;
+  maxTextLength: number;
+  maxMessageBytes: number;
+  historySize: number;
+  historyTtlSeconds: number;
+  sessionTtlSeconds: number;
+  dedupWindowSeconds: number;
+  presenceTtlSeconds: number;
+  drainTimeoutMs: number;
+  drainJitterMs: number;
+  logLevel: "error" | "warn" | "info" | "http" | "verbose" | "debug" | "silly";
+  logDir: string;
+  color: Color;
+  instanceId: string;
+  metricsToken: string;
+  adminToken: string;
+  redisUrl: string;
+  redisRequired: boolean;
+  redisKeyPrefix: string;
+  maxRoomsPerConnection: number;
+  version: string;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    readonly accepts: string,
+    readonly value: string,
+  ) {
+    super(`invalid ${variable}=${JSON.stringify(value)}: expected ${accepts}`);
+  }
+}
+
+type Parser<T> = (raw: string, name: string) => T;
+
+const integer =
+  (min: number, max: number): Parser<number> =>
+  (raw, name) => {
+    if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `an integer from ${min} to ${max}`, raw);
+    const n = Number(raw.trim());
+    if (n < min || n > max) throw new ConfigError(name, `an integer from ${min} to ${max}`, raw);
+    return n;
+  };
+
+const oneOf =
+  <T extends string>(...values: T[]): Parser<T> =>
+  (raw, name) => {
+    const v = raw.trim().toLowerCase() as T;
+    if (!values.includes(v)) throw new ConfigError(name, `one of ${values.join(", ")}`, raw);
+    return v;
+  };
+
+const boolean: Parser<boolean> = (raw, name) => {
+  const v = raw.trim().toLowerCase();
+  if (["true", "1", "yes"].includes(v)) return true;
+  if (["false", "0", "no"].includes(v)) return false;
+  throw new ConfigError(name, "true or false", raw);
+};
+
+const text =
+  (pattern: RegExp, accepts: string): Parser<string> =>
+  (raw, name) => {
+    if (!pattern.test(raw)) throw new ConfigError(name, accepts, raw);
+    return raw;
+  };
+
+const anyText: Parser<string> = (raw) => raw;
+
+const redisUrl: Parser<string> = (raw, name) => {
+  if (raw === "") return "";
+  try {
+    const u = new URL(raw);
+    if (u.protocol !== "redis:" && u.protocol !== "rediss:") throw new Error();
+  } catch {
+    throw new ConfigError(name, "a redis:// or rediss:// URL", raw);
+  }
+  return raw;
+};
+
+interface Variable<K extends keyof Config> {
+  key: K;
+  parse: Parser<Config[K]>;
+  default: string | (() => string);
+  doc: string;
+}
+
+function v<K extends keyof Config>(
+  key: K,
+  parse: Parser<Config[K]>,
+  def: string | (() => string),
+  doc: string,
+): Variable<K> {
+  return { key, parse, default: def, doc };
+}
+
+const DAY = 86_400;
+
+/** One table of every environment variable the server reads: name, parser, default, meaning. */
+export const VARIABLES = {
+  PORT: v("port", integer(0, 65535), "3001", "TCP port to listen on"),
+  HOST: v("host", text(/^[\w.:-]+$/, "a host name or IP address"), "0.0.0.0", "address to bind"),
+  MAX_CONNECTIONS: v("maxConnections", integer(1, 1_000_000), "10000", "open WebSockets allowed per instance"),
+  HEARTBEAT_INTERVAL: v("heartbeatIntervalMs", integer(100, 600_000), "30000", "ms between heartbeat frames and pings"),
+  PONG_TIMEOUT: v("pongTimeoutMs", integer(100, 600_000), "10000", "ms of silence allowed past the heartbeat interval"),
+  CONNECTION_TIMEOUT: v("connectionTimeoutMs", integer(0, 86_400_000), "300000", "ms without a client frame before closing; 0 disables"),
+  MAX_TEXT_LENGTH: v("maxTextLength", integer(1, 1_000_000), "4000", "characters allowed in a message text"),
+  MAX_MESSAGE_BYTES: v("maxMessageBytes", integer(128, 16_777_216), "10240", "largest client frame in bytes; larger closes with 1009"),
+  HISTORY_SIZE: v("historySize", integer(0, 1_000_000), "100", "messages kept per room"),
+  HISTORY_TTL: v("historyTtlSeconds", integer(1, 365 * DAY), String(7 * DAY), "seconds a room's history lives after its last message"),
+  SESSION_TTL: v("sessionTtlSeconds", integer(1, 7 * DAY), "120", "seconds a session can be resumed after a disconnect"),
+  DEDUP_WINDOW: v("dedupWindowSeconds", integer(1, 7 * DAY), "300", "seconds a clientMsgId is remembered per user"),
+  PRESENCE_TTL: v("presenceTtlSeconds", integer(3, 3600), "30", "seconds before a dead instance's members leave presence"),
+  DRAIN_TIMEOUT: v("drainTimeoutMs", integer(0, 3_600_000), "30000", "ms allowed to close every connection on shutdown"),
+  DRAIN_JITTER_MS: v("drainJitterMs", integer(0, 600_000), "5000", "spread of goodbye retryAfterMs so clients do not reconnect at once"),
+  LOG_LEVEL: v("logLevel", oneOf("error", "warn", "info", "http", "verbose", "debug", "silly"), "info", "winston log level"),
+  LOG_DIR: v("logDir", anyText, "", "directory for rotated JSON log files; empty logs to stdout only"),
+  COLOR: v("color", oneOf("blue", "green", "none"), "none", "deployment color of this instance"),
+  INSTANCE_ID: v("instanceId", text(/^[A-Za-z0-9_.:-]{1,64}$/, "1-64 characters of A-Z a-z 0-9 _ . : -"), () => `${hostname()}-${process.pid}`, "name of this instance in logs, metrics and frames"),
+  METRICS_TOKEN: v("metricsToken", anyText, "", "bearer token for /metrics; empty allows loopback and private addresses only"),
+  ADMIN_TOKEN: v("adminToken", anyText, "", "bearer token for /admin routes; empty disables them"),
+  REDIS_URL: v("redisUrl", redisUrl, "", "redis:// URL; empty keeps everything in memory on this instance"),
+  REDIS_REQUIRED: v("redisRequired", boolean, "false", "report not ready while Redis is unreachable"),
+  REDIS_KEY_PREFIX: v("redisKeyPrefix", text(/^[A-Za-z0-9_.:-]{0,64}$/, "0-64 characters of A-Z a-z 0-9 _ . : -"), "chat:", "prefix of every Redis key and channel"),
+  MAX_ROOMS_PER_CONNECTION: v("maxRoomsPerConnection", integer(1, 10_000), "50", "rooms one connection may join"),
+  APP_VERSION: v("version", anyText, () => BUILD_VERSION, "version reported in /health and frames"),
+} as const;
+
+declare const __APP_VERSION__: string | undefined;
+/** Set at compile time by scripts/build.ts; falls back to package.json when run from source. */
+const BUILD_VERSION: string =
+  typeof __APP_VERSION__ === "string" ? __APP_VERSION__ : (process.env.npm_package_version ?? "dev");
+
+function hostname(): string {
+  return (require("node:os").hostname() as string).replace(/[^A-Za-z0-9_.:-]/g, "-").slice(0, 48) || "instance";
+}
+
+/** Parses the environment; throws ConfigError naming the first invalid variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Readonly<Config> {
+  const out: Partial<Record<keyof Config, unknown>> = {};
+  for (const [name, variable] of Object.entries(VARIABLES) as [string, Variable<keyof Config>][]) {
+    const given = env[name];
+    const raw = given === undefined || given === "" ? resolveDefault(variable.default) : given;
+    out[variable.key] = variable.parse(raw, name);
+  }
+  return Object.freeze(out as Config);
+}
+
+function resolveDefault(d: string | (() => string)): string {
+  return typeof d === "function" ? d() : d;
+}

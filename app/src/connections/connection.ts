@@ -1,0 +1,50 @@
+import type { ServerWebSocket } from "bun";
+
+/** The smallest slice of Bun's ServerWebSocket the chat needs. */
+export type Socket = Pick<
+  ServerWebSocket<unknown>,
+  "send" | "close" | "ping" | "subscribe" | "unsubscribe" | "publish" | "readyState" | "remoteAddress"
+>;
+
+/** A connection's place in a room: messages above `liveFrom` reach it by publish, older ones by replay. */
+export interface RoomMembership {
+  epoch: string;
+  liveFrom: number;
+}
+
+/** One open WebSocket and everything it holds. Kept small: an idle connection costs memory per socket. */
+export class Connection {
+  readonly rooms = new Map<string, RoomMembership>();
+  /** Last time anything (a frame or a pong) came from the client. */
+  lastSeenAt: number;
+  /** Last client frame; pongs do not count, so CONNECTION_TIMEOUT closes sockets that only answer pings. */
+  lastFrameAt: number;
+  nextHeartbeatAt: number;
+  invalidFrames: number[] | undefined;
+  closing = false;
+  /** Set when a newer socket took over this connectionId: closing it then releases nothing. */
+  replaced = false;
+  /** Pending while a resumed session is restored; frames wait for it. */
+  ready: Promise<void> | undefined;
+  closeCode: number | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly userId: string,
+    readonly socket: Socket,
+    readonly openedAt: number,
+    heartbeatIntervalMs: number,
+  ) {
+    this.lastSeenAt = openedAt;
+    this.lastFrameAt = openedAt;
+    this.nextHeartbeatAt = openedAt + heartbeatIntervalMs;
+  }
+
+  /** Closes once; later calls are ignored so the first reason is the one reported. */
+  close(code: number, reason: string) {
+    if (this.closing) return;
+    this.closing = true;
+    this.closeCode = code;
+    this.socket.close(code, reason);
+  }
+}

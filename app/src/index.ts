@@ -1,0 +1,54 @@
+// Composition root: config -> dependencies -> app -> listen -> shutdown hooks.
+import { resolvePublicDir } from "./assets";
+import { ConfigError, loadConfig } from "./config";
+import { createLogger, flushLogger } from "./observability/logger";
+import { memoryBackends, startServer } from "./server";
+
+let config;
+try {
+  config = loadConfig();
+} catch (error) {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`config error: ${error.message}\n`);
+    process.exit(2);
+  }
+  throw error;
+}
+
+const logger = createLogger(config);
+const publicDir = await resolvePublicDir();
+const backends = memoryBackends(config);
+const server = await startServer({ config, logger, backends, publicDir: publicDir.dir });
+logger.info("server listening", {
+  port: server.port,
+  url: `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${server.port}/`,
+  maxConnections: config.maxConnections,
+  redis: backends.usesRedis ? "enabled" : "disabled",
+});
+
+let signals = 0;
+const onSignal = async (signal: NodeJS.Signals) => {
+  if (++signals > 1) {
+    logger.warn("second signal: exiting without draining", { signal });
+    publicDir.cleanup();
+    process.exit(130);
+  }
+  logger.info("shutdown requested", { signal });
+  try {
+    await server.shutdown();
+    logger.info("shutdown complete");
+  } catch (error) {
+    logger.error("shutdown failed", { error: (error as Error).message });
+  }
+  publicDir.cleanup();
+  await flushLogger(logger);
+  process.exit(0);
+};
+process.on("SIGTERM", onSignal);
+process.on("SIGINT", onSignal);
+process.on("unhandledRejection", (reason) => {
+  logger.error("unhandled rejection", { error: reason instanceof Error ? reason.message : String(reason) });
+});
+process.on("uncaughtException", (error) => {
+  logger.error("uncaught exception", { error: error.message, stack: error.stack });
+});

@@ -1,0 +1,107 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
+import type { Config } from "../config";
+
+/**
+ * Every metric the server exports, on a registry of its own so that two app instances in one
+ * process (as in tests) never share counters.
+ */
+export function createMetrics(config: Pick<Config, "version" | "color" | "instanceId" | "maxConnections">) {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+
+  const connections = new Gauge({
+    name: "websocket_connections_total",
+    help: "Open WebSocket connections (a gauge; the name is kept for existing dashboards)",
+    registers: [registry],
+  });
+  const messages = new Counter({
+    name: "websocket_messages_total",
+    help: "WebSocket frames by direction (in, out) and frame type",
+    labelNames: ["direction", "type"] as const,
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: "websocket_message_latency_seconds",
+    help: "Time from a client frame received to its fan-out done",
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [registry],
+  });
+  const connectionDuration = new Histogram({
+    name: "websocket_connection_duration_seconds",
+    help: "How long WebSocket connections stayed open",
+    buckets: [1, 10, 60, 300, 900, 1800, 3600, 7200, 21600, 86400],
+    registers: [registry],
+  });
+  const errors = new Counter({
+    name: "websocket_errors_total",
+    help: "Error frames sent, by error code",
+    labelNames: ["code"] as const,
+    registers: [registry],
+  });
+  const disconnects = new Counter({
+    name: "websocket_disconnects_total",
+    help: "Closed WebSocket connections, by close code",
+    labelNames: ["code"] as const,
+    registers: [registry],
+  });
+  const maxConnections = new Gauge({
+    name: "websocket_max_connections",
+    help: "Configured MAX_CONNECTIONS of this instance",
+    registers: [registry],
+  });
+  maxConnections.set(config.maxConnections);
+  const rejected = new Counter({
+    name: "websocket_upgrades_rejected_total",
+    help: "WebSocket upgrades refused before the handshake, by reason",
+    labelNames: ["reason"] as const,
+    registers: [registry],
+  });
+  const draining = new Gauge({
+    name: "websocket_draining",
+    help: "1 while this instance drains its connections for shutdown",
+    registers: [registry],
+  });
+  const resumes = new Counter({
+    name: "resume_total",
+    help: "Joins with lastOffset, by whether every missed message was replayed",
+    labelNames: ["recovered"] as const,
+    registers: [registry],
+  });
+  const info = new Gauge({
+    name: "app_info",
+    help: "Version, color and instance of this server (always 1)",
+    labelNames: ["version", "color", "instance"] as const,
+    registers: [registry],
+  });
+  info.labels(config.version, config.color, config.instanceId).set(1);
+
+  // Label children resolved once: the hot path increments without a label lookup.
+  type Child = ReturnType<typeof messages.labels>;
+  const messagesIn = new Map<string, Child>();
+  const messagesOut = new Map<string, Child>();
+  const child = (map: typeof messagesIn, direction: string, type: string) => {
+    let c = map.get(type);
+    if (!c) map.set(type, (c = messages.labels(direction, type)));
+    return c;
+  };
+
+  return {
+    registry,
+    connections,
+    latency,
+    connectionDuration,
+    errors,
+    disconnects,
+    rejected,
+    draining,
+    resumes,
+    countIn(type: string) {
+      child(messagesIn, "in", type).inc();
+    },
+    countOut(type: string, n = 1) {
+      if (n > 0) child(messagesOut, "out", type).inc(n);
+    },
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

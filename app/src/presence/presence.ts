@@ -1,0 +1,11 @@
+/**
+ * Who is in a room, counted per user across every connection (and every instance sharing the store).
+ * Guarantees: `add` answers true only for a user's first connection in the room and `remove` true
+ * only for the last, so `presence_diff` announces each user once.
+ */
+export interface PresenceStore {
+  add(room: string, userId: string, connectionId: string): Promise<boolean>;
+  remove(room: string, userId: string, connectionId: string): Promise<boolean>;
+  members(room: string): Promise<string[]>;
+  close(): Promise<void>;
+}

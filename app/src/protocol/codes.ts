@@ -1,0 +1,60 @@
+// Stable identifiers of protocol v1. Clients switch on these values; never renumber or rename one.
+
+export const PROTOCOL_VERSION = 1;
+
+/** `code` of an `error` frame. `temporary` errors may succeed when retried unchanged. */
+export const ErrorCode = {
+  InvalidJson: "invalid_json",
+  InvalidFrame: "invalid_frame",
+  UnknownType: "unknown_type",
+  BinaryNotSupported: "binary_not_supported",
+  TextTooLong: "text_too_long",
+  NotInRoom: "not_in_room",
+  TooManyRooms: "too_many_rooms",
+  RateLimited: "rate_limited",
+  Forbidden: "forbidden",
+  Unavailable: "unavailable",
+  ShuttingDown: "shutting_down",
+  Internal: "internal_error",
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export const TEMPORARY_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  ErrorCode.RateLimited,
+  ErrorCode.Unavailable,
+  ErrorCode.ShuttingDown,
+  ErrorCode.Internal,
+]);
+
+/** WebSocket close codes the server uses, with whether a client should reconnect. */
+export const CloseCode = {
+  Normal: 1000,
+  /** Too many invalid frames: a client bug, reconnecting would repeat it. */
+  InvalidFrames: 1003,
+  PolicyViolation: 1008,
+  /** Frame larger than MAX_MESSAGE_BYTES (sent by Bun itself). */
+  TooLarge: 1009,
+  Internal: 1011,
+  /** Graceful shutdown or deploy; a `goodbye` frame came first. */
+  ServiceRestart: 1012,
+  /** The instance filled up between the upgrade and the open. */
+  OverCapacity: 1013,
+  HeartbeatTimeout: 4000,
+  /** Another socket connected with the same connectionId. */
+  Replaced: 4001,
+  IdleTimeout: 4002,
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+export const RECONNECTABLE_CLOSE_CODES: ReadonlySet<number> = new Set<number>([
+  1006,
+  CloseCode.Internal,
+  CloseCode.ServiceRestart,
+  CloseCode.OverCapacity,
+  CloseCode.HeartbeatTimeout,
+  CloseCode.IdleTimeout,
+]);
+
+/** More than this many invalid frames within INVALID_FRAME_WINDOW_MS closes with 1003. */
+export const INVALID_FRAME_LIMIT = 10;
+export const INVALID_FRAME_WINDOW_MS = 60_000;

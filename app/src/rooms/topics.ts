@@ -1,0 +1,4 @@
+// Names of the pub/sub topics used both by Bun's native publish and by the backplane.
+export const roomTopic = (room: string) => `room:${room}`;
+export const userTopic = (userId: string) => `user:${userId}`;
+export const BROADCAST_TOPIC = "all";

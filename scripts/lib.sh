@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Shared helpers for the project's scripts: timed steps and installing what a machine lacks.
+
+# step NAME CMD...: prints what it does, runs it, prints how long it took.
+step() {
+  local name=$1 started rc
+  shift
+  started=$(date +%s)
+  printf '==> %s\n' "$name"
+  "$@" && rc=0 || rc=$?
+  printf '<== %s (%ss)%s\n' "$name" "$(($(date +%s) - started))" "$([ "$rc" -eq 0 ] || echo ", failed with $rc")"
+  return "$rc"
+}
+
+_apt_updated=""
+# need_apt COMMAND PACKAGE: installs PACKAGE from Debian when COMMAND is missing.
+need_apt() {
+  local command=$1 package=$2 sudo=""
+  command -v "$command" >/dev/null 2>&1 && return 0
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if [ -z "$_apt_updated" ]; then
+    $sudo apt-get update -qq
+    _apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$package" >/dev/null
+}
+
+# app_deps: installs the app's npm dependencies (Bun among them) when package-lock.json changed.
+app_deps() {
+  local app=$1
+  if [ ! -x "$app/node_modules/.bin/bun" ] || [ "$app/package-lock.json" -nt "$app/node_modules/.package-lock.json" ]; then
+    (cd "$app" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+}
