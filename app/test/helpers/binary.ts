@@ -1,0 +1,67 @@
+// Runs the compiled binary (app/dist/realtime-server) as a child process for end-to-end tests.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+
+export const BINARY = join(import.meta.dir, "..", "..", "dist", "realtime-server");
+
+export interface RunningBinary {
+  proc: Subprocess<"ignore", "pipe", "pipe">;
+  port: number;
+  httpUrl: string;
+  output(): string;
+  /** Sends a signal and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number>;
+}
+
+/** Asks the OS for a free loopback port. */
+export function freePort(): number {
+  const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
+  const port = server.port!;
+  server.stop(true);
+  return port;
+}
+
+/** Starts the binary with the given environment and waits until /health answers. */
+export async function startBinary(env: Record<string, string> = {}, options: { cwd?: string; timeoutMs?: number } = {}): Promise<RunningBinary> {
+  if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: run 'bun run build' in app/ first`);
+  const port = env.PORT ? Number(env.PORT) : freePort();
+  const proc = Bun.spawn([BINARY], {
+    cwd: options.cwd ?? join(import.meta.dir, ".."),
+    env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env, PORT: String(port) },
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  let out = "";
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) out += decoder.decode(chunk);
+  };
+  void pump(proc.stdout);
+  void pump(proc.stderr);
+  const httpUrl = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + (options.timeoutMs ?? 15_000);
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`binary exited with ${proc.exitCode}:\n${out}`);
+    try {
+      const res = await fetch(`${httpUrl}/health`);
+      if (res.ok) break;
+    } catch {}
+    if (Date.now() > deadline) {
+      proc.kill("SIGKILL");
+      throw new Error(`binary did not answer /health in time:\n${out}`);
+    }
+    await Bun.sleep(50);
+  }
+  return {
+    proc,
+    port,
+    httpUrl,
+    output: () => out,
+    stop: async (signal = "SIGTERM") => {
+      if (proc.exitCode === null) proc.kill(signal);
+      return await proc.exited;
+    },
+  };
+}
