@@ -2,7 +2,8 @@
 import { resolvePublicDir } from "./assets";
 import { ConfigError, loadConfig } from "./config";
 import { createLogger, flushLogger } from "./observability/logger";
-import { memoryBackends, startServer } from "./server";
+import { createRedisClients } from "./redis/clients";
+import { memoryBackends, redisBackends, startServer } from "./server";
 
 let config;
 try {
@@ -17,13 +18,20 @@ try {
 
 const logger = createLogger(config);
 const publicDir = await resolvePublicDir();
-const backends = memoryBackends(config);
-const server = await startServer({ config, logger, backends, publicDir: publicDir.dir });
+const server = await startServer({
+  config,
+  logger,
+  publicDir: publicDir.dir,
+  backends: (metrics) =>
+    config.redisUrl
+      ? redisBackends(config, createRedisClients(config.redisUrl, { logger, metrics }), { logger, metrics })
+      : memoryBackends(config),
+});
 logger.info("server listening", {
   port: server.port,
   url: `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${server.port}/`,
   maxConnections: config.maxConnections,
-  redis: backends.usesRedis ? "enabled" : "disabled",
+  redis: server.backends.usesRedis ? "enabled" : "disabled",
 });
 
 let signals = 0;

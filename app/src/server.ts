@@ -1,55 +1,34 @@
 import { createApp } from "./app";
-import type { Backplane } from "./backplane/backplane";
-import { MemoryBackplane } from "./backplane/memory";
+import type { Backends } from "./backends";
 import { ChatService } from "./chat/service";
 import type { Config } from "./config";
 import { startHeartbeat } from "./connections/heartbeat";
 import { ConnectionRegistry } from "./connections/registry";
-import type { DedupStore } from "./dedup/dedup";
-import { MemoryDedupStore } from "./dedup/memory";
-import type { HistoryStore } from "./history/history";
-import { MemoryHistoryStore } from "./history/memory";
 import { createLifecycle } from "./lifecycle";
 import type { Logger } from "./observability/logger";
-import { createMetrics } from "./observability/metrics";
-import type { PresenceStore } from "./presence/presence";
-import { MemoryPresenceStore } from "./presence/memory";
+import { createMetrics, type Metrics } from "./observability/metrics";
 import { RoomManager, type LocalPublisher } from "./rooms/rooms";
 import { drainConnections } from "./shutdown";
-import type { SessionStore } from "./sessions/sessions";
-import { MemorySessionStore } from "./sessions/memory";
 
-/** The swappable backends. Memory ones are the defaults; the composition root may pass Redis ones. */
-export interface Backends {
-  backplane: Backplane;
-  history: HistoryStore;
-  presence: PresenceStore;
-  sessions: SessionStore;
-  dedup: DedupStore;
-  usesRedis: boolean;
-}
-
-export function memoryBackends(config: Readonly<Config>): Backends {
-  return {
-    backplane: new MemoryBackplane(config.instanceId),
-    history: new MemoryHistoryStore({ historySize: config.historySize, ttlSeconds: config.historyTtlSeconds }),
-    presence: new MemoryPresenceStore(),
-    sessions: new MemorySessionStore(),
-    dedup: new MemoryDedupStore(config.dedupWindowSeconds),
-    usesRedis: false,
-  };
-}
+export { memoryBackends, redisBackends, type Backends } from "./backends";
 
 /**
  * Wires one server instance: dependencies, app, listen, heartbeat. `shutdown()` runs the drain
  * sequence and releases everything; it does not exit the process.
  */
-export async function startServer(options: { config: Readonly<Config>; logger: Logger; backends: Backends; publicDir: string }) {
-  const { config, logger, backends } = options;
+export async function startServer(options: {
+  config: Readonly<Config>;
+  logger: Logger;
+  /** Builds the backends; handed the metrics so Redis drivers can count their errors. */
+  backends: (metrics: Metrics) => Backends;
+  publicDir: string;
+}) {
+  const { config, logger } = options;
   const metrics = createMetrics(config);
+  const backends = options.backends(metrics);
   const registry = new ConnectionRegistry();
   const lifecycle = createLifecycle();
-  const rooms = new RoomManager(backends.backplane);
+  const rooms = new RoomManager(backends.backplane, 5000, (topic) => chat.released(topic));
 
   // Bun's server exists only after listen; the chat publishes through this late-bound view of it.
   let server: { publish(topic: string, data: string): number; subscriberCount(topic: string): number } | undefined;
@@ -97,9 +76,10 @@ export async function startServer(options: { config: Readonly<Config>; logger: L
         backends.sessions.close(),
         backends.dedup.close(),
       ]);
+      await backends.close();
     })());
 
-  return { app, port: app.server!.port, config, chat, registry, metrics, lifecycle, shutdown };
+  return { app, port: app.server!.port!, config, chat, registry, metrics, lifecycle, backends, shutdown };
 }
 
 export type RunningServer = Awaited<ReturnType<typeof startServer>>;

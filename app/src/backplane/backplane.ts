@@ -5,7 +5,8 @@ export interface Envelope {
   topic: string;
   /** Server frame JSON, delivered unchanged to the topic's local subscribers. */
   frame: string;
-  /** Room offset carried by `message` frames, so a receiver can notice a gap. */
+  /** Room epoch and offset carried by `message` frames, so a receiver can notice a gap. */
+  epoch?: string;
   offset?: number;
   /** Publish time in ms since the epoch, for backplane lag. */
   sentAt: number;

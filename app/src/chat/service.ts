@@ -15,6 +15,7 @@ import type { LocalPublisher, RoomManager } from "../rooms/rooms";
 import { roomTopic, userTopic, BROADCAST_TOPIC } from "../rooms/topics";
 import type { SessionStore } from "../sessions/sessions";
 import { ChatError } from "./errors";
+import { RoomSequencer } from "./sequencer";
 
 export interface ChatDeps {
   config: Readonly<Config>;
@@ -39,12 +40,28 @@ export interface ChatDeps {
  */
 export class ChatService {
   private readonly now: () => number;
-  /** Newest room offset published on this instance, reported in sessions as "delivered". */
-  private readonly roomOffsets = new Map<string, number>();
+  /** Orders room messages from every instance; its last offset is what members here have been sent. */
+  readonly sequencer: RoomSequencer;
 
   constructor(private readonly deps: ChatDeps) {
     this.now = deps.now ?? Date.now;
+    this.sequencer = new RoomSequencer(
+      deps.history,
+      (room, frame) => {
+        const topic = roomTopic(room);
+        deps.local.publish(topic, frame);
+        deps.metrics.countOut("message", deps.local.subscriberCount(topic));
+      },
+      (count) => deps.metrics.gapsFilled.inc(count),
+    );
     deps.backplane.onEnvelope((envelope) => this.deliverRemote(envelope));
+    deps.presence.onExpired((room, userIds) => this.publish(roomTopic(room), frames.presenceDiff(room, [], userIds), "presence_diff"));
+    void deps.backplane.subscribe(BROADCAST_TOPIC).catch(() => {});
+  }
+
+  /** Called when this instance no longer carries a topic: a room's order is re-learnt on rejoin. */
+  released(topic: string) {
+    if (topic.startsWith("room:")) this.sequencer.forget(topic.slice(5));
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -64,7 +81,8 @@ export class ChatService {
         handedOver = new Map(previous.rooms);
         previous.replaced = true;
         registry.remove(previous);
-        for (const room of handedOver.keys()) this.deps.rooms.remove(previous, room);
+        for (const room of handedOver.keys()) this.deps.rooms.remove(previous, roomTopic(room));
+        this.deps.rooms.remove(previous, userTopic(userId));
       }
       previous.close(CloseCode.Replaced, "replaced by a newer connection");
     }
@@ -86,7 +104,7 @@ export class ChatService {
         resumed = true;
         for (const [room, membership] of handedOver) {
           connection.rooms.set(room, membership);
-          await this.deps.rooms.add(connection, room);
+          await this.deps.rooms.add(connection, roomTopic(room));
         }
       } else {
         const session = await this.deps.sessions.take(connectionId);
@@ -99,7 +117,7 @@ export class ChatService {
       logger.warn("session resume failed", { connectionId, userId, error: (error as Error).message });
     }
     if (connection.closing) return;
-    socket.subscribe(userTopic(userId));
+    await this.deps.rooms.add(connection, userTopic(userId));
     socket.subscribe(BROADCAST_TOPIC);
     socket.send(
       frames.connectionEstablished({
@@ -130,8 +148,9 @@ export class ChatService {
     const memberships = connection.rooms;
     const sessionRooms: Record<string, { epoch: string; offset: number }> = {};
     for (const [room, membership] of memberships) {
-      sessionRooms[room] = { epoch: membership.epoch, offset: Math.max(membership.liveFrom, this.roomOffsets.get(room) ?? 0) };
+      sessionRooms[room] = { epoch: membership.epoch, offset: this.sequencer.last(room, membership.epoch) ?? membership.liveFrom };
     }
+    this.deps.rooms.remove(connection, userTopic(connection.userId));
     try {
       for (const room of memberships.keys()) await this.leaveRoom(connection, room);
       await this.deps.sessions.save(connection.id, { userId: connection.userId, rooms: sessionRooms }, config.sessionTtlSeconds);
@@ -248,10 +267,13 @@ export class ChatService {
     // Placeholder first so a concurrent frame sees the membership; filled in once the head is known.
     const membership: Membership = { epoch: "", liveFrom: 0 };
     memberships.set(room, membership);
-    await this.deps.rooms.add(connection, room);
+    await this.deps.rooms.add(connection, roomTopic(room));
     const head = await this.deps.history.head(room);
+    // Members already here were sent everything up to the sequencer's last offset; later ones
+    // arrive live. A room new to this instance starts at the stored head.
+    this.sequencer.track(room, head.epoch, head.offset);
     membership.epoch = head.epoch;
-    membership.liveFrom = Math.max(head.offset, this.roomOffsets.get(room) ?? 0);
+    membership.liveFrom = this.sequencer.last(room, head.epoch) ?? head.offset;
     if (await this.deps.presence.add(room, connection.userId, connection.id)) {
       this.publish(roomTopic(room), frames.presenceDiff(room, [connection.userId], []), "presence_diff");
     }
@@ -266,7 +288,7 @@ export class ChatService {
 
   private async leaveRoom(connection: Connection, room: string) {
     connection.rooms.delete(room);
-    this.deps.rooms.remove(connection, room);
+    this.deps.rooms.remove(connection, roomTopic(room));
     if (await this.deps.presence.remove(room, connection.userId, connection.id)) {
       this.publish(roomTopic(room), frames.presenceDiff(room, [], [connection.userId]), "presence_diff");
     }
@@ -275,36 +297,63 @@ export class ChatService {
   private async message(connection: Connection, frame: FrameOf<"message">) {
     const { room, text, clientMsgId } = frame;
     if (!connection.rooms.has(room)) throw notInRoom(room);
-    const earlier = await this.deps.dedup.recall(connection.userId, clientMsgId);
-    if (earlier) return this.respond(connection, "message", frame.ref, { ...earlier, duplicate: true });
-    const { message } = await this.deps.history.append({
-      room,
-      id: randomUUIDv7(),
-      from: connection.userId,
-      text,
-      ts: this.now(),
-      clientMsgId,
+    const answer = await this.once(connection, clientMsgId, "message", frame.ref, async () => {
+      const { message, epoch } = await this.deps.history.append({
+        room,
+        id: randomUUIDv7(),
+        from: connection.userId,
+        text,
+        ts: this.now(),
+        clientMsgId,
+      });
+      const payload = frames.message(message);
+      this.sequencer.offer(room, epoch, message.offset, payload);
+      this.deps.backplane.publish({ topic: roomTopic(room), frame: payload, epoch, offset: message.offset });
+      return { room, id: message.id, offset: message.offset, ts: message.ts };
     });
-    const current = this.roomOffsets.get(room) ?? 0;
-    if (message.offset > current) this.roomOffsets.set(room, message.offset);
-    this.publish(roomTopic(room), frames.message(message), "message", message.offset);
-    const answer = { room, id: message.id, offset: message.offset, ts: message.ts };
-    await this.deps.dedup.remember(connection.userId, clientMsgId, answer);
-    this.respond(connection, "message", frame.ref, answer);
+    if (answer) this.respond(connection, "message", frame.ref, answer);
   }
 
   private async direct(connection: Connection, frame: FrameOf<"direct">) {
     const { to, text, clientMsgId } = frame;
-    const earlier = await this.deps.dedup.recall(connection.userId, clientMsgId);
-    if (earlier) return this.respond(connection, "direct", frame.ref, { ...earlier, duplicate: true });
-    const direct = { id: randomUUIDv7(), from: connection.userId, to, text, ts: this.now(), clientMsgId };
-    const payload = frames.direct(direct);
-    this.publish(userTopic(to), payload, "direct");
-    // The sender's other tabs show the conversation too.
-    if (to !== connection.userId) this.publish(userTopic(connection.userId), payload, "direct");
-    const answer = { to, id: direct.id, ts: direct.ts };
-    await this.deps.dedup.remember(connection.userId, clientMsgId, answer);
-    this.respond(connection, "direct", frame.ref, answer);
+    const answer = await this.once(connection, clientMsgId, "direct", frame.ref, async () => {
+      const direct = { id: randomUUIDv7(), from: connection.userId, to, text, ts: this.now(), clientMsgId };
+      const payload = frames.direct(direct);
+      this.publish(userTopic(to), payload, "direct");
+      // The sender's other tabs show the conversation too.
+      if (to !== connection.userId) this.publish(userTopic(connection.userId), payload, "direct");
+      return { to, id: direct.id, ts: direct.ts };
+    });
+    if (answer) this.respond(connection, "direct", frame.ref, answer);
+  }
+
+  /**
+   * Runs `send` once per (user, clientMsgId) within the dedup window. A repeat gets the first answer
+   * marked `duplicate: true` (and undefined is returned, the answer being sent here).
+   */
+  private async once(
+    connection: Connection,
+    clientMsgId: string,
+    forType: string,
+    ref: string | undefined,
+    send: () => Promise<Record<string, unknown>>,
+  ): Promise<Record<string, unknown> | undefined> {
+    const { dedup } = this.deps;
+    const claim = await dedup.claim(connection.userId, clientMsgId);
+    if (!claim.claimed) {
+      if (!claim.answer) throw new ChatError(ErrorCode.Unavailable, "a message with this clientMsgId is still being processed; retry");
+      this.respond(connection, forType, ref, { ...claim.answer, duplicate: true });
+      return undefined;
+    }
+    let answer: Record<string, unknown>;
+    try {
+      answer = await send();
+    } catch (error) {
+      await dedup.release(connection.userId, clientMsgId).catch(() => {});
+      throw error;
+    }
+    await dedup.remember(connection.userId, clientMsgId, answer);
+    return answer;
   }
 
   private typing(connection: Connection, frame: FrameOf<"typing">) {
@@ -336,11 +385,11 @@ export class ChatService {
   // ---- delivery --------------------------------------------------------------------------------
 
   /** Fans a frame out to this instance's subscribers (one native publish) and to other instances. */
-  publish(topic: string, frame: string, type: string, offset?: number) {
+  publish(topic: string, frame: string, type: string) {
     const { local, backplane, metrics } = this.deps;
     local.publish(topic, frame);
     metrics.countOut(type, local.subscriberCount(topic));
-    backplane.publish({ topic, frame, offset });
+    backplane.publish({ topic, frame });
   }
 
   /** Like publish, but the sending socket does not get its own typing or read frame back. */
@@ -353,9 +402,9 @@ export class ChatService {
 
   private deliverRemote(envelope: Envelope) {
     const { local, metrics } = this.deps;
-    if (envelope.offset !== undefined && envelope.topic.startsWith("room:")) {
-      const room = envelope.topic.slice(5);
-      if (envelope.offset > (this.roomOffsets.get(room) ?? 0)) this.roomOffsets.set(room, envelope.offset);
+    if (envelope.offset !== undefined && envelope.epoch !== undefined && envelope.topic.startsWith("room:")) {
+      this.sequencer.offer(envelope.topic.slice(5), envelope.epoch, envelope.offset, envelope.frame);
+      return;
     }
     local.publish(envelope.topic, envelope.frame);
     metrics.countOut("remote", local.subscriberCount(envelope.topic));

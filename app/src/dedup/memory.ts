@@ -1,7 +1,7 @@
-import type { DedupStore } from "./dedup";
+import type { DedupAnswer, DedupStore } from "./dedup";
 
 interface Entry {
-  answer: Record<string, unknown>;
+  answer: DedupAnswer | undefined;
   expiresAt: number;
 }
 
@@ -22,16 +22,23 @@ export class MemoryDedupStore implements DedupStore {
     }
   }
 
-  async recall(userId: string, clientMsgId: string) {
+  async claim(userId: string, clientMsgId: string) {
     const now = this.now();
     this.prune(now);
-    return this.entries.get(`${userId}\u0000${clientMsgId}`)?.answer;
+    const key = `${userId}\u0000${clientMsgId}`;
+    const entry = this.entries.get(key);
+    if (entry) return { claimed: false as const, answer: entry.answer };
+    this.entries.set(key, { answer: undefined, expiresAt: now + this.windowSeconds * 1000 });
+    return { claimed: true as const };
   }
 
-  async remember(userId: string, clientMsgId: string, answer: Record<string, unknown>) {
-    const key = `${userId}\u0000${clientMsgId}`;
-    this.entries.delete(key);
-    this.entries.set(key, { answer, expiresAt: this.now() + this.windowSeconds * 1000 });
+  async remember(userId: string, clientMsgId: string, answer: DedupAnswer) {
+    const entry = this.entries.get(`${userId}\u0000${clientMsgId}`);
+    if (entry) entry.answer = answer;
+  }
+
+  async release(userId: string, clientMsgId: string) {
+    this.entries.delete(`${userId}\u0000${clientMsgId}`);
   }
 
   async close() {

@@ -5,7 +5,7 @@ import type { Config } from "../config";
  * Every metric the server exports, on a registry of its own so that two app instances in one
  * process (as in tests) never share counters.
  */
-export function createMetrics(config: Pick<Config, "version" | "color" | "instanceId" | "maxConnections">) {
+export function createMetrics(config: Pick<Config, "version" | "color" | "instanceId" | "maxConnections" | "redisUrl">) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
@@ -75,6 +75,45 @@ export function createMetrics(config: Pick<Config, "version" | "color" | "instan
   });
   info.labels(config.version, config.color, config.instanceId).set(1);
 
+  const backplanePublish = new Counter({
+    name: "backplane_publish_total",
+    help: "Envelopes published to other instances through Redis",
+    registers: [registry],
+  });
+  const backplaneErrors = new Counter({
+    name: "backplane_errors_total",
+    help: "Redis failures, by operation (connection, publish, history, presence, sessions, dedup)",
+    labelNames: ["op"] as const,
+    registers: [registry],
+  });
+  const backplaneReconnects = new Counter({
+    name: "backplane_reconnects_total",
+    help: "Redis connections re-established after a loss",
+    registers: [registry],
+  });
+  const backplaneDropped = new Counter({
+    name: "backplane_dropped_total",
+    help: "Envelopes not sent to other instances because Redis was unreachable",
+    registers: [registry],
+  });
+  const backplaneLag = new Histogram({
+    name: "backplane_lag_seconds",
+    help: "Time from publish on one instance to receipt on another",
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [registry],
+  });
+  const backplaneUp = new Gauge({
+    name: "backplane_up",
+    help: "1 while Redis is reachable, 0 while it is not; absent without REDIS_URL",
+    // Registered only with Redis configured, so a memory-only instance never looks like an outage.
+    registers: config.redisUrl ? [registry] : [],
+  });
+  const gapsFilled = new Counter({
+    name: "backplane_gap_messages_total",
+    help: "Room messages missed on pub/sub and delivered from the stored history instead",
+    registers: [registry],
+  });
+
   // Label children resolved once: the hot path increments without a label lookup.
   type Child = ReturnType<typeof messages.labels>;
   const messagesIn = new Map<string, Child>();
@@ -95,6 +134,13 @@ export function createMetrics(config: Pick<Config, "version" | "color" | "instan
     rejected,
     draining,
     resumes,
+    backplanePublish,
+    backplaneErrors,
+    backplaneReconnects,
+    backplaneDropped,
+    backplaneLag,
+    backplaneUp,
+    gapsFilled,
     countIn(type: string) {
       child(messagesIn, "in", type).inc();
     },

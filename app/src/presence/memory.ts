@@ -28,6 +28,9 @@ export class MemoryPresenceStore implements PresenceStore {
     return [...(this.rooms.get(room)?.keys() ?? [])].sort();
   }
 
+  /** A single process cannot outlive itself: nothing ever expires here. */
+  onExpired() {}
+
   async close() {
     this.rooms.clear();
   }

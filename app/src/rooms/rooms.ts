@@ -1,48 +1,48 @@
 import type { Backplane } from "../backplane/backplane";
 import type { Connection } from "../connections/connection";
-import { roomTopic } from "./topics";
 
-/** Publishes a frame to this instance's subscribers of a topic; returns how many sockets it reached. */
+/** Publishes a frame to this instance's subscribers of a topic (one native publish). */
 export interface LocalPublisher {
   publish(topic: string, frame: string): void;
   subscriberCount(topic: string): number;
 }
 
-interface LocalRoom {
+interface LocalTopic {
   members: number;
   /** Pending release of the backplane subscription after the last local member left. */
   releaseTimer: ReturnType<typeof setTimeout> | undefined;
 }
 
 /**
- * Local room membership. The first local member of a room subscribes this instance to the room's
- * backplane topic; the subscription is released `releaseDelayMs` after the last one leaves, so a
- * member who leaves and comes back (a reconnect) does not churn the subscription.
+ * Local subscriptions to room and user topics. The first local subscriber of a topic subscribes this
+ * instance to it on the backplane; the subscription is released `releaseDelayMs` after the last one
+ * leaves, so a member who leaves and comes back (a reconnect) does not churn it.
  */
 export class RoomManager {
-  private readonly rooms = new Map<string, LocalRoom>();
+  private readonly topics = new Map<string, LocalTopic>();
 
   constructor(
     private readonly backplane: Backplane,
     private readonly releaseDelayMs = 5000,
+    /** Told when this instance stops carrying a topic. */
+    private readonly onReleased: (topic: string) => void = () => {},
   ) {}
 
   get size() {
-    return this.rooms.size;
+    return this.topics.size;
   }
 
-  localMembers(room: string) {
-    return this.rooms.get(room)?.members ?? 0;
+  localMembers(topic: string) {
+    return this.topics.get(topic)?.members ?? 0;
   }
 
-  /** Subscribes the connection's socket to the room. Resolves once the backplane carries the room. */
-  async add(connection: Connection, room: string): Promise<void> {
-    const topic = roomTopic(room);
+  /** Subscribes the connection's socket to the topic. Resolves once the backplane carries it. */
+  async add(connection: Connection, topic: string): Promise<void> {
     connection.socket.subscribe(topic);
-    let local = this.rooms.get(room);
+    let local = this.topics.get(topic);
     if (!local) {
       local = { members: 0, releaseTimer: undefined };
-      this.rooms.set(room, local);
+      this.topics.set(topic, local);
     }
     local.members++;
     if (local.releaseTimer) {
@@ -52,23 +52,23 @@ export class RoomManager {
     if (local.members === 1) await this.backplane.subscribe(topic);
   }
 
-  remove(connection: Connection, room: string) {
-    const topic = roomTopic(room);
+  remove(connection: Connection, topic: string) {
     if (!connection.closing) connection.socket.unsubscribe(topic);
-    const local = this.rooms.get(room);
+    const local = this.topics.get(topic);
     if (!local) return;
     local.members--;
     if (local.members > 0) return;
     local.releaseTimer = setTimeout(() => {
       if (local.members > 0) return;
-      this.rooms.delete(room);
+      this.topics.delete(topic);
+      this.onReleased(topic);
       void this.backplane.unsubscribe(topic).catch(() => {});
     }, this.releaseDelayMs);
     local.releaseTimer.unref?.();
   }
 
   close() {
-    for (const local of this.rooms.values()) if (local.releaseTimer) clearTimeout(local.releaseTimer);
-    this.rooms.clear();
+    for (const local of this.topics.values()) if (local.releaseTimer) clearTimeout(local.releaseTimer);
+    this.topics.clear();
   }
 }

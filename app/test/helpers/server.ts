@@ -1,9 +1,12 @@
 // Starts a real server instance inside the test process, on a free loopback port.
 import { join } from "node:path";
+import { TestClient } from "./client";
+import { waitFor } from "./wait";
 import { loadConfig } from "../../src/config";
 import { createLogger } from "../../src/observability/logger";
 import { memoryBackends, startServer, type Backends, type RunningServer } from "../../src/server";
 import type { Config } from "../../src/config";
+import type { Metrics } from "../../src/observability/metrics";
 
 export const PUBLIC_DIR = join(import.meta.dir, "..", "..", "public");
 
@@ -13,6 +16,9 @@ export interface TestServer {
   port: number;
   httpUrl: string;
   wsUrl(connectionId: string, query?: string): string;
+  /** Connects a client that `stop()` closes if the test left it open. */
+  connect(connectionId?: string, query?: string, options?: { waitEstablished?: boolean }): Promise<TestClient>;
+  /** Closes the clients still open, waits until the server has released them, then drains. */
   stop(): Promise<void>;
 }
 
@@ -25,7 +31,7 @@ export function connId(prefix = "conn") {
 
 export async function startTestServer(
   env: Record<string, string> = {},
-  backends?: (config: Readonly<Config>) => Backends,
+  backends?: (config: Readonly<Config>, metrics: Metrics) => Backends,
 ): Promise<TestServer> {
   const config = loadConfig({
     PORT: "0",
@@ -38,16 +44,29 @@ export async function startTestServer(
   const server = await startServer({
     config,
     logger,
-    backends: backends ? backends(config) : memoryBackends(config),
+    backends: (metrics) => (backends ? backends(config, metrics) : memoryBackends(config)),
     publicDir: PUBLIC_DIR,
   });
-  const port = server.port;
+  const port = server.port!;
+  const wsUrl = (connectionId: string, query?: string) => `ws://127.0.0.1:${port}/ws/chat/${connectionId}${query ? `?${query}` : ""}`;
+  const clients = new Set<TestClient>();
   return {
     server,
     config,
     port,
     httpUrl: `http://127.0.0.1:${port}`,
-    wsUrl: (connectionId, query) => `ws://127.0.0.1:${port}/ws/chat/${connectionId}${query ? `?${query}` : ""}`,
-    stop: () => server.shutdown(),
+    wsUrl,
+    async connect(connectionId = connId(), query, options) {
+      const client = await TestClient.connect(wsUrl(connectionId, query), options);
+      clients.add(client);
+      return client;
+    },
+    async stop() {
+      await Promise.all([...clients].map((c) => c.close()));
+      // A socket the client closed while the drain also closes it keeps Bun's listener from stopping
+      // (see server.ts), so let the server see every client close first.
+      await waitFor(() => server.registry.size === 0, { timeoutMs: 2000, what: "connections released" }).catch(() => {});
+      await server.shutdown();
+    },
   };
 }

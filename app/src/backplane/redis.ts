@@ -1,0 +1,106 @@
+import type Redis from "ioredis";
+import type { Logger } from "../observability/logger";
+import type { Metrics } from "../observability/metrics";
+import type { RedisKeys } from "../redis/keys";
+import type { Backplane, Envelope } from "./backplane";
+
+/**
+ * Redis pub/sub backplane: one channel per topic. It takes its publishing and subscribing
+ * connections from the caller. An envelope published while Redis is unreachable is dropped and
+ * counted (backplane_dropped_total): room messages are stored in history and filled in from there
+ * by receivers that notice the gap; typing, read and presence notices are transient by nature.
+ */
+export class RedisBackplane implements Backplane {
+  private readonly topics = new Set<string>();
+  private handler: (envelope: Envelope) => void = () => {};
+  private readonly channelPrefix: string;
+
+  constructor(
+    private readonly deps: {
+      instanceId: string;
+      publisher: Redis;
+      subscriber: Redis;
+      keys: RedisKeys;
+      metrics: Metrics;
+      logger: Logger;
+    },
+  ) {
+    this.channelPrefix = deps.keys.channelPrefix();
+    deps.subscriber.on("message", (channel: string, payload: string) => this.receive(channel, payload));
+    deps.subscriber.on("ready", () => this.resubscribePending());
+  }
+
+  publish(envelope: Omit<Envelope, "origin" | "sentAt">) {
+    const { publisher, metrics, keys, instanceId } = this.deps;
+    if (publisher.status !== "ready") {
+      metrics.backplaneDropped.inc();
+      return;
+    }
+    const full: Envelope = { ...envelope, origin: instanceId, sentAt: Date.now() };
+    metrics.backplanePublish.inc();
+    publisher.publish(keys.channel(envelope.topic), JSON.stringify(full)).catch(() => {
+      metrics.backplaneErrors.labels("publish").inc();
+      metrics.backplaneDropped.inc();
+    });
+  }
+
+  private receive(channel: string, payload: string) {
+    if (!channel.startsWith(this.channelPrefix)) return;
+    let envelope: Envelope;
+    try {
+      envelope = JSON.parse(payload);
+    } catch {
+      this.deps.metrics.backplaneErrors.labels("decode").inc();
+      return;
+    }
+    if (envelope.origin === this.deps.instanceId || !this.topics.has(envelope.topic)) return;
+    this.deps.metrics.backplaneLag.observe(Math.max(0, Date.now() - envelope.sentAt) / 1000);
+    this.handler(envelope);
+  }
+
+  async subscribe(topic: string) {
+    if (this.topics.has(topic)) return;
+    this.topics.add(topic);
+    try {
+      await this.deps.subscriber.subscribe(this.deps.keys.channel(topic));
+    } catch (error) {
+      // Kept in `topics`: ioredis subscribes again on reconnect only channels it knows, so retry then.
+      this.deps.metrics.backplaneErrors.labels("subscribe").inc();
+      this.pending.add(topic);
+    }
+  }
+
+  /** Topics whose SUBSCRIBE failed while Redis was down; sent again when it is back. */
+  private readonly pending = new Set<string>();
+
+  resubscribePending() {
+    const topics = [...this.pending];
+    this.pending.clear();
+    if (topics.length === 0) return;
+    this.deps.subscriber
+      .subscribe(...topics.map((t) => this.deps.keys.channel(t)))
+      .catch(() => topics.forEach((t) => this.pending.add(t)));
+  }
+
+  async unsubscribe(topic: string) {
+    if (!this.topics.delete(topic)) return;
+    this.pending.delete(topic);
+    try {
+      await this.deps.subscriber.unsubscribe(this.deps.keys.channel(topic));
+    } catch {
+      this.deps.metrics.backplaneErrors.labels("subscribe").inc();
+    }
+  }
+
+  onEnvelope(handler: (envelope: Envelope) => void) {
+    this.handler = handler;
+  }
+
+  status() {
+    return this.deps.publisher.status === "ready" && this.deps.subscriber.status === "ready" ? ("up" as const) : ("down" as const);
+  }
+
+  async close() {
+    this.topics.clear();
+  }
+}

@@ -1,0 +1,104 @@
+import type Redis from "ioredis";
+import { randomUUIDv7 } from "bun";
+import type { RoomMessage } from "../protocol/server-frames";
+import type { RedisKeys } from "../redis/keys";
+import type { HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
+
+// A room is two keys: a hash {epoch, offset} and a stream whose entry ids are `<offset>-0`, so a
+// range of offsets is a range of ids. The epoch is created with the first write after the keys were
+// lost (expired, flushed, or a Redis without persistence restarted), and offsets restart with it.
+
+const APPEND = `
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+end
+local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+local size = tonumber(ARGV[4])
+if size > 0 then
+  redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0', 'm', (string.gsub(ARGV[3], '"offset":0', '"offset":' .. offset, 1)))
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return {epoch, offset}
+`;
+
+const HEAD = `
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('DEL', KEYS[2])
+  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
+end
+return {epoch, tonumber(redis.call('HGET', KEYS[1], 'offset'))}
+`;
+
+type Entries = [id: string, fields: string[]][];
+
+export class RedisHistoryStore implements HistoryStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+    private readonly options: { historySize: number; ttlSeconds: number },
+  ) {}
+
+  async append(draft: MessageDraft) {
+    const { keys, options } = this;
+    // The offset is only known inside the script; the stored JSON gets it by a single substitution.
+    const json = JSON.stringify({ offset: 0, ...draft });
+    const [epoch, offset] = (await this.redis.eval(
+      APPEND,
+      2,
+      keys.roomMeta(draft.room),
+      keys.roomLog(draft.room),
+      randomUUIDv7(),
+      options.ttlSeconds,
+      json,
+      options.historySize,
+    )) as [string, number];
+    return { message: { ...draft, offset: Number(offset) } as RoomMessage, epoch };
+  }
+
+  async head(room: string): Promise<RoomHead> {
+    const [epoch, offset] = (await this.redis.eval(
+      HEAD,
+      2,
+      this.keys.roomMeta(room),
+      this.keys.roomLog(room),
+      randomUUIDv7(),
+      this.options.ttlSeconds,
+    )) as [string, number];
+    return { epoch, offset: Number(offset) };
+  }
+
+  async since(room: string, afterOffset: number, epoch?: string): Promise<Replay> {
+    const head = await this.head(room);
+    if (epoch !== undefined && epoch !== head.epoch) return { epoch: head.epoch, messages: [], complete: false };
+    if (afterOffset >= head.offset) return { epoch: head.epoch, messages: [], complete: afterOffset === head.offset };
+    const entries = (await this.redis.xrange(this.keys.roomLog(room), `${afterOffset + 1}-0`, "+")) as Entries;
+    const messages = decode(entries);
+    const first = messages[0]?.offset;
+    return { epoch: head.epoch, messages, complete: first === afterOffset + 1 };
+  }
+
+  async before(room: string, before: number | undefined, limit: number) {
+    const end = before === undefined ? "+" : `(${before}-0`;
+    const entries = (await this.redis.xrevrange(this.keys.roomLog(room), end, "-", "COUNT", limit + 1)) as Entries;
+    const messages = decode(entries.slice(0, limit)).reverse();
+    return { messages, hasMore: entries.length > limit };
+  }
+
+  async close() {}
+}
+
+function decode(entries: Entries): RoomMessage[] {
+  const out: RoomMessage[] = [];
+  for (const [, fields] of entries) {
+    const json = fields[1];
+    if (json) out.push(JSON.parse(json));
+  }
+  return out;
+}

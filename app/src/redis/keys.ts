@@ -1,0 +1,20 @@
+// Every Redis key and channel the server uses, built in one place under REDIS_KEY_PREFIX.
+// Room keys carry a {hash tag} so a room's log and meta land in the same cluster slot (Lua needs it).
+
+export function redisKeys(prefix: string) {
+  return {
+    roomMeta: (room: string) => `${prefix}{room:${room}}:meta`,
+    roomLog: (room: string) => `${prefix}{room:${room}}:log`,
+    dedup: (userId: string, clientMsgId: string) => `${prefix}dedup:${userId}:${clientMsgId}`,
+    session: (connectionId: string) => `${prefix}session:${connectionId}`,
+    presenceConnections: (room: string) => `${prefix}{presence:${room}}:connections`,
+    presenceUsers: (room: string) => `${prefix}{presence:${room}}:users`,
+    instances: () => `${prefix}instances`,
+    instanceAlive: (instanceId: string) => `${prefix}instance:${instanceId}:alive`,
+    instanceRooms: (instanceId: string) => `${prefix}instance:${instanceId}:rooms`,
+    channel: (topic: string) => `${prefix}bp:${topic}`,
+    channelPrefix: () => `${prefix}bp:`,
+  };
+}
+
+export type RedisKeys = ReturnType<typeof redisKeys>;
