@@ -47,7 +47,9 @@ export async function createApp(deps: AppDeps) {
   const app = new Elysia({
     serve: { reusePort: false },
     websocket: {
-      maxPayloadLength: config.maxMessageBytes,
+      // A backstop only: Bun cuts a frame over this limit without a close frame (1006). Frames over
+      // MAX_MESSAGE_BYTES get the documented 1009 from guardFrameSize.
+      maxPayloadLength: Math.max(4 * config.maxMessageBytes, 65_536),
       // Heartbeats and idle closing are ours (connections/heartbeat.ts) so they carry documented codes.
       idleTimeout: 0,
       sendPings: false,
@@ -100,6 +102,7 @@ export async function createApp(deps: AppDeps) {
         }
         const userId = data.query.user || data.params.connectionId;
         data.connection = chat.open(ws.raw, data.params.connectionId, userId);
+        guardFrameSize(ws.raw, config.maxMessageBytes, data.connection);
       },
       message(ws, message) {
         const connection = (ws.data as unknown as SocketData).connection;
@@ -124,6 +127,22 @@ export async function createApp(deps: AppDeps) {
 
   app.use(await staticPlugin({ assets: deps.publicDir, prefix: "/", alwaysStatic: true, silent: true }));
   return app;
+}
+
+/**
+ * Closes with 1009 on a frame over MAX_MESSAGE_BYTES, measured on the raw frame before Elysia parses
+ * it. Elysia hands each socket's frames to the `message` function in the socket's data; that function
+ * is wrapped here. Bun's own payload limit cannot do this: it drops the TCP connection instead.
+ */
+function guardFrameSize(raw: { data: unknown }, maxBytes: number, connection: Connection) {
+  const data = raw.data as { message?: (ws: unknown, message: string | Uint8Array) => unknown };
+  const handle = data.message;
+  if (typeof handle !== "function") return;
+  data.message = (ws, message) => {
+    const size = typeof message === "string" ? Buffer.byteLength(message) : message.byteLength;
+    if (size > maxBytes) return connection.close(CloseCode.TooLarge, "frame larger than MAX_MESSAGE_BYTES");
+    return handle(ws, message);
+  };
 }
 
 export type App = Awaited<ReturnType<typeof createApp>>;

@@ -68,7 +68,7 @@ export function redisBackends(config: StoreConfig, clients: RedisClients, deps: 
       "presence",
       new RedisPresenceStore(commands, keys, { instanceId: config.instanceId, ttlSeconds: config.presenceTtlSeconds, logger: deps.logger }),
       local.presence,
-      guard,
+      { ...guard, primaryOnly: ["onExpired"] },
     ),
     sessions: withFallback<SessionStore>("sessions", new RedisSessionStore(commands, keys), local.sessions, guard),
     dedup: withFallback<DedupStore>("dedup", new RedisDedupStore(commands, keys, config.dedupWindowSeconds), local.dedup, guard),

@@ -63,12 +63,15 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   async heartbeat() {
+    await this.alive(this.redis.multi()).exec();
+  }
+
+  /** Queues the liveness refresh; every add carries one so no member is held by an unknown instance. */
+  private alive(multi: ReturnType<Redis["multi"]>) {
     const { keys, options } = this;
-    await this.redis
-      .multi()
+    return multi
       .set(keys.instanceAlive(options.instanceId), "1", "PX", Math.floor((options.ttlSeconds * 2000) / 3))
-      .sadd(keys.instances(), options.instanceId)
-      .exec();
+      .sadd(keys.instances(), options.instanceId);
   }
 
   /** Removes the members of instances whose liveness key expired. */
@@ -96,11 +99,10 @@ export class RedisPresenceStore implements PresenceStore {
 
   async add(room: string, userId: string, connectionId: string) {
     const { keys } = this;
-    const [[, first]] = (await this.redis
-      .multi()
+    const [, , [, first]] = (await this.alive(this.redis.multi())
       .eval(ADD, 2, keys.presenceConnections(room), keys.presenceUsers(room), this.field(connectionId), userId)
       .sadd(keys.instanceRooms(this.options.instanceId), room)
-      .exec()) as [[Error | null, number], unknown];
+      .exec()) as [unknown, unknown, [Error | null, number], unknown];
     return first === 1;
   }
 

@@ -15,7 +15,9 @@ const UserId = t.String({ minLength: 1, maxLength: 64 });
 const ClientMsgId = t.String({ minLength: 1, maxLength: 64 });
 // The length limit is checked after the schema so that it can be reported as `text_too_long`.
 const Text = t.String({ minLength: 1 });
-const Offset = t.Integer({ minimum: 0 });
+// Elysia's t.Integer also accepts integer strings ("3"); a JSON number with no fraction is required.
+const Int = (options: { minimum: number; maximum?: number }) => t.Number({ ...options, multipleOf: 1 });
+const Offset = Int({ minimum: 0 });
 
 const strict = { additionalProperties: false } as const;
 
@@ -46,8 +48,8 @@ export const ClientFrameSchemas = {
       type: t.Literal("history"),
       ref: Ref,
       room: Room,
-      before: t.Optional(t.Integer({ minimum: 1 })),
-      limit: t.Optional(t.Integer({ minimum: 1, maximum: 100 })),
+      before: t.Optional(Int({ minimum: 1 })),
+      limit: t.Optional(Int({ minimum: 1, maximum: 100 })),
     },
     strict,
   ),

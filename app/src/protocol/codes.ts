@@ -32,7 +32,7 @@ export const CloseCode = {
   /** Too many invalid frames: a client bug, reconnecting would repeat it. */
   InvalidFrames: 1003,
   PolicyViolation: 1008,
-  /** Frame larger than MAX_MESSAGE_BYTES (sent by Bun itself). */
+  /** Frame larger than MAX_MESSAGE_BYTES (checked in app.ts before the frame is parsed). */
   TooLarge: 1009,
   Internal: 1011,
   /** Graceful shutdown or deploy; a `goodbye` frame came first. */

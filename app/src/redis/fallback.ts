@@ -5,21 +5,23 @@ import type { Metrics } from "../observability/metrics";
  * Degraded mode for one store: while Redis is unreachable (or a call to it fails) the call goes to
  * an in-memory twin, so this instance keeps serving its own clients. What the twin holds stays
  * local: history written during an outage has its own epoch, so clients see the change and reload.
- * `close` closes both; any other property (such as `onExpired`) belongs to the Redis store.
+ * `close` closes both; methods listed in `primaryOnly` (registrations such as `onExpired`) always
+ * go to the Redis store.
  */
 export function withFallback<T extends { close(): Promise<void> }>(
   name: string,
   primary: T,
   fallback: T,
-  deps: { isUp: () => boolean; metrics: Metrics; logger: Logger },
+  deps: { isUp: () => boolean; metrics: Metrics; logger: Logger; primaryOnly?: (keyof T)[] },
 ): T {
+  const primaryOnly = new Set<PropertyKey>(deps.primaryOnly ?? []);
   return new Proxy(primary, {
     get(target, property, receiver) {
       const value = Reflect.get(target, property, receiver);
       if (typeof value !== "function") return value;
       if (property === "close") return async () => void (await Promise.allSettled([primary.close(), fallback.close()]));
       const local = Reflect.get(fallback, property) as unknown;
-      if (typeof local !== "function") return value.bind(target);
+      if (typeof local !== "function" || primaryOnly.has(property)) return value.bind(target);
       return async (...args: unknown[]) => {
         if (!deps.isUp()) return local.apply(fallback, args);
         try {

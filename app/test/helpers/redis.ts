@@ -34,6 +34,7 @@ export async function startRedis(): Promise<TestRedis> {
       { stdout: "ignore", stderr: "ignore" },
     );
     const probe = new Redis(port, "127.0.0.1", { lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
+    probe.on("error", () => {});
     const deadline = Date.now() + 10_000;
     for (;;) {
       try {
