@@ -1,0 +1,131 @@
+import { describe, expect, test } from "bun:test";
+import type { Envelope } from "../../src/backplane/backplane";
+import { factories, useRedis } from "./backends";
+
+useRedis();
+
+const draft = (room: string, n: number) => ({ room, id: `id-${n}`, from: "u", text: `text ${n}`, ts: 1000 + n, clientMsgId: `c-${n}` });
+
+describe.each(factories)("history contract ($name)", (f) => {
+  test("offsets start at 1 and are dense; head reports the newest", async () => {
+    const h = f.history({ historySize: 10, ttlSeconds: 600 });
+    const empty = await h.head("r");
+    expect(empty.offset).toBe(0);
+    const results = [];
+    for (let i = 1; i <= 3; i++) results.push(await h.append(draft("r", i)));
+    expect(results.map((r) => r.message.offset)).toEqual([1, 2, 3]);
+    expect(new Set(results.map((r) => r.epoch))).toEqual(new Set([empty.epoch]));
+    expect(await h.head("r")).toEqual({ epoch: empty.epoch, offset: 3 });
+  });
+
+  test("since replays what came after an offset, complete only while every message is still stored", async () => {
+    const h = f.history({ historySize: 3, ttlSeconds: 600 });
+    for (let i = 1; i <= 5; i++) await h.append(draft("s", i));
+    const { epoch } = await h.head("s");
+    const recent = await h.since("s", 2, epoch);
+    expect(recent.complete).toBe(true);
+    expect(recent.messages.map((m) => [m.offset, m.text])).toEqual([[3, "text 3"], [4, "text 4"], [5, "text 5"]]);
+    expect((await h.since("s", 1, epoch)).complete).toBe(false);
+    expect(await h.since("s", 5, epoch)).toEqual({ epoch, messages: [], complete: true });
+    expect((await h.since("s", 3, "another-epoch")).complete).toBe(false);
+    expect((await h.since("s", 9, epoch)).complete).toBe(false);
+  });
+
+  test("before pages backwards, oldest first, with hasMore", async () => {
+    const h = f.history({ historySize: 50, ttlSeconds: 600 });
+    for (let i = 1; i <= 7; i++) await h.append(draft("p", i));
+    const last = await h.before("p", undefined, 3);
+    expect(last.messages.map((m) => m.offset)).toEqual([5, 6, 7]);
+    expect(last.hasMore).toBe(true);
+    const older = await h.before("p", 5, 10);
+    expect(older.messages.map((m) => m.offset)).toEqual([1, 2, 3, 4]);
+    expect(older.hasMore).toBe(false);
+  });
+});
+
+describe.each(factories)("dedup contract ($name)", (f) => {
+  test("the first claim wins; repeats get the recorded answer; a released claim can be taken again", async () => {
+    const d = f.dedup(60);
+    expect(await d.claim("u", "m1")).toEqual({ claimed: true });
+    await d.remember("u", "m1", { id: "x", offset: 4 });
+    expect(await d.claim("u", "m1")).toEqual({ claimed: false, answer: { id: "x", offset: 4 } });
+    expect(await d.claim("other-user", "m1")).toEqual({ claimed: true });
+    expect(await d.claim("u", "m2")).toEqual({ claimed: true });
+    await d.release("u", "m2");
+    expect(await d.claim("u", "m2")).toEqual({ claimed: true });
+  });
+
+  test("of concurrent claims exactly one wins and the others get its answer", async () => {
+    const d = f.dedup(60);
+    const claims = await Promise.all(
+      Array.from({ length: 5 }, async () => {
+        const c = await d.claim("u", "race");
+        if (c.claimed) await d.remember("u", "race", { id: "winner" });
+        return c;
+      }),
+    );
+    expect(claims.filter((c) => c.claimed)).toHaveLength(1);
+  });
+
+  test("a claim is forgotten after the window", async () => {
+    const d = f.dedup(1);
+    await d.claim("u", "short");
+    await d.remember("u", "short", { id: "a" });
+    await Bun.sleep(1100);
+    expect(await d.claim("u", "short")).toEqual({ claimed: true });
+  });
+});
+
+describe.each(factories)("session contract ($name)", (f) => {
+  test("a saved session is taken once, and expires", async () => {
+    const s = f.sessions();
+    const session = { userId: "u", rooms: { lobby: { epoch: "e", offset: 3 } } };
+    await s.save("conn-1", session, 60);
+    expect(await s.take("conn-1")).toEqual(session);
+    expect(await s.take("conn-1")).toBeUndefined();
+    await s.save("conn-2", session, 1);
+    await Bun.sleep(1100);
+    expect(await s.take("conn-2")).toBeUndefined();
+  });
+});
+
+describe.each(factories)("presence contract ($name)", (f) => {
+  test("first connection in and last out are reported once per user, across instances", async () => {
+    const [a, b] = f.presencePair(30);
+    expect(await a.add("room", "u1", "c1")).toBe(true);
+    expect(await b.add("room", "u1", "c2")).toBe(false);
+    expect(await b.add("room", "u2", "c3")).toBe(true);
+    expect(await a.members("room")).toEqual(["u1", "u2"]);
+    expect(await a.remove("room", "u1", "c1")).toBe(false);
+    expect(await b.remove("room", "u1", "c2")).toBe(true);
+    expect(await b.remove("room", "u1", "c2")).toBe(false);
+    expect(await b.members("room")).toEqual(["u2"]);
+    await a.close();
+    await b.close();
+  });
+});
+
+describe.each(factories)("backplane contract ($name)", (f) => {
+  test("envelopes reach other subscribed instances in order, never the publisher, never unsubscribed ones", async () => {
+    const [a, b, c] = await f.backplanes(3);
+    const got: Record<string, Envelope[]> = { b: [], c: [] };
+    a!.onEnvelope(() => {
+      throw new Error("the publisher received its own envelope");
+    });
+    b!.onEnvelope((e) => got.b!.push(e));
+    c!.onEnvelope((e) => got.c!.push(e));
+    await a!.subscribe("room:t");
+    await b!.subscribe("room:t");
+    for (let i = 1; i <= 20; i++) a!.publish({ topic: "room:t", frame: `f${i}`, epoch: "e", offset: i });
+    const deadline = Date.now() + 3000;
+    while (got.b!.length < 20 && Date.now() < deadline) await Bun.sleep(10);
+    expect(got.b!.map((e) => e.offset)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(got.b![0]).toMatchObject({ topic: "room:t", frame: "f1", epoch: "e" });
+    expect(got.c).toEqual([]);
+    await b!.unsubscribe("room:t");
+    a!.publish({ topic: "room:t", frame: "late" });
+    await Bun.sleep(100);
+    expect(got.b!.length).toBe(20);
+    for (const p of [a, b, c]) await p!.close();
+  });
+});
