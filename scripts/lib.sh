@@ -32,3 +32,21 @@ app_deps() {
     (cd "$app" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 }
+
+# K6_VERSION is the k6 release the load tests and the deploy gate are written for.
+K6_VERSION=${K6_VERSION:-v1.4.2}
+
+# k6_bin ROOT: prints the path of a k6 binary, building the pinned release from the Go module proxy
+# into ROOT/.tools/bin when neither PATH nor that folder has one.
+k6_bin() {
+  local root=$1
+  if command -v k6 >/dev/null 2>&1; then
+    command -v k6
+    return 0
+  fi
+  if [ ! -x "$root/.tools/bin/k6" ]; then
+    printf 'installing k6 %s with go install (a few minutes on a new machine)\n' "$K6_VERSION" >&2
+    GOBIN="$root/.tools/bin" GOFLAGS=-mod=mod go install "go.k6.io/k6@$K6_VERSION" >&2
+  fi
+  printf '%s\n' "$root/.tools/bin/k6"
+}
