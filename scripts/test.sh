@@ -40,6 +40,17 @@ lint_scripts() {
   shellcheck -x "$root"/scripts/*.sh "$root"/.ci/run
 }
 
+# --- monitoring: Prometheus configuration, alert rules and their unit tests -----------------------
+# Installs Debian's prometheus package (promtool, and the prometheus server that the live dashboard
+# test in app/test/monitoring starts) when missing, then runs promtool's own checks.
+promtool_checks() {
+  local prom=$root/monitoring/prometheus
+  need_apt promtool prometheus
+  promtool check config "$prom/prometheus.yml"
+  promtool check rules "$prom"/rules/*.yml
+  promtool test rules "$prom"/tests/*.yml
+}
+
 main() {
   case "${1:-}" in
     -h | --help) usage; exit 0 ;;
@@ -49,6 +60,7 @@ main() {
   step "typecheck" bash -c "cd '$root/app' && ./node_modules/.bin/tsc -p ."
   step "build the binary" bash -c "cd '$root/app' && ./node_modules/.bin/bun run build"
   step "shellcheck" lint_scripts
+  step "promtool" promtool_checks
   step "bun test" bun_tests "$@"
 }
 

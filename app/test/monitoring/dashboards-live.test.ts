@@ -1,0 +1,271 @@
+// Every Grafana panel query, run against a real Prometheus scraping two real instances (blue and
+// green, the compiled binary, sharing a real Redis) that carry real WebSocket traffic. Every query
+// must parse; the panels about connections, messages, latency, errors and the backplane must return
+// data. Traefik panels cannot have data here (no Traefik runs) but must still parse.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Subprocess } from "bun";
+import { parse, stringify } from "yaml";
+import { freePort, startBinary, type RunningBinary } from "../helpers/binary";
+import { TestClient } from "../helpers/client";
+import { connId } from "../helpers/server";
+import { DASHBOARDS_DIR, PROMETHEUS_CONFIG, RULES_DIR, tool } from "./paths";
+
+/** Panels that must return data, by dashboard uid: every one of their queries must be non-empty. */
+const MUST_HAVE_DATA: Record<string, string[]> = {
+  "realtime-overview": [
+    "Connections per color and instance",
+    "Connections of the limit",
+    "Messages per second by direction and type",
+    "Message latency p50, p95, p99",
+    "Errors by code",
+    "Disconnects by close code",
+    "Upgrades rejected by reason",
+    "Resumes, recovered or not",
+    "Backplane lag p50, p95, p99",
+    "Redis reachable",
+  ],
+  "realtime-deploys": ["Active color", "Connections by color", "Draining instances", "Version by color"],
+};
+
+/** Values Grafana would put in place of its variables. `$1` and the like in label_replace stay. */
+const VARIABLES: Record<string, string> = {
+  __rate_interval: "30s",
+  __interval: "5s",
+  __range: "5m",
+  color: ".*",
+  instance: ".*",
+  router: ".*",
+  service: ".*",
+};
+const substitute = (expr: string) =>
+  expr.replace(/\$\{(\w+)(?::\w+)?\}|\$(\w+)/g, (whole, a, b) => VARIABLES[(a ?? b) as string] ?? whole);
+
+interface Query {
+  dashboard: string;
+  panel: string;
+  expr: string;
+}
+
+/** Every `expr` of a dashboard (panel targets, annotations), with the title of what holds it. */
+function queriesOf(dashboard: any): Query[] {
+  const found: Query[] = [];
+  const walk = (node: any, title: string) => {
+    if (Array.isArray(node)) return node.forEach((n) => walk(n, title));
+    if (!node || typeof node !== "object") return;
+    const here = typeof node.title === "string" ? node.title : typeof node.name === "string" ? node.name : title;
+    if (typeof node.expr === "string") found.push({ dashboard: dashboard.uid, panel: here, expr: node.expr });
+    for (const value of Object.values(node)) walk(value, here);
+  };
+  walk(dashboard.panels, "");
+  walk(dashboard.annotations, "");
+  return found;
+}
+
+/** `label_values(selector, label)` of the template variables, as a PromQL query listing the values. */
+function variableQueries(dashboard: any): Query[] {
+  return (dashboard.templating?.list ?? [])
+    .filter((v: any) => v.type === "query")
+    .map((v: any) => {
+      const text: string = typeof v.query === "string" ? v.query : v.query.query;
+      const m = /^label_values\((.*),\s*(\w+)\)$/.exec(text.trim());
+      if (!m) throw new Error(`variable ${v.name} of ${dashboard.uid}: unsupported query ${text}`);
+      return { dashboard: dashboard.uid, panel: `variable ${v.name}`, expr: `count by (${m[2]}) (${m[1]})` };
+    });
+}
+
+const dashboards = [...new Bun.Glob("*.json").scanSync({ cwd: DASHBOARDS_DIR })]
+  .sort()
+  .map((file) => JSON.parse(readFileSync(join(DASHBOARDS_DIR, file), "utf8")));
+
+let redis: Subprocess<"ignore", "pipe", "pipe"> | undefined;
+let blue: RunningBinary;
+let green: RunningBinary;
+let prometheus: Subprocess<"ignore", "pipe", "pipe"> | undefined;
+let promUrl = "";
+let promOutput = "";
+let dataDir = "";
+const clients: TestClient[] = [];
+let traffic: ReturnType<typeof setInterval> | undefined;
+
+async function promQuery(expr: string): Promise<{ status: string; error?: string; data?: { result: { metric: Record<string, string>; value: [number, string] }[] } }> {
+  const res = await fetch(`${promUrl}/api/v1/query?${new URLSearchParams({ query: expr })}`);
+  return (await res.json()) as any;
+}
+
+/** Polls `check` until it returns true or the deadline passes, then fails with `what`. */
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  let delay = 100;
+  for (;;) {
+    if (await check().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\nprometheus output:\n${promOutput.slice(-3000)}`);
+    await Bun.sleep(delay);
+    delay = Math.min(delay * 2, 500);
+  }
+}
+
+/** The real config's websocket job, pointed at the test instances; same job name and target labels. */
+function testConfig(ports: Record<string, number>, promPort: number): string {
+  const real = parse(readFileSync(PROMETHEUS_CONFIG, "utf8"));
+  const job = real.scrape_configs.find((j: any) => j.job_name === "websocket");
+  job.static_configs = job.static_configs.map((sc: any) => ({
+    targets: [`127.0.0.1:${ports[sc.labels.color]}`],
+    labels: sc.labels,
+  }));
+  const self = real.scrape_configs.find((j: any) => j.job_name === "prometheus");
+  self.static_configs[0].targets = [`127.0.0.1:${promPort}`];
+  return stringify({
+    global: { scrape_interval: "1s", scrape_timeout: "1s", evaluation_interval: "1s" },
+    rule_files: [join(RULES_DIR, "*.yml")],
+    scrape_configs: [self, job],
+  });
+}
+
+beforeAll(async () => {
+  const prometheusBin = tool("prometheus");
+  const redisBin = Bun.which("redis-server");
+  if (!redisBin) throw new Error("redis-server is not installed: scripts/test.sh installs it");
+  const redisPort = freePort();
+  redis = Bun.spawn([redisBin, "--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  await until("redis to answer", async () => {
+    const socket = await Bun.connect({ hostname: "127.0.0.1", port: redisPort, socket: { data() {} } });
+    socket.end();
+    return true;
+  });
+  const shared = { MAX_CONNECTIONS: "100", LOG_LEVEL: "warn", REDIS_URL: `redis://127.0.0.1:${redisPort}`, REDIS_KEY_PREFIX: `live-${process.pid}:` };
+  [blue, green] = await Promise.all([
+    startBinary({ ...shared, COLOR: "blue", INSTANCE_ID: "blue-1" }),
+    startBinary({ ...shared, COLOR: "green", INSTANCE_ID: "green-1" }),
+  ]);
+
+  dataDir = mkdtempSync(join(tmpdir(), "prometheus-live-"));
+  const promPort = freePort();
+  const configFile = join(dataDir, "prometheus.yml");
+  writeFileSync(configFile, testConfig({ blue: blue.port, green: green.port }, promPort));
+  promUrl = `http://127.0.0.1:${promPort}`;
+  prometheus = Bun.spawn(
+    [prometheusBin, `--config.file=${configFile}`, `--storage.tsdb.path=${join(dataDir, "data")}`, `--web.listen-address=127.0.0.1:${promPort}`],
+    { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+  );
+  void (async () => {
+    for await (const chunk of prometheus!.stderr) promOutput += new TextDecoder().decode(chunk);
+  })();
+  await until("prometheus to be ready", async () => (await fetch(`${promUrl}/-/ready`)).ok);
+
+  // Traffic: on each instance, two members chat in a room; one sends to a room it never joined
+  // (not_in_room errors) and one malformed frame; a client resumes with lastOffset; one leaves.
+  // Both instances share one room, so every message also crosses the Redis backplane.
+  const room = "lobby";
+  for (const server of [blue, green]) {
+    const url = (user: string) => `ws://127.0.0.1:${server.port}/ws/chat/${connId()}?user=${user}`;
+    const alice = await TestClient.connect(url("alice"));
+    const bob = await TestClient.connect(url("bob"));
+    expect((await alice.request({ type: "join", room })).ok).toBe(true);
+    expect((await bob.request({ type: "join", room })).ok).toBe(true);
+    expect((await alice.request({ type: "message", room, text: "hello", clientMsgId: "hello-1" })).ok).toBe(true);
+    alice.send("this is not json");
+    await alice.next("error");
+    const carol = await TestClient.connect(url("carol"));
+    expect((await carol.request({ type: "join", room, lastOffset: 0 })).ok).toBe(true);
+    await carol.close();
+    // An upgrade refused before the handshake: an invalid connection id.
+    const refused = new WebSocket(`ws://127.0.0.1:${server.port}/ws/chat/x`);
+    await new Promise((resolve) => refused.addEventListener("close", resolve, { once: true }));
+    clients.push(alice, bob);
+  }
+  // Keep messages and errors flowing so that rates over the window are non-zero.
+  let n = 0;
+  traffic = setInterval(() => {
+    n++;
+    for (let i = 0; i < clients.length; i += 2) {
+      clients[i]!.send({ type: "message", room, text: `tick ${n}`, clientMsgId: `tick-${i}-${n}` });
+      clients[i + 1]!.send({ type: "message", room: "never-joined", text: "x", clientMsgId: `lost-${n}` });
+    }
+  }, 100);
+}, 30_000);
+
+afterAll(async () => {
+  if (traffic) clearInterval(traffic);
+  for (const c of clients) c.ws.close();
+  if (prometheus && prometheus.exitCode === null) {
+    prometheus.kill("SIGTERM");
+    await prometheus.exited;
+  }
+  await Promise.all([blue?.stop(), green?.stop()]);
+  if (redis && redis.exitCode === null) {
+    redis.kill("SIGTERM");
+    await redis.exited;
+  }
+  if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+});
+
+describe("dashboards against live data", () => {
+  test("Prometheus scrapes both colors with the target labels of the real config", async () => {
+    await until("both instances to be scraped", async () => {
+      const r = await promQuery('up{job="websocket"} == 1');
+      return r.data!.result.length === 2;
+    });
+    const r = await promQuery('app_info{job="websocket"}');
+    const seen = r.data!.result.map((s) => `${s.metric.color} ${s.metric.instance} ${s.metric.exported_instance}`).sort();
+    expect(seen).toEqual(["blue websocket-blue blue-1", "green websocket-green green-1"]);
+  }, 20_000);
+
+  test("every panel, annotation and variable query parses; the core panels return data", async () => {
+    const queries = dashboards.flatMap((d) => [...queriesOf(d), ...variableQueries(d)]);
+    expect(queries.length).toBeGreaterThan(30);
+    for (const [uid, titles] of Object.entries(MUST_HAVE_DATA)) {
+      const known = new Set(queries.filter((q) => q.dashboard === uid).map((q) => q.panel));
+      for (const title of titles) expect(`${uid}: ${known.has(title) ? title : `missing panel ${title}`}`).toBe(`${uid}: ${title}`);
+    }
+    const required = queries.filter((q) => MUST_HAVE_DATA[q.dashboard]?.includes(q.panel) || q.panel.startsWith("variable color") || q.panel.startsWith("variable instance"));
+
+    // Wait until every required query has data: rates need two scrapes after the traffic began.
+    const empty = async () => {
+      const missing: string[] = [];
+      for (const q of required) {
+        const r = await promQuery(substitute(q.expr));
+        if (r.status !== "success" || r.data!.result.length === 0) missing.push(`${q.dashboard} / ${q.panel}: ${q.expr}`);
+      }
+        return missing;
+    };
+    let missing: string[] = [];
+    await until("the core panels to return data", async () => (missing = await empty()).length === 0, 40_000).catch((error) => {
+      throw new Error(`${(error as Error).message.split("\n")[0]}; still empty:\n  ${missing.join("\n  ")}`);
+    });
+
+    const failures: string[] = [];
+    const withData = new Map<string, [number, number]>();
+    for (const q of queries) {
+      const r = await promQuery(substitute(q.expr));
+      if (r.status !== "success") failures.push(`${q.dashboard} / ${q.panel}: ${r.error}\n    ${q.expr}`);
+      const key = `${q.dashboard} / ${q.panel}`;
+      const [hit, all] = withData.get(key) ?? [0, 0];
+      withData.set(key, [hit + (r.data?.result.length ? 1 : 0), all + 1]);
+    }
+    const report = [...withData].map(([key, [hit, all]]) => `${hit}/${all} queries with data  ${key}`);
+    console.log(`panel queries (${queries.length}):\n  ${report.join("\n  ")}`);
+    expect(failures).toEqual([]);
+    expect(await empty()).toEqual([]);
+  }, 40_000);
+
+  test("the alert rules evaluate without errors on the live series", async () => {
+    await until("every rule group to be evaluated", async () => {
+      const res = (await (await fetch(`${promUrl}/api/v1/rules`)).json()) as any;
+      const rules = res.data.groups.flatMap((g: any) => g.rules);
+      return rules.length >= 10 && rules.every((r: any) => r.lastEvaluation && !r.lastEvaluation.startsWith("0001"));
+    });
+    const res = (await (await fetch(`${promUrl}/api/v1/rules`)).json()) as any;
+    const unhealthy = res.data.groups
+      .flatMap((g: any) => g.rules)
+      .filter((r: any) => r.health !== "ok")
+      .map((r: any) => `${r.name}: ${r.lastError}`);
+    expect(unhealthy).toEqual([]);
+  }, 15_000);
+});

@@ -1,0 +1,28 @@
+// Where the monitoring configuration lives in the repository, and the tools the tests need.
+import { join } from "node:path";
+
+export const REPO = join(import.meta.dir, "..", "..", "..");
+export const PROMETHEUS_DIR = join(REPO, "monitoring", "prometheus");
+export const PROMETHEUS_CONFIG = join(PROMETHEUS_DIR, "prometheus.yml");
+export const RULES_DIR = join(PROMETHEUS_DIR, "rules");
+export const RULE_TESTS_DIR = join(PROMETHEUS_DIR, "tests");
+export const GRAFANA_DIR = join(REPO, "monitoring", "grafana");
+export const DASHBOARDS_DIR = join(GRAFANA_DIR, "dashboards");
+export const RUNBOOK = join(REPO, "docs", "runbook.md");
+
+/** The path of a Debian prometheus package binary, or an error saying how to get it. */
+export function tool(name: "promtool" | "prometheus"): string {
+  const path = Bun.which(name);
+  if (!path) throw new Error(`${name} is not installed: scripts/test.sh installs it (apt-get install prometheus)`);
+  return path;
+}
+
+export function ymlFiles(dir: string): string[] {
+  return [...new Bun.Glob("*.yml").scanSync({ cwd: dir })].sort().map((f) => join(dir, f));
+}
+
+/** Runs a command to completion and returns its exit code and combined output. */
+export function run(cmd: string[], cwd = REPO): { code: number; output: string } {
+  const proc = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
+  return { code: proc.exitCode ?? -1, output: proc.stdout.toString() + proc.stderr.toString() };
+}
