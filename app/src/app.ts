@@ -13,7 +13,8 @@ import type { Lifecycle } from "./lifecycle";
 import type { Logger } from "./observability/logger";
 import type { Metrics } from "./observability/metrics";
 import type { PresenceStore } from "./presence/presence";
-import { CONNECTION_ID_PATTERN } from "./protocol/client-frames";
+import { createAdmission } from "./http/admission";
+import type { Authenticator } from "./auth/auth";
 import { CloseCode } from "./protocol/codes";
 
 export interface AppDeps {
@@ -28,6 +29,7 @@ export interface AppDeps {
   usesRedis: boolean;
   /** Directory holding the test page and the client bundle. */
   publicDir: string;
+  authenticator: Authenticator | undefined;
 }
 
 /** Per-socket data: the chat connection, attached when the socket opens. */
@@ -35,17 +37,21 @@ interface SocketData {
   connection?: Connection;
 }
 
-const USER_PATTERN = /^.{1,64}$/su;
-
-/** Seconds a client refused for capacity should wait before trying again. */
-const RETRY_AFTER_SECONDS = "5";
+const SECURITY_HEADERS = {
+  "x-content-type-options": "nosniff",
+  "x-frame-options": "DENY",
+  "referrer-policy": "no-referrer",
+  "cross-origin-opener-policy": "same-origin",
+  "content-security-policy": "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+};
 
 /** Builds the Elysia app. It holds no module-level state: two apps can live in one process. */
 export async function createApp(deps: AppDeps) {
   const { config, logger, metrics, registry, chat, lifecycle } = deps;
+  const admission = createAdmission({ config, registry, lifecycle, metrics, authenticator: deps.authenticator });
 
   const app = new Elysia({
-    serve: { reusePort: false },
+    serve: { reusePort: false, maxRequestBodySize: config.maxRequestBodyBytes },
     websocket: {
       // A backstop only: Bun cuts a frame over this limit without a close frame (1006). Frames over
       // MAX_MESSAGE_BYTES get the documented 1009 from guardFrameSize.
@@ -53,11 +59,16 @@ export async function createApp(deps: AppDeps) {
       // Heartbeats and idle closing are ours (connections/heartbeat.ts) so they carry documented codes.
       idleTimeout: 0,
       sendPings: false,
-      backpressureLimit: 1024 * 1024,
+      // Past this Bun drops frames for the socket; the heartbeat tick then closes it with 4008.
+      backpressureLimit: config.backpressureLimitBytes,
       closeOnBackpressureLimit: false,
       perMessageDeflate: false,
     },
   })
+    // Every HTTP answer carries these, error bodies and the test page included.
+    .onRequest(({ set }) => {
+      Object.assign(set.headers, SECURITY_HEADERS);
+    })
     .onError(({ code, error, set }) => {
       if (code === "NOT_FOUND") return jsonError(404, "not_found", "no such route");
       if (code === "VALIDATION" || error instanceof ValidationError) {
@@ -72,36 +83,20 @@ export async function createApp(deps: AppDeps) {
     .use(metricsRoute(metrics, config.metricsToken))
     .use(adminRoutes({ adminToken: config.adminToken, chat, presence: deps.presence }))
     .ws("/ws/chat/:connectionId", {
-      beforeHandle({ params, query, request }) {
-        if (!CONNECTION_ID_PATTERN.test(params.connectionId)) {
-          metrics.rejected.labels("invalid_connection_id").inc();
-          return jsonError(400, "invalid_connection_id", "connectionId must be 8-64 characters of A-Z a-z 0-9 _ -");
-        }
-        if (query.user !== undefined && !USER_PATTERN.test(query.user)) {
-          metrics.rejected.labels("invalid_user").inc();
-          return jsonError(400, "invalid_user", "user must be 1-64 characters");
-        }
-        if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-          return jsonError(400, "upgrade_required", "this route only accepts WebSocket upgrades");
-        }
-        if (lifecycle.draining) {
-          metrics.rejected.labels("draining").inc();
-          return jsonError(503, "draining", "this instance is shutting down; reconnect to another", { "retry-after": "1" });
-        }
-        if (registry.size >= config.maxConnections) {
-          metrics.rejected.labels("capacity").inc();
-          return jsonError(503, "over_capacity", "this instance is at its connection limit", { "retry-after": RETRY_AFTER_SECONDS });
-        }
+      async beforeHandle({ params, query, request, server, set }) {
+        const decision = await admission.admit({ request, params, query, peer: server?.requestIP(request)?.address });
+        if (decision instanceof Response) return decision;
+        if (decision.protocol) set.headers["sec-websocket-protocol"] = decision.protocol;
       },
       open(ws) {
-        const data = ws.data as unknown as SocketData & { params: { connectionId: string }; query: { user?: string } };
-        if (lifecycle.draining || registry.size >= config.maxConnections) {
+        const data = ws.data as unknown as SocketData & { request: Request };
+        const admitted = admission.accepted(data.request);
+        if (!admitted || lifecycle.draining || registry.size >= config.maxConnections) {
           // Upgrades raced past the gate: say so with a code the client retries after.
           ws.raw.close(CloseCode.OverCapacity, "over capacity");
           return;
         }
-        const userId = data.query.user || data.params.connectionId;
-        data.connection = chat.open(ws.raw, data.params.connectionId, userId);
+        data.connection = chat.open(ws.raw, admitted.connectionId, admitted.identity);
         guardFrameSize(ws.raw, config.maxMessageBytes, data.connection);
       },
       message(ws, message) {

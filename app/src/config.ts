@@ -30,6 +30,21 @@ export interface Config {
   redisKeyPrefix: string;
   maxRoomsPerConnection: number;
   version: string;
+  authRequired: boolean;
+  jwtSecret: string;
+  jwtJwksUrl: string;
+  jwtIssuer: string;
+  jwtAudience: string;
+  allowedOrigins: string[];
+  trustedProxies: string[];
+  connectRatePerIp: number;
+  connectBurstPerIp: number;
+  maxConnectionsPerUser: number;
+  frameRate: number;
+  frameBurst: number;
+  restrictedRoomPrefixes: string[];
+  maxRequestBodyBytes: number;
+  backpressureLimitBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -76,6 +91,30 @@ const text =
   };
 
 const anyText: Parser<string> = (raw) => raw;
+
+const list =
+  (item: RegExp, accepts: string): Parser<string[]> =>
+  (raw, name) => {
+    const items = raw.split(",").map((x) => x.trim()).filter(Boolean);
+    for (const x of items) if (!item.test(x)) throw new ConfigError(name, accepts, raw);
+    return items;
+  };
+
+const secret: Parser<string> = (raw, name) => {
+  if (raw !== "" && raw.length < 32) throw new ConfigError(name, "a secret of at least 32 characters", "<hidden>");
+  return raw;
+};
+
+const httpUrl: Parser<string> = (raw, name) => {
+  if (raw === "") return "";
+  try {
+    const u = new URL(raw);
+    if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error();
+  } catch {
+    throw new ConfigError(name, "an http:// or https:// URL", raw);
+  }
+  return raw;
+};
 
 const redisUrl: Parser<string> = (raw, name) => {
   if (raw === "") return "";
@@ -134,6 +173,21 @@ export const VARIABLES = {
   REDIS_KEY_PREFIX: v("redisKeyPrefix", text(/^[A-Za-z0-9_.:-]{0,64}$/, "0-64 characters of A-Z a-z 0-9 _ . : -"), "chat:", "prefix of every Redis key and channel"),
   MAX_ROOMS_PER_CONNECTION: v("maxRoomsPerConnection", integer(1, 10_000), "50", "rooms one connection may join"),
   APP_VERSION: v("version", anyText, () => BUILD_VERSION, "version reported in /health and frames"),
+  AUTH_REQUIRED: v("authRequired", boolean, "false", "require a JWT on connect; false lets anyone pick a user id (development only)"),
+  JWT_SECRET: v("jwtSecret", secret, "", "HS256 secret (at least 32 characters) for connect tokens"),
+  JWT_JWKS_URL: v("jwtJwksUrl", httpUrl, "", "JWKS URL for asymmetric connect tokens; used instead of JWT_SECRET when set"),
+  JWT_ISSUER: v("jwtIssuer", anyText, "", "required `iss` of tokens; empty accepts any"),
+  JWT_AUDIENCE: v("jwtAudience", anyText, "", "required `aud` of tokens; empty accepts any"),
+  ALLOWED_ORIGINS: v("allowedOrigins", list(/^(\*|https?:\/\/[^\s/]+)$/, "a comma-separated list of origins like https://chat.example.com"), "", "origins allowed to open WebSockets; empty allows any"),
+  TRUSTED_PROXIES: v("trustedProxies", list(/^(private|[0-9a-fA-F.:]+(\/\d{1,3})?)$/, "a comma-separated list of IPs, CIDRs or the word private"), "", "peers whose X-Forwarded-For is believed (Traefik); empty believes none"),
+  CONNECT_RATE_PER_IP: v("connectRatePerIp", integer(1, 100_000), "10", "WebSocket upgrades per second allowed per client IP"),
+  CONNECT_BURST_PER_IP: v("connectBurstPerIp", integer(1, 100_000), "20", "burst of upgrades allowed per client IP"),
+  MAX_CONNECTIONS_PER_USER: v("maxConnectionsPerUser", integer(1, 100_000), "10", "open connections allowed per user on one instance"),
+  FRAME_RATE: v("frameRate", integer(1, 100_000), "20", "client frames per second allowed per connection"),
+  FRAME_BURST: v("frameBurst", integer(1, 100_000), "40", "burst of client frames allowed per connection"),
+  RESTRICTED_ROOM_PREFIXES: v("restrictedRoomPrefixes", list(/^[A-Za-z0-9_.-]{1,32}$/, "a comma-separated list of role names"), "admin", "rooms named <role>:* need that role in the token"),
+  MAX_REQUEST_BODY_BYTES: v("maxRequestBodyBytes", integer(1024, 16_777_216), "65536", "largest HTTP request body accepted"),
+  BACKPRESSURE_LIMIT_BYTES: v("backpressureLimitBytes", integer(16_384, 1_048_576), "1048576", "bytes buffered for a slow client before it is closed with 4008"),
 } as const;
 
 declare const __APP_VERSION__: string | undefined;
@@ -153,7 +207,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     const raw = given === undefined || given === "" ? resolveDefault(variable.default) : given;
     out[variable.key] = variable.parse(raw, name);
   }
-  return Object.freeze(out as Config);
+  const config = out as Config;
+  if (config.authRequired && !config.jwtSecret && !config.jwtJwksUrl) {
+    throw new ConfigError("AUTH_REQUIRED", "JWT_SECRET or JWT_JWKS_URL to be set when true", "true");
+  }
+  return Object.freeze(config);
 }
 
 function resolveDefault(d: string | (() => string)): string {

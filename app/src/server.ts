@@ -1,4 +1,5 @@
 import { createApp } from "./app";
+import { createAuthenticator } from "./auth/auth";
 import type { Backends } from "./backends";
 import { ChatService } from "./chat/service";
 import type { Config } from "./config";
@@ -37,7 +38,8 @@ export async function startServer(options: {
     subscriberCount: (topic) => server?.subscriberCount(topic) ?? 0,
   };
 
-  const chat = new ChatService({ config, registry, rooms, local, metrics, logger, ...backends });
+  const authenticator = createAuthenticator(config);
+  const chat = new ChatService({ config, registry, rooms, local, metrics, logger, authenticator, ...backends });
   const app = await createApp({
     config,
     logger,
@@ -49,6 +51,7 @@ export async function startServer(options: {
     lifecycle,
     usesRedis: backends.usesRedis,
     publicDir: options.publicDir,
+    authenticator,
   });
   app.listen({ port: config.port, hostname: config.host });
   server = app.server!;
@@ -56,6 +59,8 @@ export async function startServer(options: {
     heartbeatIntervalMs: config.heartbeatIntervalMs,
     pongTimeoutMs: config.pongTimeoutMs,
     connectionTimeoutMs: config.connectionTimeoutMs,
+    backpressureLimitBytes: config.backpressureLimitBytes,
+    onSlowConsumer: () => metrics.slowConsumers.inc(),
     onSent: (n) => metrics.countOut("heartbeat", n),
   });
 

@@ -14,6 +14,8 @@ import { frames } from "../protocol/server-frames";
 import type { LocalPublisher, RoomManager } from "../rooms/rooms";
 import { roomTopic, userTopic, BROADCAST_TOPIC } from "../rooms/topics";
 import type { SessionStore } from "../sessions/sessions";
+import { AuthError, mayEnter, type Authenticator, type Identity } from "../auth/auth";
+import { TokenBucket } from "../limits/token-bucket";
 import { ChatError } from "./errors";
 import { RoomSequencer } from "./sequencer";
 
@@ -29,6 +31,8 @@ export interface ChatDeps {
   local: LocalPublisher;
   metrics: Metrics;
   logger: Logger;
+  /** Verifies tokens of `auth` frames; undefined when no JWT secret or JWKS is configured. */
+  authenticator?: Authenticator;
   now?: () => number;
 }
 
@@ -70,9 +74,14 @@ export class ChatService {
    * Registers a newly opened socket. A live connection with the same id is replaced (closed with
    * 4001) and its rooms carry over; otherwise a saved session of the same user is resumed.
    */
-  open(socket: Socket, connectionId: string, userId: string): Connection {
+  open(socket: Socket, connectionId: string, identity: Identity): Connection {
     const { config, registry, metrics } = this.deps;
-    const connection = new Connection(connectionId, userId, socket, this.now(), config.heartbeatIntervalMs);
+    const { userId } = identity;
+    const now = this.now();
+    const connection = new Connection(connectionId, userId, socket, now, config.heartbeatIntervalMs);
+    connection.roles = identity.roles;
+    connection.expiresAt = identity.expiresAt;
+    connection.frames = new TokenBucket(config.frameRate, config.frameBurst, now);
     const previous = registry.get(connectionId);
     let handedOver: Map<string, Membership> | undefined;
     if (previous) {
@@ -180,6 +189,8 @@ export class ChatService {
     const now = this.now();
     connection.lastSeenAt = now;
     connection.lastFrameAt = now;
+    if (connection.frames && !connection.frames.take(now)) return this.rateLimited(connection, value);
+    connection.limitedStreak = 0;
     if (connection.ready) await connection.ready;
     if (value instanceof Uint8Array || value instanceof ArrayBuffer) {
       this.deps.metrics.countIn("binary");
@@ -210,8 +221,27 @@ export class ChatService {
     }
   }
 
+  /**
+   * A frame over the connection's rate: answered with `rate_limited` (temporary) and dropped. When
+   * more than FRAME_BURST arrive in a row without one being accepted, the client is not slowing
+   * down: it is closed with 1008.
+   */
+  private rateLimited(connection: Connection, value: unknown) {
+    const { metrics, config } = this.deps;
+    metrics.rateLimited.labels("frames").inc();
+    connection.limitedStreak++;
+    if (connection.limitedStreak > config.frameBurst) {
+      connection.close(CloseCode.PolicyViolation, "rate limit exceeded");
+      return;
+    }
+    const ref = value !== null && typeof value === "object" && typeof (value as { ref?: unknown }).ref === "string" ? (value as { ref: string }).ref.slice(0, 64) : undefined;
+    this.sendError(connection, ErrorCode.RateLimited, `more than ${config.frameRate} frames per second; slow down`, ref);
+  }
+
   private dispatch(connection: Connection, frame: ClientFrame): Promise<void> | void {
     switch (frame.type) {
+      case "auth":
+        return this.auth(connection, frame);
       case "join":
         return this.join(connection, frame);
       case "leave":
@@ -235,8 +265,27 @@ export class ChatService {
     }
   }
 
+  /** A fresh token before the current one expires; it must name the same user. */
+  private async auth(connection: Connection, frame: FrameOf<"auth">) {
+    const { authenticator } = this.deps;
+    if (!authenticator) throw new ChatError(ErrorCode.Forbidden, "this server does not use tokens");
+    let identity: Identity;
+    try {
+      identity = await authenticator.verify(frame.token);
+    } catch (error) {
+      throw new ChatError(ErrorCode.InvalidToken, error instanceof AuthError ? error.message : "the token is not valid");
+    }
+    if (identity.userId !== connection.userId) throw new ChatError(ErrorCode.Forbidden, "the token belongs to another user");
+    connection.roles = identity.roles;
+    connection.expiresAt = identity.expiresAt;
+    this.respond(connection, "auth", frame.ref, { expiresAt: identity.expiresAt ?? null });
+  }
+
   private async join(connection: Connection, frame: FrameOf<"join">) {
     const { room } = frame;
+    if (!mayEnter(room, connection.roles, this.deps.config.restrictedRoomPrefixes)) {
+      throw new ChatError(ErrorCode.Forbidden, `room ${room} needs the ${room.slice(0, room.indexOf(":"))} role`);
+    }
     const memberships = connection.rooms;
     let membership = memberships.get(room);
     if (!membership) {

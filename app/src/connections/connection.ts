@@ -1,10 +1,11 @@
 import type { ServerWebSocket } from "bun";
+import type { TokenBucket } from "../limits/token-bucket";
 
 /** The smallest slice of Bun's ServerWebSocket the chat needs. */
 export type Socket = Pick<
   ServerWebSocket<unknown>,
-  "send" | "close" | "ping" | "subscribe" | "unsubscribe" | "publish" | "readyState" | "remoteAddress"
->;
+  "send" | "close" | "ping" | "subscribe" | "unsubscribe" | "publish" | "readyState" | "remoteAddress" | "terminate"
+> & { getBufferedAmount?(): number };
 
 /** A connection's place in a room: messages above `liveFrom` reach it by publish, older ones by replay. */
 export interface RoomMembership {
@@ -26,6 +27,14 @@ export class Connection {
   replaced = false;
   /** Pending while a resumed session is restored; frames wait for it. */
   ready: Promise<void> | undefined;
+  /** Roles from the token, for restricted rooms. */
+  roles: readonly string[] = [];
+  /** Token expiry (ms since the epoch); undefined without a token or without `exp`. */
+  expiresAt: number | undefined;
+  /** Frame rate limit, created with the connection. */
+  frames: TokenBucket | undefined;
+  /** Rate-limited frames since the last accepted one. */
+  limitedStreak = 0;
   closeCode: number | undefined;
 
   constructor(
@@ -46,5 +55,11 @@ export class Connection {
     this.closing = true;
     this.closeCode = code;
     this.socket.close(code, reason);
+  }
+
+  /** Drops the TCP connection without a close handshake, for a peer that no longer reads. */
+  terminate() {
+    this.closing = true;
+    this.socket.terminate();
   }
 }

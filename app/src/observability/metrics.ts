@@ -56,6 +56,17 @@ export function createMetrics(config: Pick<Config, "version" | "color" | "instan
     labelNames: ["reason"] as const,
     registers: [registry],
   });
+  const rateLimited = new Counter({
+    name: "websocket_rate_limited_total",
+    help: "Requests refused by a rate limit: ip (upgrades per client IP), user (connections per user), frames (frames per connection)",
+    labelNames: ["limit"] as const,
+    registers: [registry],
+  });
+  const slowConsumers = new Counter({
+    name: "websocket_slow_consumers_total",
+    help: "Connections closed with 4008 because the client stopped reading",
+    registers: [registry],
+  });
   const draining = new Gauge({
     name: "websocket_draining",
     help: "1 while this instance drains its connections for shutdown",
@@ -132,6 +143,8 @@ export function createMetrics(config: Pick<Config, "version" | "color" | "instan
     errors,
     disconnects,
     rejected,
+    rateLimited,
+    slowConsumers,
     draining,
     resumes,
     backplanePublish,

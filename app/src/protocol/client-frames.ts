@@ -55,6 +55,7 @@ export const ClientFrameSchemas = {
   ),
   presence: t.Object({ type: t.Literal("presence"), ref: Ref, room: Room }, strict),
   ping: t.Object({ type: t.Literal("ping"), ref: Ref }, strict),
+  auth: t.Object({ type: t.Literal("auth"), ref: Ref, token: t.String({ minLength: 1, maxLength: 8192 }) }, strict),
 } as const;
 
 type Schemas = typeof ClientFrameSchemas;

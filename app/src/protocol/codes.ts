@@ -13,6 +13,7 @@ export const ErrorCode = {
   TooManyRooms: "too_many_rooms",
   RateLimited: "rate_limited",
   Forbidden: "forbidden",
+  InvalidToken: "invalid_token",
   Unavailable: "unavailable",
   ShuttingDown: "shutting_down",
   Internal: "internal_error",
@@ -43,6 +44,10 @@ export const CloseCode = {
   /** Another socket connected with the same connectionId. */
   Replaced: 4001,
   IdleTimeout: 4002,
+  /** The client did not read: its send buffer passed BACKPRESSURE_LIMIT_BYTES. */
+  SlowConsumer: 4008,
+  /** The token expired and no fresh one came in an `auth` frame. */
+  TokenExpired: 4401,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
@@ -53,7 +58,11 @@ export const RECONNECTABLE_CLOSE_CODES: ReadonlySet<number> = new Set<number>([
   CloseCode.OverCapacity,
   CloseCode.HeartbeatTimeout,
   CloseCode.IdleTimeout,
+  CloseCode.SlowConsumer,
 ]);
+
+/** Kinds of limit counted in websocket_rate_limited_total. */
+export type LimitKind = "ip" | "user" | "frames";
 
 /** More than this many invalid frames within INVALID_FRAME_WINDOW_MS closes with 1003. */
 export const INVALID_FRAME_LIMIT = 10;

@@ -44,7 +44,7 @@ describe("scale-out through Redis", () => {
   });
 
   test("offsets stay dense under concurrent writers on three instances, and every member sees them in order", async () => {
-    const { instances, stop } = await cluster(3);
+    const { instances, stop } = await cluster(3, { FRAME_RATE: "1000", FRAME_BURST: "1000" });
     const perInstance = 40;
     const clients = await Promise.all(instances.map((inst, i) => joined(inst, `writer${i}`, "busy")));
     const answers = await Promise.all(
