@@ -81,7 +81,9 @@ export async function createApp(deps: AppDeps) {
     })
     .use(healthRoutes(deps))
     .use(metricsRoute(metrics, config.metricsToken))
-    .use(adminRoutes({ adminToken: config.adminToken, chat, presence: deps.presence }))
+    .use(adminRoutes({ adminToken: config.adminToken, maxTextLength: config.maxTextLength, chat, presence: deps.presence }))
+    // Reached only without an Upgrade header: upgrades are routed to the WebSocket handler below.
+    .get("/ws/chat/:connectionId", () => jsonError(400, "upgrade_required", "this route only accepts WebSocket upgrades"))
     .ws("/ws/chat/:connectionId", {
       async beforeHandle({ params, query, request, server, set }) {
         const decision = await admission.admit({ request, params, query, peer: server?.requestIP(request)?.address });

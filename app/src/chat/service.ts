@@ -388,7 +388,9 @@ export class ChatService {
     send: () => Promise<Record<string, unknown>>,
   ): Promise<Record<string, unknown> | undefined> {
     const { dedup } = this.deps;
-    const claim = await dedup.claim(connection.userId, clientMsgId);
+    // Room messages and direct messages are separate namespaces: reusing an id across them is no repeat.
+    const key = `${forType}:${clientMsgId}`;
+    const claim = await dedup.claim(connection.userId, key);
     if (!claim.claimed) {
       if (!claim.answer) throw new ChatError(ErrorCode.Unavailable, "a message with this clientMsgId is still being processed; retry");
       this.respond(connection, forType, ref, { ...claim.answer, duplicate: true });
@@ -398,10 +400,10 @@ export class ChatService {
     try {
       answer = await send();
     } catch (error) {
-      await dedup.release(connection.userId, clientMsgId).catch(() => {});
+      await dedup.release(connection.userId, key).catch(() => {});
       throw error;
     }
-    await dedup.remember(connection.userId, clientMsgId, answer);
+    await dedup.remember(connection.userId, key, answer);
     return answer;
   }
 

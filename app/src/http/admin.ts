@@ -6,7 +6,7 @@ import { jsonError } from "./errors";
 import { hasBearer } from "./net";
 
 /** Operator routes behind `Authorization: Bearer ADMIN_TOKEN`; without a token they do not exist (404). */
-export function adminRoutes(deps: { adminToken: string; chat: ChatService; presence: PresenceStore }) {
+export function adminRoutes(deps: { adminToken: string; maxTextLength: number; chat: ChatService; presence: PresenceStore }) {
   const { adminToken, chat, presence } = deps;
   return new Elysia({ name: "admin", prefix: "/admin" })
     .onBeforeHandle(({ request }) => {
@@ -21,7 +21,7 @@ export function adminRoutes(deps: { adminToken: string; chat: ChatService; prese
         chat.broadcast(body.text);
         return { ok: true };
       },
-      { body: t.Object({ text: t.String({ minLength: 1, maxLength: 4000 }) }) },
+      { body: t.Object({ text: t.String({ minLength: 1, maxLength: deps.maxTextLength }) }) },
     )
     .get("/presence/:room", async ({ params }) => {
       if (!new RegExp(ROOM_PATTERN).test(params.room)) return jsonError(400, "invalid_room", "room must be 1-64 characters of A-Z a-z 0-9 _ : . -");

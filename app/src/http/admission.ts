@@ -57,7 +57,7 @@ export function createAdmission(deps: {
     if (!CONNECTION_ID_PATTERN.test(params.connectionId)) {
       return refuse("invalid_connection_id", 400, "invalid_connection_id", "connectionId must be 8-64 characters of A-Z a-z 0-9 _ -");
     }
-    if (query.user !== undefined && !USER_PATTERN.test(query.user)) {
+    if (query.user && !USER_PATTERN.test(query.user)) {
       return refuse("invalid_user", 400, "invalid_user", "user must be 1-64 characters");
     }
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
