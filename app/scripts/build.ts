@@ -1,15 +1,51 @@
-// Compiles the server into one executable, dist/realtime-server, with app/public embedded.
-// Usage: bun run build [--outfile path]
-import { Glob } from "bun";
-import { join } from "node:path";
+// Builds the browser bundle of the test page (public/chat.js, from client/page/main.ts), then
+// compiles the server into one executable, dist/realtime-server, with app/public embedded.
+// Usage: bun run build [--outfile path]      everything
+//        bun run build --client              the browser bundle only (bun run build:client)
+import { Glob, type BunPlugin } from "bun";
+import { join, sep } from "node:path";
 import pkg from "../package.json";
 
 const root = join(import.meta.dir, "..");
+const publicDir = join(root, "public");
 const outIndex = process.argv.indexOf("--outfile");
 const outfile = outIndex > 0 ? process.argv[outIndex + 1]! : join(root, "dist", "realtime-server");
+const clientOnly = process.argv.includes("--client");
+
+function fail(logs: readonly unknown[]): never {
+  for (const log of logs) console.error(log);
+  process.exit(1);
+}
+
+let started = performance.now();
+const client = await Bun.build({
+  entrypoints: [join(root, "client/page/main.ts")],
+  outdir: publicDir,
+  naming: "chat.js",
+  target: "browser",
+  format: "esm",
+  minify: true,
+  sourcemap: "linked",
+});
+if (!client.success) fail(client.logs);
+console.log(`built public/chat.js in ${Math.round(performance.now() - started)} ms`);
+if (clientOnly) process.exit(0);
+
+// Scripts under public/ are embedded as they are. A `.js: "file"` loader would apply to the server's
+// own dependencies too and break its bundle, so for scripts the file loader is chosen by path.
+const embedPublicScripts: BunPlugin = {
+  name: "embed-public-scripts",
+  setup(build) {
+    const escaped = (publicDir + sep).replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    build.onLoad({ filter: new RegExp(`^${escaped}.*\\.(js|mjs|map)$`) }, async (args) => ({
+      contents: new Uint8Array(await Bun.file(args.path).arrayBuffer()),
+      loader: "file",
+    }));
+  },
+};
 
 const assets = [...new Glob("public/**/*").scanSync({ cwd: root, onlyFiles: true })].sort();
-const started = performance.now();
+started = performance.now();
 const result = await Bun.build({
   entrypoints: [join(root, "src/index.ts"), ...assets.map((a) => join(root, a))],
   compile: { outfile },
@@ -17,11 +53,9 @@ const result = await Bun.build({
   // Embedded files keep their path under public/ so the server can find them by name.
   naming: { asset: "[dir]/[name].[ext]" },
   loader: { ".html": "file", ".css": "file", ".svg": "file", ".png": "file", ".ico": "file" },
+  plugins: [embedPublicScripts],
   root,
   define: { __APP_VERSION__: JSON.stringify(pkg.version) },
 });
-if (!result.success) {
-  for (const log of result.logs) console.error(log);
-  process.exit(1);
-}
+if (!result.success) fail(result.logs);
 console.log(`built ${outfile} (${assets.length} embedded files) in ${Math.round(performance.now() - started)} ms`);

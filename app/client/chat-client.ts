@@ -1,0 +1,601 @@
+// The chat client: one logical connection that survives deploys, network drops and server restarts.
+//
+// Guarantees:
+// - `send`/`sendDirect` settle exactly once: with the server's `message_response`, or rejected by an
+//   `error` frame with the same ref, a full queue, or `close()` / a terminal close code.
+// - A message handed to `send` is never dropped by a reconnect: it is kept (bounded) and sent again on
+//   the next connection with the same clientMsgId, so a server that already stored it answers with
+//   `duplicate: true` instead of storing it twice.
+// - Each room message and direct message is emitted at most once, whatever the server replays.
+
+import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff";
+import { Emitter } from "./emitter";
+import { ChatClientError, ClientErrorCode } from "./errors";
+import { randomId, RecentKeys } from "./ids";
+import {
+  CloseCode,
+  RECONNECTABLE_CLOSE_CODES,
+  type ConnectionEstablished,
+  type DirectMessage,
+  type Goodbye,
+  type History,
+  type Presence,
+  type PresenceDiff,
+  type ReadReceipt,
+  type RoomMessage,
+  type ServerFrame,
+  type SystemNotice,
+  type Typing,
+} from "./protocol";
+
+export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
+
+export interface StateChange {
+  state: ConnectionState;
+  previous: ConnectionState;
+  /** Close code of the socket that ended, when a socket ended. */
+  code?: number;
+  reason?: string;
+  /** For `reconnecting`: the retry number (1 for the first) and the wait before it. */
+  attempt?: number;
+  delayMs?: number;
+}
+
+export interface JoinResult {
+  room: string;
+  epoch: string;
+  /** Newest offset of the room when it was joined. */
+  offset: number;
+  /** True when every message missed since the last seen offset was replayed. */
+  recovered: boolean;
+  /** True when the join was sent by the client itself after a reconnect. */
+  rejoin: boolean;
+}
+
+export interface SentMessage {
+  room: string;
+  id: string;
+  offset: number;
+  ts: number;
+  clientMsgId: string;
+  /** The server had already stored this clientMsgId: an earlier attempt reached it. */
+  duplicate: boolean;
+}
+
+export interface SentDirect {
+  to: string;
+  id: string;
+  ts: number;
+  clientMsgId: string;
+  duplicate: boolean;
+}
+
+export interface ChatEvents {
+  state: StateChange;
+  established: ConnectionEstablished;
+  message: RoomMessage;
+  direct: DirectMessage;
+  presence: Presence;
+  presence_diff: PresenceDiff;
+  typing: Typing;
+  read: ReadReceipt;
+  joined: JoinResult;
+  goodbye: Goodbye;
+  system: SystemNotice;
+  /** An `error` frame that answers no request, or a join the client sent itself that failed. */
+  error: ChatClientError;
+}
+
+/** The part of the standard WebSocket the client uses. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+export interface ConnectOptions {
+  /** 8-64 characters of A-Z a-z 0-9 _ -. Reused on every reconnect so the server resumes the session. */
+  connectionId: string;
+  /** Sent as the `token` query parameter: browsers cannot set headers on a WebSocket. */
+  token?: string;
+  /** Sent as the `user` query parameter. */
+  user?: string;
+  /** Wait between reconnect attempts; default 1 s to 30 s. */
+  backoff?: Partial<BackoffOptions>;
+  /** Messages kept while disconnected; further sends are rejected with `queue_full`. Default 100. */
+  maxQueue?: number;
+  /** Deadline of requests that are not resent (join, history, presence, ...). Default 10 s. */
+  requestTimeoutMs?: number;
+  /** Deadline from opening a socket to `connection_established`. Default 10 s. */
+  handshakeTimeoutMs?: number;
+  /** Silence allowed past the server's heartbeat interval before the connection counts as dead. Default 10 s. */
+  livenessGraceMs?: number;
+  /** Message ids remembered to drop duplicates. Default 5000. */
+  dedupCapacity?: number;
+  /** Defaults to the global WebSocket. */
+  WebSocket?: new (url: string) => WebSocketLike;
+  random?: () => number;
+}
+
+type Kind = "resend" | "once";
+
+interface Request {
+  ref: string;
+  frame: Record<string, unknown>;
+  kind: Kind;
+  resolve(frame: ServerFrame): void;
+  reject(error: ChatClientError): void;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
+interface RoomState {
+  /** Epoch of the room as last joined; undefined until the first join is answered. */
+  epoch?: string;
+  /** Newest offset seen in this room. */
+  offset: number;
+  /** Callers of `join` waiting for the room's next join answer. */
+  waiters: { resolve(result: JoinResult): void; reject(error: ChatClientError): void }[];
+  /** A join for this room is on the wire. */
+  joining: boolean;
+}
+
+const OPEN = 1;
+/** Close code the client reports when it gives up on a silent connection (same meaning as the server's). */
+const LOCAL_TIMEOUT = CloseCode.HeartbeatTimeout;
+const CONNECTION_ID = /^[A-Za-z0-9_-]{8,64}$/;
+const USER = /^.{1,64}$/su;
+
+/** Opens a chat connection. It connects at once and keeps reconnecting until `close()`. */
+export function connect(url: string, options: ConnectOptions): ChatClient {
+  return new ChatClient(url, options);
+}
+
+export class ChatClient extends Emitter<ChatEvents> {
+  readonly connectionId: string;
+  readonly url: string;
+  private _state: ConnectionState = "connecting";
+  private _session: ConnectionEstablished | undefined;
+  private ws: WebSocketLike | undefined;
+  /** Failed attempts since the last established connection. */
+  private failures = 0;
+  private opened = false;
+  private retryAfterMs: number | undefined;
+  /** After a goodbye new requests wait for the next connection instead of racing the close. */
+  private leaving = false;
+  private terminal: { code: number; reason: string } | undefined;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private livenessTimer: ReturnType<typeof setTimeout> | undefined;
+  private readonly rooms = new Map<string, RoomState>();
+  private readonly inFlight = new Map<string, Request>();
+  private queue: Request[] = [];
+  private readonly seen: RecentKeys;
+  private refs = 0;
+  private readonly backoff: BackoffOptions;
+  private readonly maxQueue: number;
+  private readonly requestTimeoutMs: number;
+  private readonly handshakeTimeoutMs: number;
+  private readonly livenessGraceMs: number;
+  private readonly random: () => number;
+  private readonly WebSocketImpl: new (url: string) => WebSocketLike;
+
+  constructor(url: string, options: ConnectOptions) {
+    super();
+    // The server refuses these upgrades with HTTP 400, which a WebSocket cannot tell from an outage.
+    if (!CONNECTION_ID.test(options.connectionId)) {
+      throw new ChatClientError("invalid_connection_id", "connectionId must be 8-64 characters of A-Z a-z 0-9 _ -");
+    }
+    if (options.user !== undefined && !USER.test(options.user)) {
+      throw new ChatClientError("invalid_user", "user must be 1-64 characters");
+    }
+    this.connectionId = options.connectionId;
+    this.url = chatUrl(url, options);
+    this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
+    this.maxQueue = options.maxQueue ?? 100;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
+    this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
+    this.livenessGraceMs = options.livenessGraceMs ?? 10_000;
+    this.random = options.random ?? Math.random;
+    this.seen = new RecentKeys(options.dedupCapacity ?? 5_000);
+    const impl = options.WebSocket ?? (globalThis as { WebSocket?: new (url: string) => WebSocketLike }).WebSocket;
+    if (!impl) throw new ChatClientError("no_websocket", "no WebSocket implementation: pass options.WebSocket");
+    this.WebSocketImpl = impl;
+    this.openSocket();
+  }
+
+  get state(): ConnectionState {
+    return this._state;
+  }
+
+  /** The latest `connection_established`: user id, instance id and color of the server, ... */
+  get session(): ConnectionEstablished | undefined {
+    return this._session;
+  }
+
+  /** Messages waiting for a connection. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Rooms the client is in (or will rejoin), with the newest offset seen in each. */
+  get joinedRooms(): { room: string; epoch?: string; offset: number }[] {
+    return [...this.rooms].map(([room, s]) => ({ room, epoch: s.epoch, offset: s.offset }));
+  }
+
+  // ---- requests --------------------------------------------------------------------------------
+
+  /** Sends a room message; resolves with its stored id and offset. Survives reconnects. */
+  async send(room: string, text: string, clientMsgId = randomId("m")): Promise<SentMessage> {
+    const a = (await this.request({ type: "message", room, text, clientMsgId }, "resend")) as unknown as SentMessage;
+    return { room, id: a.id, offset: a.offset, ts: a.ts, clientMsgId, duplicate: a.duplicate === true };
+  }
+
+  /** Sends a direct message to every connection of user `to` (and the sender's other ones). */
+  async sendDirect(to: string, text: string, clientMsgId = randomId("d")): Promise<SentDirect> {
+    const a = (await this.request({ type: "direct", to, text, clientMsgId }, "resend")) as unknown as SentDirect;
+    return { to, id: a.id, ts: a.ts, clientMsgId, duplicate: a.duplicate === true };
+  }
+
+  /**
+   * Joins a room and keeps it joined across reconnects. Resolves with the room's next join answer:
+   * now if connected, else after the next reconnect.
+   */
+  join(room: string): Promise<JoinResult> {
+    if (this.terminal) return Promise.reject(this.closedError());
+    let state = this.rooms.get(room);
+    if (!state) this.rooms.set(room, (state = { offset: 0, waiters: [], joining: false }));
+    const result = new Promise<JoinResult>((resolve, reject) => state.waiters.push({ resolve, reject }));
+    // Otherwise the join goes out with the rejoins of the next connection.
+    if (this._state === "open" && !state.joining) void this.sendJoin(room, state, false);
+    return result;
+  }
+
+  /** Leaves a room; it is no longer rejoined. */
+  async leave(room: string): Promise<void> {
+    const state = this.rooms.get(room);
+    this.rooms.delete(room);
+    state?.waiters.splice(0).forEach((w) => w.reject(new ChatClientError("left", `left ${room} before it was joined`)));
+    if (this._state !== "open") return;
+    await this.request({ type: "leave", room }, "once");
+  }
+
+  /** Tells the room whether this user is typing. Not kept while disconnected. */
+  async typing(room: string, active: boolean): Promise<void> {
+    await this.request({ type: "typing", room, active }, "once");
+  }
+
+  /** Tells the room that this user has read up to `offset`. */
+  async markRead(room: string, offset: number): Promise<void> {
+    await this.request({ type: "read", room, offset }, "once");
+  }
+
+  async history(room: string, options: { before?: number; limit?: number } = {}): Promise<History> {
+    const answer = (await this.request({ type: "history", room, ...options }, "once")) as unknown as History;
+    return { room: answer.room, messages: answer.messages, hasMore: answer.hasMore };
+  }
+
+  async presence(room: string): Promise<string[]> {
+    const answer = (await this.request({ type: "presence", room }, "once")) as unknown as Presence;
+    return answer.members;
+  }
+
+  /** Round trip time to the server in milliseconds. */
+  async ping(): Promise<number> {
+    const started = Date.now();
+    await this.request({ type: "ping" }, "once");
+    return Date.now() - started;
+  }
+
+  /** Closes for good: no reconnect; every waiting request is rejected with `closed`. */
+  close(): void {
+    if (this.terminal) return;
+    this.finish(1000, "closed by the client");
+  }
+
+  // ---- connection ------------------------------------------------------------------------------
+
+  private openSocket() {
+    this.retryTimer = undefined;
+    this.setState(this.opened ? "reconnecting" : "connecting", {});
+    let ws: WebSocketLike;
+    try {
+      ws = new this.WebSocketImpl(this.url);
+    } catch {
+      this.lost(1006, "the WebSocket could not be created");
+      return;
+    }
+    this.ws = ws;
+    let upgraded = false;
+    ws.onopen = () => {
+      upgraded = true;
+    };
+    this.watch(this.handshakeTimeoutMs);
+    ws.onmessage = (event) => {
+      if (this.ws !== ws) return;
+      let frame: ServerFrame;
+      try {
+        frame = JSON.parse(String(event.data));
+      } catch {
+        return;
+      }
+      this.onFrame(frame);
+    };
+    ws.onclose = (event) => {
+      if (this.ws !== ws) return;
+      // A refused upgrade (a draining or full server answers 503) is a failed attempt, whatever code
+      // the WebSocket implementation reports for it (browsers 1006, Bun 1002).
+      if (!upgraded) return this.lost(1006, event.reason || "the connection could not be opened");
+      this.lost(event.code, event.reason);
+    };
+    ws.onerror = () => {};
+  }
+
+  /** (Re)arms the deadline for the next frame; a silent connection is dropped and retried. */
+  private watch(ms: number) {
+    clearTimeout(this.livenessTimer);
+    this.livenessTimer = setTimeout(() => {
+      const ws = this.ws;
+      if (!ws) return;
+      // Do not wait for a close handshake on a connection that may be half-open.
+      this.ws = undefined;
+      detach(ws);
+      try {
+        ws.close(LOCAL_TIMEOUT, "no frame from the server in time");
+      } catch {}
+      this.lost(LOCAL_TIMEOUT, "no frame from the server in time");
+    }, ms);
+  }
+
+  private onFrame(frame: ServerFrame) {
+    if (this._session) this.watch(this._session.heartbeatIntervalMs + this.livenessGraceMs);
+    switch (frame.type) {
+      case "connection_established":
+        return void this.established(frame);
+      case "message": {
+        if (!this.firstSeen(frame.id, frame.from, frame.clientMsgId)) return;
+        const room = this.rooms.get(frame.room);
+        if (room && frame.offset > room.offset) room.offset = frame.offset;
+        return this.emit("message", strip(frame));
+      }
+      case "direct":
+        if (!this.firstSeen(frame.id, frame.from, frame.clientMsgId)) return;
+        return this.emit("direct", strip(frame));
+      case "typing":
+        return this.emit("typing", strip(frame));
+      case "read":
+        return this.emit("read", strip(frame));
+      case "presence_diff":
+        return this.emit("presence_diff", strip(frame));
+      case "presence":
+        this.answer(frame);
+        return this.emit("presence", { room: frame.room, members: frame.members });
+      case "history":
+      case "pong":
+      case "message_response":
+        return this.answer(frame);
+      case "error":
+        return this.failed(frame.ref, new ChatClientError(frame.code, frame.message, frame.temporary));
+      case "goodbye":
+        this.leaving = true;
+        if (frame.reconnect) this.retryAfterMs = frame.retryAfterMs;
+        else this.terminal ??= { code: CloseCode.ServiceRestart, reason: `goodbye: ${frame.reason}` };
+        return this.emit("goodbye", strip(frame));
+      case "system":
+        return this.emit("system", strip(frame));
+    }
+  }
+
+  /** True the first time a message is seen, by server id and by sender + clientMsgId. */
+  private firstSeen(id: string, from: string, clientMsgId: string): boolean {
+    // The second key catches a resend that a restarted server without shared dedup stored again.
+    const byId = this.seen.add(`i:${id}`);
+    const byClient = this.seen.add(`c:${from}\u0000${clientMsgId}`);
+    return byId && byClient;
+  }
+
+  private async established(frame: ConnectionEstablished) {
+    const ws = this.ws;
+    const session: ConnectionEstablished = strip(frame as ConnectionEstablished & { type: string });
+    this._session = session;
+    this.watch(frame.heartbeatIntervalMs + this.livenessGraceMs);
+    this.opened = true;
+    this.failures = 0;
+    this.retryAfterMs = undefined;
+    this.leaving = false;
+    this.emit("established", session);
+    // A resumed session may hold rooms this client has left meanwhile.
+    for (const room of frame.rooms ?? []) {
+      if (!this.rooms.has(room)) this.transmit({ type: "leave", room });
+    }
+    // Rejoin before sending anything else: a restarted server knows none of our rooms.
+    const rejoins = [...this.rooms].map(([room, state]) => this.sendJoin(room, state, state.epoch !== undefined));
+    await Promise.allSettled(rejoins);
+    if (this.ws !== ws || this.terminal) return;
+    // Rooms joined by the application while the rejoins were on the wire.
+    for (const [room, state] of this.rooms) if (state.epoch === undefined && !state.joining) void this.sendJoin(room, state, false);
+    this.setState("open", {});
+    this.flush();
+  }
+
+  private sendJoin(room: string, state: RoomState, rejoin: boolean, catchUp = false): Promise<void> {
+    const frame: Record<string, unknown> = { type: "join", room };
+    if (state.epoch !== undefined) {
+      frame.lastOffset = state.offset;
+      frame.epoch = state.epoch;
+    }
+    state.joining = true;
+    return this.request(frame, "once").then(
+      (answer) => {
+        state.joining = false;
+        const result = answer as unknown as JoinResult;
+        if (this.rooms.get(room) !== state) return;
+        const reset = state.epoch !== undefined && result.epoch !== state.epoch;
+        state.epoch = result.epoch;
+        if (reset && !catchUp) {
+          // The room started anew (a restarted server without shared history): what it holds is all
+          // new to us, so ask for it from the start. Messages already shown are dropped as duplicates.
+          state.offset = 0;
+          return this.sendJoin(room, state, rejoin, true);
+        }
+        if (!result.recovered) state.offset = Math.max(result.offset, reset ? 0 : state.offset);
+        const joined: JoinResult = { room, epoch: result.epoch, offset: result.offset, recovered: result.recovered, rejoin };
+        state.waiters.splice(0).forEach((w) => w.resolve(joined));
+        this.emit("joined", joined);
+      },
+      (error: ChatClientError) => {
+        state.joining = false;
+        // A lost connection is retried by the next rejoin; the server refusing the room is final.
+        if (error.code === ClientErrorCode.ConnectionLost || error.code === ClientErrorCode.Closed) return;
+        if (this.rooms.get(room) === state) this.rooms.delete(room);
+        state.waiters.splice(0).forEach((w) => w.reject(error));
+        if (rejoin) this.emit("error", error);
+      },
+    );
+  }
+
+  private lost(code: number, reason: string) {
+    clearTimeout(this.livenessTimer);
+    if (this.ws) detach(this.ws);
+    this.ws = undefined;
+    // Answers to what was in flight will not come: resend messages, fail the rest.
+    const resend: Request[] = [];
+    for (const request of this.inFlight.values()) {
+      clearTimeout(request.timer);
+      if (request.kind === "resend") resend.push(request);
+      else request.reject(new ChatClientError(ClientErrorCode.ConnectionLost, "the connection dropped before the answer", true));
+    }
+    this.inFlight.clear();
+    this.queue = [...resend, ...this.queue];
+    if (this.terminal) return this.finish(this.terminal.code, this.terminal.reason);
+    if (!RECONNECTABLE_CLOSE_CODES.has(code)) return this.finish(code, reason);
+    const delayMs = this.retryAfterMs ?? backoffDelay(this.failures, this.backoff, this.random);
+    this.retryAfterMs = undefined;
+    this.failures++;
+    this.setState("reconnecting", { code, reason, attempt: this.failures, delayMs });
+    this.retryTimer = setTimeout(() => this.openSocket(), delayMs);
+  }
+
+  private finish(code: number, reason: string) {
+    this.terminal ??= { code, reason };
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.livenessTimer);
+    const ws = this.ws;
+    this.ws = undefined;
+    if (ws) {
+      detach(ws);
+      try {
+        ws.close(1000, "client closed");
+      } catch {}
+    }
+    const error = this.closedError();
+    for (const request of [...this.inFlight.values(), ...this.queue]) {
+      clearTimeout(request.timer);
+      request.reject(error);
+    }
+    this.inFlight.clear();
+    this.queue = [];
+    for (const state of this.rooms.values()) state.waiters.splice(0).forEach((w) => w.reject(error));
+    this.setState("closed", { code, reason });
+  }
+
+  private closedError() {
+    const t = this.terminal;
+    return new ChatClientError(ClientErrorCode.Closed, t ? `the client is closed (${t.code}${t.reason ? `: ${t.reason}` : ""})` : "the client is closed");
+  }
+
+  private setState(state: ConnectionState, detail: Omit<StateChange, "state" | "previous">) {
+    const previous = this._state;
+    if (previous === state && state !== "reconnecting") return;
+    // `reconnecting` is announced once per failed attempt, with that attempt's wait.
+    if (previous === state && detail.delayMs === undefined) return;
+    this._state = state;
+    this.emit("state", { state, previous, ...detail });
+  }
+
+  // ---- request plumbing ------------------------------------------------------------------------
+
+  private request(frame: Record<string, unknown>, kind: Kind): Promise<ServerFrame> {
+    if (this.terminal) return Promise.reject(this.closedError());
+    return new Promise<ServerFrame>((resolve, reject) => {
+      const request: Request = { ref: `q${++this.refs}`, frame, kind, resolve, reject };
+      const live = this.ws?.readyState === OPEN && this._session !== undefined && !this.leaving;
+      // Queued messages go out after the rejoins, in order; other requests need not wait for them.
+      if (live && (this._state === "open" || kind === "once")) return this.dispatch(request);
+      if (kind === "once") {
+        return reject(new ChatClientError(ClientErrorCode.NotConnected, `not connected: ${String(frame.type)} is not kept for later`, true));
+      }
+      if (this.queue.length >= this.maxQueue) {
+        return reject(new ChatClientError(ClientErrorCode.QueueFull, `${this.maxQueue} messages are already waiting for a connection`, true));
+      }
+      this.queue.push(request);
+    });
+  }
+
+  private dispatch(request: Request) {
+    this.inFlight.set(request.ref, request);
+    if (request.kind === "once") {
+      request.timer = setTimeout(() => {
+        this.inFlight.delete(request.ref);
+        request.reject(new ChatClientError(ClientErrorCode.Timeout, `no answer to ${String(request.frame.type)} within ${this.requestTimeoutMs} ms`, true));
+      }, this.requestTimeoutMs);
+    }
+    this.transmit({ ...request.frame, ref: request.ref });
+  }
+
+  private transmit(frame: Record<string, unknown>) {
+    try {
+      this.ws?.send(JSON.stringify(frame));
+    } catch {
+      // The close event follows and moves the request back to the queue.
+    }
+  }
+
+  private flush() {
+    const queued = this.queue;
+    this.queue = [];
+    for (const request of queued) this.dispatch(request);
+  }
+
+  private answer(frame: { ref?: string } & ServerFrame) {
+    if (frame.ref === undefined) return;
+    const request = this.inFlight.get(frame.ref);
+    if (!request) return;
+    this.inFlight.delete(frame.ref);
+    clearTimeout(request.timer);
+    request.resolve(frame);
+  }
+
+  private failed(ref: string | undefined, error: ChatClientError) {
+    const request = ref === undefined ? undefined : this.inFlight.get(ref);
+    if (!request) return this.emit("error", error);
+    this.inFlight.delete(request.ref);
+    clearTimeout(request.timer);
+    request.reject(error);
+  }
+}
+
+/** The endpoint for a base URL: http(s) becomes ws(s), and /ws/chat/<connectionId> is appended. */
+function chatUrl(base: string, options: ConnectOptions): string {
+  const url = new URL(base);
+  if (url.protocol === "http:") url.protocol = "ws:";
+  if (url.protocol === "https:") url.protocol = "wss:";
+  let path = url.pathname.replace(/\/+$/, "");
+  if (!path.endsWith("/ws/chat")) path += "/ws/chat";
+  url.pathname = `${path}/${encodeURIComponent(options.connectionId)}`;
+  if (options.user !== undefined) url.searchParams.set("user", options.user);
+  if (options.token !== undefined) url.searchParams.set("token", options.token);
+  return url.toString();
+}
+
+function detach(ws: WebSocketLike) {
+  ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+}
+
+/** A server frame without its `type` (and `ref`), as handed to listeners. */
+function strip<T extends { type?: unknown; ref?: unknown }>(frame: T): any {
+  const { type: _type, ref: _ref, ...rest } = frame;
+  return rest;
+}
