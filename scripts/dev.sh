@@ -8,6 +8,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 main() {
   step "install app dependencies" app_deps "$root/app" >&2
+  step "bundle the test page script" bash -c "cd '$root/app' && ./node_modules/.bin/bun run build:client" >&2
   local port=${PORT:-3001}
   printf '\nTest page: http://localhost:%s/\n\n' "$port" >&2
   cd "$root/app"

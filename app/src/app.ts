@@ -122,7 +122,8 @@ export async function createApp(deps: AppDeps) {
       },
     });
 
-  app.use(await staticPlugin({ assets: deps.publicDir, prefix: "/", alwaysStatic: true, silent: true }));
+  // no-cache: browsers revalidate with the ETag, so a deploy's new page script is picked up at once.
+  app.use(await staticPlugin({ assets: deps.publicDir, prefix: "/", alwaysStatic: true, silent: true, directive: "no-cache", maxAge: null }));
   return app;
 }
 
