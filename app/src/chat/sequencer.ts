@@ -62,29 +62,45 @@ export class RoomSequencer {
     void this.fill(room, seq);
   }
 
+  /**
+   * Bridges a gap: reads history after the last delivered offset and delivers, in order, everything
+   * known (stored or queued). A message is stored before it is published, so a read made after an
+   * arrival covers every offset below it; arrivals during the read are handled by another round. A
+   * gap that a read cannot bridge (trimmed from history) is skipped rather than holding the room.
+   */
   private async fill(room: string, seq: RoomSequence) {
-    try {
-      const replay = await this.history.since(room, seq.last, seq.epoch);
-      let filled = 0;
-      const waiting = seq.queue ?? [];
-      const upTo = Math.min(...waiting.map((w) => w.offset));
-      for (const message of replay.messages) {
-        if (message.offset >= upTo) break;
-        if (message.offset <= seq.last) continue;
-        seq.last = message.offset;
-        this.deliver(room, frames.message(message));
-        filled++;
+    let filled = 0;
+    while (seq.queue && seq.queue.length > 0) {
+      const before = seq.last;
+      const known = new Map<number, string>();
+      try {
+        const replay = await this.history.since(room, seq.last, seq.epoch);
+        for (const message of replay.messages) if (message.offset > seq.last) known.set(message.offset, frames.message(message));
+      } catch {
+        // History unreachable: deliver what arrived rather than hold the room back.
       }
-      if (filled > 0) this.onGapFilled(filled);
-    } catch {
-      // History unreachable: deliver what arrived rather than hold the room back.
+      const queued = seq.queue;
+      for (const item of queued) known.set(item.offset, item.frame);
+      const queuedOffsets = new Set(queued.map((q) => q.offset));
+      const deliverRun = () => {
+        while (known.has(seq.last + 1)) {
+          seq.last++;
+          if (!queuedOffsets.has(seq.last)) filled++;
+          this.deliver(room, known.get(seq.last)!);
+        }
+      };
+      deliverRun();
+      if (seq.last === before) {
+        // Nothing bridged the gap: those messages are gone from history. Resume at the oldest known.
+        const next = Math.min(...[...known.keys()].filter((o) => o > seq.last));
+        if (Number.isFinite(next)) {
+          seq.last = next - 1;
+          deliverRun();
+        }
+      }
+      const waiting = queued.filter((q) => q.offset > seq.last);
+      seq.queue = waiting.length > 0 ? waiting : undefined;
     }
-    const waiting = (seq.queue ?? []).sort((a, b) => a.offset - b.offset);
-    seq.queue = undefined;
-    for (const item of waiting) {
-      if (item.offset <= seq.last) continue;
-      seq.last = item.offset;
-      this.deliver(room, item.frame);
-    }
+    if (filled > 0) this.onGapFilled(filled);
   }
 }
