@@ -1,0 +1,92 @@
+// The three servers the benchmark compares, and how to start each one on a given port.
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+
+export interface Target {
+  id: "raw-bun" | "node-ws" | "chat" | "elysia-route" | "elysia-upgrade";
+  label: string;
+  /** How it is started, for the report. */
+  describe: string;
+  command(port: number): { cmd: string[]; env: Record<string, string> };
+  /** WebSocket path of client i is `${prefix}${i}`. */
+  broadcastPathPrefix: string;
+  idlePathPrefix: string;
+  /** The server greets each connection with a frame (the chat server's `connection_established`). */
+  greets: boolean;
+}
+
+export const APP_DIR = join(import.meta.dir, "..", "..");
+const BENCH_DIR = join(APP_DIR, "bench");
+export const BINARY = join(APP_DIR, "dist", "realtime-server");
+
+export function targets(): Target[] {
+  const bun = process.execPath;
+  const node = Bun.which("node");
+  const useBinary = existsSync(BINARY);
+  return [
+    {
+      id: "raw-bun",
+      label: "raw Bun.serve + publish",
+      describe: `bun bench/baselines/raw-bun.ts`,
+      command: (port) => ({ cmd: [bun, join(BENCH_DIR, "baselines", "raw-bun.ts")], env: { PORT: String(port) } }),
+      broadcastPathPrefix: "/ws/bench",
+      idlePathPrefix: "/ws/idle",
+      greets: false,
+    },
+    {
+      id: "node-ws",
+      label: "Node + ws (loop)",
+      describe: `node bench/baselines/node-ws.mjs`,
+      command: (port) => {
+        if (!node) throw new Error("node is not on PATH: the Node + ws baseline needs Node.js");
+        return { cmd: [node, join(BENCH_DIR, "baselines", "node-ws.mjs")], env: { PORT: String(port) } };
+      },
+      broadcastPathPrefix: "/ws/bench",
+      idlePathPrefix: "/ws/idle",
+      greets: false,
+    },
+    {
+      id: "chat",
+      label: "this server",
+      describe: useBinary ? "dist/realtime-server (compiled binary)" : "bun src/index.ts (no compiled binary in dist/)",
+      command: (port) => ({
+        cmd: useBinary ? [BINARY] : [bun, join(APP_DIR, "src", "index.ts")],
+        env: {
+          PORT: String(port),
+          HOST: "127.0.0.1",
+          MAX_CONNECTIONS: "20000",
+          LOG_LEVEL: "warn",
+          LOG_DIR: "",
+          // Heartbeats and idle closing would add traffic the baselines do not have.
+          HEARTBEAT_INTERVAL: "600000",
+          PONG_TIMEOUT: "600000",
+          CONNECTION_TIMEOUT: "0",
+          // Every client comes from 127.0.0.1 and sends far above a person's rate: the limits stay
+          // in the path (their cost is measured) but are raised out of the way.
+          CONNECT_RATE_PER_IP: "100000",
+          CONNECT_BURST_PER_IP: "100000",
+          FRAME_RATE: "100000",
+          FRAME_BURST: "100000",
+          DRAIN_TIMEOUT: "1000",
+          DRAIN_JITTER_MS: "0",
+          REDIS_URL: "",
+        },
+      }),
+      // connectionId must be 8-64 characters: "bench000", "idle000000".
+      broadcastPathPrefix: "/ws/chat/bench",
+      idlePathPrefix: "/ws/chat/idle",
+      greets: true,
+    },
+    ...(["route", "upgrade"] as const).map(
+      (mode): Target => ({
+        id: `elysia-${mode}`,
+        label: `Elysia ${mode === "route" ? ".ws() route" : "GET + server.upgrade"}`,
+        describe: `ELYSIA_WS=${mode} bun bench/baselines/elysia-ws.ts`,
+        command: (port) => ({ cmd: [bun, join(BENCH_DIR, "baselines", "elysia-ws.ts")], env: { PORT: String(port), ELYSIA_WS: mode } }),
+        broadcastPathPrefix: "/ws/bench",
+        idlePathPrefix: "/ws/idle",
+        greets: false,
+      }),
+    ),
+  ];
+}

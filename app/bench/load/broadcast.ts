@@ -1,0 +1,166 @@
+// Broadcast load generator (a child process of bench/run.ts). N clients join one room; they take
+// turns sending, keeping at most `window` messages in flight (sent but not yet received by every
+// member). Room message frames received by all clients are counted over the measured interval.
+// Prints one JSON line with the result on stdout; progress and failures go to stderr.
+//
+// Usage: bun bench/load/broadcast.ts '<json options>'
+
+import { WireClient, encodeClientFrame } from "./wire";
+import { cpuSeconds, processCpuSeconds } from "../lib/cpu";
+
+export interface BroadcastOptions {
+  port: number;
+  /** Path of client i is `${pathPrefix}${i}`. */
+  pathPrefix: string;
+  clients: number;
+  window: number;
+  warmupMs: number;
+  durationMs: number;
+  serverPid: number;
+  room: string;
+  /** Extra characters in each message text, to compare servers at equal delivered frame sizes. */
+  padding: number;
+}
+
+export interface BroadcastResult {
+  deliveries: number;
+  seconds: number;
+  deliveriesPerSecond: number;
+  messagesPerSecond: number;
+  frameBytes: number;
+  loadCpu: number;
+  serverCpu: number;
+}
+
+const options = JSON.parse(process.argv[2] ?? "{}") as BroadcastOptions;
+const SETUP_TIMEOUT_MS = 15_000;
+const STALL_MS = 3_000;
+
+function die(message: string): never {
+  process.stderr.write(`broadcast load: ${message}\n`);
+  process.exit(1);
+}
+
+const encoder = new TextEncoder();
+const clients: WireClient[] = [];
+const joined: Promise<void>[] = [];
+for (let i = 0; i < options.clients; i++) {
+  let resolveJoin!: () => void;
+  joined.push(new Promise<void>((resolve) => (resolveJoin = resolve)));
+  const client = new WireClient({
+    host: "127.0.0.1",
+    port: options.port,
+    path: `${options.pathPrefix}${String(i).padStart(3, "0")}`,
+    onText: (text) => {
+      if (text.includes('"for":"join"')) resolveJoin();
+      else if (text.startsWith('{"type":"error"')) die(`client ${i} got ${text}`);
+    },
+    onClose: (reason) => {
+      if (!stopping) die(`client ${i}: ${reason}`);
+    },
+  });
+  clients.push(client);
+}
+let stopping = false;
+
+const setupDeadline = setTimeout(() => die(`clients did not connect and join within ${SETUP_TIMEOUT_MS} ms`), SETUP_TIMEOUT_MS);
+await Promise.all(clients.map((c) => c.connect(SETUP_TIMEOUT_MS))).catch((e: Error) => die(e.message));
+for (const client of clients) client.sendText(JSON.stringify({ type: "join", room: options.room }));
+await Promise.all(joined);
+clearTimeout(setupDeadline);
+
+// Counting starts once every join is answered; set-up frames are not counted.
+for (const client of clients) client.counting = true;
+
+// Every message has the same length (fixed-width sequence numbers), so the frames a pump sends to
+// one client are encoded straight into one buffer and written with one call.
+const runId = process.pid.toString(36);
+const SEQ_DIGITS = 10;
+const templateText = `{"type":"message","room":"${options.room}","text":"${"x".repeat(options.padding)}bench payload ${"0".repeat(SEQ_DIGITS)}","clientMsgId":"${runId}-${"0".repeat(SEQ_DIGITS)}"}`;
+const template = encoder.encode(templateText);
+// Where the sequence number goes: in the text and at the end of clientMsgId (ASCII: chars are bytes).
+const textSeqAt = templateText.indexOf("payload ") + "payload ".length;
+const idSeqAt = templateText.length - 2 - SEQ_DIGITS;
+const frameLength = encodeClientFrame(template).length;
+const encodeInto = (target: Uint8Array, at: number, seq: number) => {
+  const payload = template.slice();
+  let n = seq;
+  for (let d = SEQ_DIGITS - 1; d >= 0; d--) {
+    const digit = 0x30 + (n % 10);
+    payload[textSeqAt + d] = digit;
+    payload[idSeqAt + d] = digit;
+    n = Math.floor(n / 10);
+  }
+  target.set(encodeClientFrame(payload), at);
+};
+
+let sent = 0;
+let next = 0;
+const minReceived = () => {
+  let min = Infinity;
+  for (const c of clients) if (c.messages < min) min = c.messages;
+  return min;
+};
+let lastProgressAt = performance.now();
+let lastMin = 0;
+// Free window slots are sent in batches of at least a sixteenth of the window, all from the next
+// sender in turn, in one write: one small write per received chunk would make the load generator's
+// system calls, not the server, the limit.
+const minBatch = Math.max(1, Math.floor(options.window / 16));
+const pump = () => {
+  if (stopping) return;
+  const received = minReceived();
+  if (received !== lastMin) {
+    lastMin = received;
+    lastProgressAt = performance.now();
+  }
+  const free = options.window - (sent - received);
+  if (free < minBatch) return;
+  const batch = new Uint8Array(free * frameLength);
+  for (let k = 0; k < free; k++) encodeInto(batch, k * frameLength, sent++);
+  clients[next]!.sendFrame(batch);
+  next = (next + 1) % clients.length;
+};
+for (const client of clients) client.onChunk = pump;
+
+const totals = () => {
+  let deliveries = 0;
+  let bytes = 0;
+  for (const c of clients) {
+    deliveries += c.messages;
+    bytes += c.messageBytes;
+  }
+  return { deliveries, bytes, sent };
+};
+
+const stall = setInterval(() => {
+  if (performance.now() - lastProgressAt > STALL_MS) {
+    die(`no message reached every client for ${STALL_MS} ms (sent ${sent}, slowest client received ${minReceived()}): frames dropped?`);
+  }
+}, 500);
+
+pump();
+await Bun.sleep(options.warmupMs);
+const start = { ...totals(), at: performance.now(), load: processCpuSeconds(), server: cpuSeconds(options.serverPid) };
+await Bun.sleep(options.durationMs);
+const end = { ...totals(), at: performance.now(), load: processCpuSeconds(), server: cpuSeconds(options.serverPid) };
+stopping = true;
+clearInterval(stall);
+
+const refused = clients.reduce((n, c) => n + c.errors, 0);
+if (refused > 0) die(`the server answered ${refused} messages with an error, first: ${clients.find((c) => c.firstError)?.firstError}`);
+
+const seconds = (end.at - start.at) / 1000;
+const deliveries = end.deliveries - start.deliveries;
+const result: BroadcastResult = {
+  deliveries,
+  seconds,
+  deliveriesPerSecond: deliveries / seconds,
+  messagesPerSecond: (end.sent - start.sent) / seconds,
+  frameBytes: deliveries > 0 ? (end.bytes - start.bytes) / deliveries : 0,
+  loadCpu: (end.load - start.load) / seconds,
+  serverCpu: (end.server - start.server) / seconds,
+};
+process.stdout.write(`${JSON.stringify(result)}\n`);
+for (const client of clients) client.close();
+process.exit(0);

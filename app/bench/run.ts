@@ -1,0 +1,368 @@
+// Core server benchmark: raw Bun.serve with native publish, Node + ws, and this server, one at a
+// time on their own ports, measured in the same run by load generators in separate processes:
+//   broadcast  room message frames delivered per second, N clients in one room taking turns to send
+//   memory     server RSS per idle WebSocket at 10,000 connections (and after one join each)
+// Prints a table and the ratios against raw Bun. A benchmark measures; it never fails on a figure.
+//
+// Usage: bun run bench [options]   (from app/; see usage() below)
+
+import { join } from "node:path";
+import type { BroadcastOptions, BroadcastResult } from "./load/broadcast";
+import { rssBytes } from "./lib/cpu";
+import { APP_DIR, targets, type Target } from "./lib/targets";
+import { BenchError, freePort, indent, spawnChild, stopChild, waitHealthy, type Child } from "./lib/processes";
+
+const GOAL_RATIO = 0.85;
+const GOAL_BYTES_PER_CONNECTION = 4096;
+
+interface Options {
+  only: Set<Target["id"]>;
+  clients: number;
+  window: number;
+  padding: number;
+  warmupMs: number;
+  durationMs: number;
+  connections: number;
+  loadProcesses: number;
+  skipBroadcast: boolean;
+  skipMemory: boolean;
+  json: string | undefined;
+}
+
+function usage(): string {
+  return `usage: bun run bench [options]
+
+  --targets LIST       servers to measure, comma-separated (default: raw-bun,node-ws,chat); the
+                       diagnostic elysia-route and elysia-upgrade run the raw-bun behaviour on Elysia
+  --clients N          clients in the broadcast room, taking turns to send (default 32)
+  --window N           messages in flight: sent, not yet received by every client (default 512)
+  --padding N          extra characters in each message text (default 0)
+  --warmup MS          broadcast warm-up before measuring (default 1000)
+  --duration MS        measured broadcast interval (default 5000)
+  --connections N      idle connections for the memory figure (default 10000)
+  --load-processes N   processes holding the idle client sockets (default 2)
+  --skip-broadcast     only the memory figure
+  --skip-memory        only the broadcast figure
+  --json FILE          also write the results as JSON
+  -h, --help           this text`;
+}
+
+function parseArgs(argv: string[]): Options {
+  const options: Options = {
+    only: new Set(["raw-bun", "node-ws", "chat"]),
+    clients: 32,
+    window: 512,
+    padding: 0,
+    warmupMs: 1000,
+    durationMs: 5000,
+    connections: 10_000,
+    loadProcesses: 2,
+    skipBroadcast: false,
+    skipMemory: false,
+    json: undefined,
+  };
+  const positive = (name: string, value: string | undefined) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) usageError(`${name} needs a positive integer, got ${value ?? "nothing"}`);
+    return n;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    switch (arg) {
+      case "--targets": {
+        const ids = (argv[++i] ?? "").split(",").filter(Boolean);
+        const known: string[] = targets().map((t) => t.id);
+        const unknown = ids.filter((id) => !known.includes(id));
+        if (ids.length === 0 || unknown.length > 0) usageError(`--targets takes a list of ${known.join(", ")}`);
+        options.only = new Set(ids as Target["id"][]);
+        break;
+      }
+      case "--clients":
+        options.clients = positive(arg, argv[++i]);
+        break;
+      case "--window":
+        options.window = positive(arg, argv[++i]);
+        break;
+      case "--padding":
+        options.padding = Number(argv[++i]);
+        if (!Number.isInteger(options.padding) || options.padding < 0) usageError("--padding needs an integer >= 0");
+        break;
+      case "--warmup":
+        options.warmupMs = positive(arg, argv[++i]);
+        break;
+      case "--duration":
+        options.durationMs = positive(arg, argv[++i]);
+        break;
+      case "--connections":
+        options.connections = positive(arg, argv[++i]);
+        break;
+      case "--load-processes":
+        options.loadProcesses = positive(arg, argv[++i]);
+        break;
+      case "--skip-broadcast":
+        options.skipBroadcast = true;
+        break;
+      case "--skip-memory":
+        options.skipMemory = true;
+        break;
+      case "--json":
+        options.json = argv[++i] ?? usageError("--json needs a file name");
+        break;
+      case "-h":
+      case "--help":
+        console.log(usage());
+        process.exit(0);
+      default:
+        usageError(`unknown argument ${arg}`);
+    }
+  }
+  return options;
+}
+
+function usageError(message: string): never {
+  console.error(`${message}\n\n${usage()}`);
+  process.exit(2);
+}
+
+// ---- measurements --------------------------------------------------------------------------------
+
+interface MemoryResult {
+  connections: number;
+  rssBefore: number;
+  rssIdle: number;
+  rssJoined: number;
+  bytesPerIdle: number;
+  bytesPerJoined: number;
+  settled: boolean;
+}
+
+interface TargetResult {
+  target: Target;
+  broadcast?: BroadcastResult;
+  memory?: MemoryResult;
+}
+
+function step(message: string) {
+  process.stderr.write(`${new Date().toISOString().slice(11, 19)} ${message}\n`);
+}
+
+async function startServer(target: Target, options: Options): Promise<{ child: Child; port: number }> {
+  const port = freePort();
+  const { cmd, env } = target.command(port);
+  const child = spawnChild(target.id, cmd, { cwd: APP_DIR, env, minOpenFiles: options.connections + 256 });
+  await waitHealthy(child, port, 20_000);
+  return { child, port };
+}
+
+/** Samples RSS every 250 ms until it moves less than 0.5% over one second (at most `maxMs`). */
+async function settledRss(pid: number, maxMs = 10_000): Promise<{ rss: number; settled: boolean }> {
+  const deadline = Date.now() + maxMs;
+  const samples: number[] = [rssBytes(pid)];
+  for (;;) {
+    await Bun.sleep(250);
+    samples.push(rssBytes(pid));
+    const last = samples.slice(-5);
+    if (last.length === 5 && Math.max(...last) - Math.min(...last) <= 0.005 * Math.max(...last)) {
+      return { rss: last[4]!, settled: true };
+    }
+    if (Date.now() > deadline) return { rss: samples.at(-1)!, settled: false };
+  }
+}
+
+async function measureBroadcast(target: Target, options: Options): Promise<BroadcastResult> {
+  const { child: server, port } = await startServer(target, options);
+  try {
+    const load: BroadcastOptions = {
+      port,
+      pathPrefix: target.broadcastPathPrefix,
+      clients: options.clients,
+      window: options.window,
+      padding: options.padding,
+      warmupMs: options.warmupMs,
+      durationMs: options.durationMs,
+      serverPid: server.proc.pid,
+      room: "bench",
+    };
+    const generator = spawnChild(`${target.id} broadcast load`, [process.execPath, join(import.meta.dir, "load", "broadcast.ts"), JSON.stringify(load)], {
+      cwd: APP_DIR,
+    });
+    const line = await generator.nextLine(options.warmupMs + options.durationMs + 30_000, "measuring broadcast");
+    await generator.proc.exited;
+    if (server.proc.exitCode !== null) throw new BenchError(`${target.id} exited during the broadcast run:\n${indent(server.tail())}`);
+    return JSON.parse(line) as BroadcastResult;
+  } finally {
+    await stopChild(server);
+  }
+}
+
+async function measureMemory(target: Target, options: Options): Promise<MemoryResult> {
+  const { child: server, port } = await startServer(target, options);
+  const pid = server.proc.pid;
+  const generators: Child[] = [];
+  try {
+    const before = await settledRss(pid);
+    const per = Math.ceil(options.connections / options.loadProcesses);
+    for (let p = 0; p < options.loadProcesses; p++) {
+      const first = p * per;
+      const count = Math.min(per, options.connections - first);
+      if (count <= 0) break;
+      const load = { port, pathPrefix: target.idlePathPrefix, first, count, waitFirstFrame: target.greets, timeoutMs: 60_000 };
+      generators.push(
+        spawnChild(`${target.id} idle load ${p + 1}`, [process.execPath, join(import.meta.dir, "load", "idle.ts"), JSON.stringify(load)], {
+          cwd: APP_DIR,
+          minOpenFiles: count + 64,
+        }),
+      );
+    }
+    const opened = await Promise.all(generators.map((g) => g.nextLine(90_000, `opening ${options.connections} idle connections`)));
+    step(`  ${options.connections} idle connections open (${opened.map((l) => `${JSON.parse(l).ms} ms`).join(", ")})`);
+    const idle = await settledRss(pid);
+    for (const g of generators) g.write("join");
+    await Promise.all(generators.map((g) => g.nextLine(90_000, "joining one room per connection")));
+    const joined = await settledRss(pid);
+    return {
+      connections: options.connections,
+      rssBefore: before.rss,
+      rssIdle: idle.rss,
+      rssJoined: joined.rss,
+      bytesPerIdle: (idle.rss - before.rss) / options.connections,
+      bytesPerJoined: (joined.rss - before.rss) / options.connections,
+      settled: before.settled && idle.settled && joined.settled,
+    };
+  } finally {
+    for (const g of generators) {
+      try {
+        g.write("exit");
+      } catch {
+        // Already gone: stopChild below is a no-op then.
+      }
+    }
+    await Promise.all(generators.map((g) => Promise.race([g.proc.exited, Bun.sleep(10_000)])));
+    for (const g of generators) await stopChild(g, 1000);
+    await stopChild(server);
+  }
+}
+
+// ---- report --------------------------------------------------------------------------------------
+
+const cpuPerDelivery = (b: BroadcastResult) => b.serverCpu / b.deliveriesPerSecond;
+const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const mib = (bytes: number) => `${fmt(bytes / 1048576, 1)} MiB`;
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  const line = (r: string[]) => `| ${r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join(" | ")} |`;
+  const rule = `|${widths.map((w, c) => (c === 0 ? `:${"-".repeat(w + 1)}` : `${"-".repeat(w + 1)}:`)).join("|")}|`;
+  return [line(rows[0]!), rule, ...rows.slice(1).map(line)].join("\n");
+}
+
+function report(results: TargetResult[], options: Options, environment: string[]) {
+  const rows: string[][] = [
+    ["server", "deliveries/s", "server CPU", "load CPU", "server CPU µs/delivery", "frame B", "RSS before", "B/idle conn", "B/conn, 1 join"],
+  ];
+  for (const { target, broadcast: b, memory: m } of results) {
+    rows.push([
+      target.label,
+      b ? fmt(b.deliveriesPerSecond) : "-",
+      b ? `${fmt(b.serverCpu * 100)}%` : "-",
+      b ? `${fmt(b.loadCpu * 100)}%` : "-",
+      b ? fmt(cpuPerDelivery(b) * 1e6, 2) : "-",
+      b ? fmt(b.frameBytes) : "-",
+      m ? mib(m.rssBefore) : "-",
+      m ? fmt(m.bytesPerIdle) : "-",
+      m ? fmt(m.bytesPerJoined) : "-",
+    ]);
+  }
+  const out: string[] = ["", ...environment, "", table(rows), ""];
+
+  const byId = new Map(results.map((r) => [r.target.id, r]));
+  const raw = byId.get("raw-bun");
+  const chat = byId.get("chat");
+  const node = byId.get("node-ws");
+  if (raw?.broadcast && chat?.broadcast) {
+    const ratio = chat.broadcast.deliveriesPerSecond / raw.broadcast.deliveriesPerSecond;
+    out.push(`this server / raw Bun, deliveries per second: ${fmt(ratio, 2)} (goal >= ${GOAL_RATIO}: ${ratio >= GOAL_RATIO ? "met" : "MISSED"})`);
+    // CPU per delivery does not depend on how much of a core the other work on the machine left.
+    const perCpu = cpuPerDelivery(raw.broadcast) / cpuPerDelivery(chat.broadcast);
+    out.push(`this server / raw Bun, deliveries per server CPU second: ${fmt(perCpu, 2)} (the steadier figure on a shared machine)`);
+  }
+  if (raw?.broadcast && node?.broadcast) {
+    out.push(`Node + ws / raw Bun, deliveries per second: ${fmt(node.broadcast.deliveriesPerSecond / raw.broadcast.deliveriesPerSecond, 2)} (reference)`);
+  }
+  if (chat?.memory) {
+    const b = chat.memory.bytesPerIdle;
+    out.push(`this server, bytes per idle connection: ${fmt(b)} (goal <= ${GOAL_BYTES_PER_CONNECTION}: ${b <= GOAL_BYTES_PER_CONNECTION ? "met" : "MISSED"})`);
+    if (raw?.memory) out.push(`this server / raw Bun, bytes per idle connection: ${fmt(b / raw.memory.bytesPerIdle, 2)}`);
+    if (node?.memory) out.push(`Node + ws, bytes per idle connection: ${fmt(node.memory.bytesPerIdle)} (reference)`);
+  }
+  const saturated = results.filter((r) => r.broadcast && r.broadcast.loadCpu > 0.85);
+  if (results.some((r) => r.broadcast)) {
+    out.push(
+      saturated.length === 0
+        ? "load generator stayed below 85% of one core in every broadcast run: it was not the limit"
+        : `WARNING: load generator above 85% of one core for ${saturated.map((r) => r.target.id).join(", ")}: those figures are a lower bound`,
+    );
+  }
+  const starved = results.filter((r) => r.broadcast && r.broadcast.serverCpu < 0.9 && r.broadcast.loadCpu < 0.85);
+  if (starved.length > 0) {
+    out.push(
+      `note: neither the server nor the load generator used a whole core for ${starved.map((r) => r.target.id).join(", ")}: ` +
+        "other work on the machine took the rest, so their deliveries/s are low; compare CPU per delivery",
+    );
+  }
+  const unsettled = results.filter((r) => r.memory && !r.memory.settled);
+  if (unsettled.length > 0) out.push(`note: RSS still moving after 10 s for ${unsettled.map((r) => r.target.id).join(", ")}`);
+  console.log(out.join("\n"));
+}
+
+// ---- main ----------------------------------------------------------------------------------------
+
+async function main() {
+  const options = parseArgs(process.argv.slice(2));
+  const chosen = targets().filter((t) => options.only.has(t.id));
+  chosen.sort((a, b) => Number(a.id === "chat") - Number(b.id === "chat"));
+  const nodeVersion = Bun.which("node") ? Bun.spawnSync(["node", "--version"]).stdout.toString().trim() : "not installed";
+  const wsVersion = (await import("ws/package.json")).default.version as string;
+  const load = (await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ");
+  const environment = [
+    `Core server benchmark, ${new Date().toISOString().slice(0, 19)}Z`,
+    `machine: ${navigator.hardwareConcurrency} cores shared with other work (load average ${load} at start): figures vary between runs`,
+    `Bun ${Bun.version}, Node ${nodeVersion}, ws ${wsVersion}; this server: ${chosen.find((t) => t.id === "chat")?.describe ?? "not measured"}`,
+    `broadcast: ${options.clients} clients in one room, taking turns to send, ${options.window} messages in flight, ${options.padding > 0 ? `texts padded by ${options.padding} characters, ` : ""}${options.warmupMs} ms warm-up + ${options.durationMs} ms measured`,
+    `memory: server RSS (VmRSS) before and after ${options.connections} idle connections held by ${options.loadProcesses} load processes, joined to nothing; then after one join each (a room per connection)`,
+    `CPU columns: share of one core during the measured interval; the load generator is one process`,
+  ];
+
+  const results: TargetResult[] = [];
+  for (const target of chosen) {
+    const result: TargetResult = { target };
+    results.push(result);
+    if (!options.skipMemory) {
+      const t = performance.now();
+      step(`${target.id}: memory at ${options.connections} idle connections`);
+      result.memory = await measureMemory(target, options);
+      step(`${target.id}: ${fmt(result.memory.bytesPerIdle)} B per idle connection (${fmt((performance.now() - t) / 1000, 1)} s)`);
+    }
+    if (!options.skipBroadcast) {
+      const t = performance.now();
+      step(`${target.id}: broadcast, ${options.clients} clients in one room`);
+      result.broadcast = await measureBroadcast(target, options);
+      step(`${target.id}: ${fmt(result.broadcast.deliveriesPerSecond)} deliveries/s (${fmt((performance.now() - t) / 1000, 1)} s)`);
+    }
+  }
+  report(results, options, environment);
+  if (options.json) {
+    await Bun.write(
+      options.json,
+      JSON.stringify({ environment, results: results.map((r) => ({ target: r.target.id, broadcast: r.broadcast, memory: r.memory })) }, null, 2),
+    );
+  }
+}
+
+try {
+  await main();
+  process.exit(0);
+} catch (error) {
+  console.error(`benchmark failed: ${error instanceof BenchError ? error.message : (error as Error).stack}`);
+  process.exit(1);
+}
