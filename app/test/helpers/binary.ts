@@ -2,6 +2,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { UNLIMITED } from "./server";
 
 export const BINARY = join(import.meta.dir, "..", "..", "dist", "realtime-server");
 
@@ -28,7 +29,7 @@ export async function startBinary(env: Record<string, string> = {}, options: { c
   const port = env.PORT ? Number(env.PORT) : freePort();
   const proc = Bun.spawn([BINARY], {
     cwd: options.cwd ?? join(import.meta.dir, ".."),
-    env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", LOG_LEVEL: "info", ...env, PORT: String(port) },
+    env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", LOG_LEVEL: "info", ...UNLIMITED, ...env, PORT: String(port) },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
@@ -36,7 +37,12 @@ export async function startBinary(env: Record<string, string> = {}, options: { c
   let out = "";
   const pump = async (stream: ReadableStream<Uint8Array>) => {
     const decoder = new TextDecoder();
-    for await (const chunk of stream) out += decoder.decode(chunk);
+    const reader = stream.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      out += decoder.decode(value, { stream: true });
+    }
   };
   void pump(proc.stdout);
   void pump(proc.stderr);

@@ -1,6 +1,8 @@
 // A WebSocket test client with an inbox: frames are buffered as they arrive, and `next` waits for
 // the first matching one with a deadline, so a missing frame fails fast with what did arrive.
 
+import { SilentSocket } from "./silent-socket";
+
 export type Frame = { type: string; [key: string]: any };
 type Match = string | ((frame: Frame) => boolean);
 
@@ -34,6 +36,16 @@ export class TestClient {
     await client.opened;
     if (options.waitEstablished !== false) await client.next("connection_established");
     return client;
+  }
+
+  /** A client that never answers WebSocket pings, as a frozen peer would not. */
+  static async connectWithoutPong(url: string) {
+    const socket = new SilentSocket(url);
+    const client = new TestClient(socket as unknown as WebSocket);
+    socket.onping = () => client.wake();
+    await client.opened;
+    await client.next("connection_established");
+    return Object.assign(client, { pings: () => socket.pings });
   }
 
   private wake() {
@@ -78,6 +90,14 @@ export class TestClient {
     const ref = `r${++this.refs}`;
     this.send({ ...frame, ref });
     return this.next((f) => f.ref === ref, timeoutMs);
+  }
+
+  /**
+   * Round-trips a ping. The server answers in order, so every frame it sent this socket before
+   * reading the ping has arrived when this resolves: a barrier for "nothing else came".
+   */
+  async sync() {
+    await this.request({ type: "ping" });
   }
 
   /** Frames of a type received so far and not yet taken. */
