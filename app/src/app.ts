@@ -3,7 +3,6 @@ import { staticPlugin } from "@elysiajs/static";
 import type { Backplane } from "./backplane/backplane";
 import type { ChatService } from "./chat/service";
 import type { Config } from "./config";
-import type { Connection } from "./connections/connection";
 import type { ConnectionRegistry } from "./connections/registry";
 import { adminRoutes } from "./http/admin";
 import { jsonError } from "./http/errors";
@@ -14,8 +13,8 @@ import type { Logger } from "./observability/logger";
 import type { Metrics } from "./observability/metrics";
 import type { PresenceStore } from "./presence/presence";
 import { createAdmission } from "./http/admission";
+import { ChatSocketData, ChatSocketHandlers } from "./http/chat-socket";
 import type { Authenticator } from "./auth/auth";
-import { CloseCode } from "./protocol/codes";
 
 export interface AppDeps {
   config: Readonly<Config>;
@@ -32,11 +31,6 @@ export interface AppDeps {
   authenticator: Authenticator | undefined;
 }
 
-/** Per-socket data: the chat connection, attached when the socket opens. */
-interface SocketData {
-  connection?: Connection;
-}
-
 const SECURITY_HEADERS = {
   "x-content-type-options": "nosniff",
   "x-frame-options": "DENY",
@@ -49,12 +43,13 @@ const SECURITY_HEADERS = {
 export async function createApp(deps: AppDeps) {
   const { config, logger, metrics, registry, chat, lifecycle } = deps;
   const admission = createAdmission({ config, registry, lifecycle, metrics, authenticator: deps.authenticator });
+  const handlers = new ChatSocketHandlers(chat, { config, registry, lifecycle, metrics, maxMessageBytes: config.maxMessageBytes });
 
   const app = new Elysia({
     serve: { reusePort: false, maxRequestBodySize: config.maxRequestBodyBytes },
     websocket: {
       // A backstop only: Bun cuts a frame over this limit without a close frame (1006). Frames over
-      // MAX_MESSAGE_BYTES get the documented 1009 from guardFrameSize.
+      // MAX_MESSAGE_BYTES get the documented 1009 from ChatSocketData.message.
       maxPayloadLength: Math.max(4 * config.maxMessageBytes, 65_536),
       // Heartbeats and idle closing are ours (connections/heartbeat.ts) so they carry documented codes.
       idleTimeout: 0,
@@ -82,65 +77,21 @@ export async function createApp(deps: AppDeps) {
     .use(healthRoutes(deps))
     .use(metricsRoute(metrics, config.metricsToken))
     .use(adminRoutes({ adminToken: config.adminToken, maxTextLength: config.maxTextLength, chat, presence: deps.presence }))
-    // Reached only without an Upgrade header: upgrades are routed to the WebSocket handler below.
-    .get("/ws/chat/:connectionId", () => jsonError(400, "upgrade_required", "this route only accepts WebSocket upgrades"))
-    .ws("/ws/chat/:connectionId", {
-      async beforeHandle({ params, query, request, server, set }) {
-        const decision = await admission.admit({ request, params, query, peer: server?.requestIP(request)?.address });
-        if (decision instanceof Response) return decision;
-        if (decision.protocol) set.headers["sec-websocket-protocol"] = decision.protocol;
-      },
-      open(ws) {
-        const data = ws.data as unknown as SocketData & { request: Request };
-        const admitted = admission.accepted(data.request);
-        if (!admitted || lifecycle.draining || registry.size >= config.maxConnections) {
-          // Upgrades raced past the gate: say so with a code the client retries after.
-          ws.raw.close(CloseCode.OverCapacity, "over capacity");
-          return;
-        }
-        data.connection = chat.open(ws.raw, admitted.connectionId, admitted.identity);
-        guardFrameSize(ws.raw, config.maxMessageBytes, data.connection);
-      },
-      message(ws, message) {
-        const connection = (ws.data as unknown as SocketData).connection;
-        if (connection) return chat.frame(connection, message);
-      },
-      // Elysia hands pong the raw socket; its `data` is the same object as in the other handlers.
-      pong(ws) {
-        const connection = (ws.data as unknown as SocketData).connection;
-        if (connection) chat.pong(connection);
-      },
-      close(ws, code) {
-        const data = ws.data as unknown as SocketData;
-        const connection = data.connection;
-        if (!connection) {
-          metrics.disconnects.labels(String(code)).inc();
-          return;
-        }
-        data.connection = undefined;
-        return chat.close(connection, connection.closeCode ?? code);
-      },
+    .get("/ws/chat/:connectionId", async ({ request, params, query, server }) => {
+      const decision = await admission.admit({ request, params, query, peer: server?.requestIP(request)?.address });
+      if (decision instanceof Response) return decision;
+      const upgraded = server?.upgrade(request, {
+        data: new ChatSocketData(decision, handlers),
+        headers: decision.protocol ? { "sec-websocket-protocol": decision.protocol } : undefined,
+      });
+      if (!upgraded) return jsonError(400, "upgrade_failed", "the WebSocket handshake could not be completed");
+      // Bun answers an upgraded request itself; nothing may be returned.
+      return undefined as unknown as Response;
     });
 
   // no-cache: browsers revalidate with the ETag, so a deploy's new page script is picked up at once.
   app.use(await staticPlugin({ assets: deps.publicDir, prefix: "/", alwaysStatic: true, silent: true, directive: "no-cache", maxAge: null }));
   return app;
-}
-
-/**
- * Closes with 1009 on a frame over MAX_MESSAGE_BYTES, measured on the raw frame before Elysia parses
- * it. Elysia hands each socket's frames to the `message` function in the socket's data; that function
- * is wrapped here. Bun's own payload limit cannot do this: it drops the TCP connection instead.
- */
-function guardFrameSize(raw: { data: unknown }, maxBytes: number, connection: Connection) {
-  const data = raw.data as { message?: (ws: unknown, message: string | Uint8Array) => unknown };
-  const handle = data.message;
-  if (typeof handle !== "function") return;
-  data.message = (ws, message) => {
-    const size = typeof message === "string" ? Buffer.byteLength(message) : message.byteLength;
-    if (size > maxBytes) return connection.close(CloseCode.TooLarge, "frame larger than MAX_MESSAGE_BYTES");
-    return handle(ws, message);
-  };
 }
 
 export type App = Awaited<ReturnType<typeof createApp>>;

@@ -234,7 +234,8 @@ export class ChatService {
       connection.close(CloseCode.PolicyViolation, "rate limit exceeded");
       return;
     }
-    const ref = value !== null && typeof value === "object" && typeof (value as { ref?: unknown }).ref === "string" ? (value as { ref: string }).ref.slice(0, 64) : undefined;
+    // The frame is not parsed (that is the work being refused); a plain ref is still found for the answer.
+    const ref = typeof value === "string" ? REF_PATTERN.exec(value)?.[1] : undefined;
     this.sendError(connection, ErrorCode.RateLimited, `more than ${config.frameRate} frames per second; slow down`, ref);
   }
 
@@ -489,6 +490,8 @@ export class ChatService {
     if (recent.length > INVALID_FRAME_LIMIT) connection.close(CloseCode.InvalidFrames, "too many invalid frames");
   }
 }
+
+const REF_PATTERN = /"ref"\s*:\s*"([^"\\]{0,64})"/;
 
 function notInRoom(room: string) {
   return new ChatError(ErrorCode.NotInRoom, `join ${room} first`);
