@@ -4,7 +4,7 @@ import type { Config } from "../config";
 /** Who a connection belongs to, from its token (or, without auth, from the `user` parameter). */
 export interface Identity {
   userId: string;
-  roles: string[];
+  roles: readonly string[];
   /** Token expiry in ms since the epoch; the connection is closed with 4401 when it passes. */
   expiresAt: number | undefined;
 }

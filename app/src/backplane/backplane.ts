@@ -19,6 +19,8 @@ export interface Envelope {
  * best effort: an envelope published while the transport is down may be lost (history fills gaps).
  */
 export interface Backplane {
+  /** False when no other instance can be reached (the default single-process backplane). */
+  readonly distributed: boolean;
   publish(envelope: Omit<Envelope, "origin" | "sentAt">): void;
   /** Start receiving a topic's envelopes (idempotent). */
   subscribe(topic: string): Promise<void>;

@@ -27,12 +27,17 @@ export class MemoryHub {
 export class MemoryBackplane implements Backplane {
   private readonly topics = new Set<string>();
   private handler: (envelope: Envelope) => void = () => {};
+  private readonly hub: MemoryHub;
+  /** Only a hub handed in (tests joining several instances) has other members. */
+  readonly distributed: boolean;
 
   constructor(
     private readonly instanceId: string,
-    private readonly hub: MemoryHub = new MemoryHub(),
+    hub?: MemoryHub,
   ) {
-    hub.join(this);
+    this.distributed = hub !== undefined;
+    this.hub = hub ?? new MemoryHub();
+    this.hub.join(this);
   }
 
   publish(envelope: Omit<Envelope, "origin" | "sentAt">) {

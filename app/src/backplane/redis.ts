@@ -11,6 +11,7 @@ import type { Backplane, Envelope } from "./backplane";
  * by receivers that notice the gap; typing, read and presence notices are transient by nature.
  */
 export class RedisBackplane implements Backplane {
+  readonly distributed = true;
   private readonly topics = new Set<string>();
   private handler: (envelope: Envelope) => void = () => {};
   private readonly channelPrefix: string;

@@ -81,7 +81,6 @@ export class ChatService {
     const connection = new Connection(connectionId, userId, socket, now, config.heartbeatIntervalMs);
     connection.roles = identity.roles;
     connection.expiresAt = identity.expiresAt;
-    connection.frames = new TokenBucket(config.frameRate, config.frameBurst, now);
     const previous = registry.get(connectionId);
     let handedOver: Map<string, Membership> | undefined;
     if (previous) {
@@ -91,7 +90,7 @@ export class ChatService {
         previous.replaced = true;
         registry.remove(previous);
         for (const room of handedOver.keys()) this.deps.rooms.remove(previous, roomTopic(room));
-        this.deps.rooms.remove(previous, userTopic(userId));
+        if (this.deps.backplane.distributed) this.deps.rooms.release(userTopic(userId));
       }
       previous.close(CloseCode.Replaced, "replaced by a newer connection");
     }
@@ -126,8 +125,8 @@ export class ChatService {
       logger.warn("session resume failed", { connectionId, userId, error: (error as Error).message });
     }
     if (connection.closing) return;
-    await this.deps.rooms.add(connection, userTopic(userId));
-    socket.subscribe(BROADCAST_TOPIC);
+    // Only other instances need to know this user is here: a single instance skips the entry.
+    if (this.deps.backplane.distributed) await this.deps.rooms.acquire(userTopic(userId));
     socket.send(
       frames.connectionEstablished({
         connectionId,
@@ -159,7 +158,7 @@ export class ChatService {
     for (const [room, membership] of memberships) {
       sessionRooms[room] = { epoch: membership.epoch, offset: this.sequencer.last(room, membership.epoch) ?? membership.liveFrom };
     }
-    this.deps.rooms.remove(connection, userTopic(connection.userId));
+    if (this.deps.backplane.distributed) this.deps.rooms.release(userTopic(connection.userId));
     try {
       for (const room of memberships.keys()) await this.leaveRoom(connection, room);
       await this.deps.sessions.save(connection.id, { userId: connection.userId, rooms: sessionRooms }, config.sessionTtlSeconds);
@@ -189,7 +188,9 @@ export class ChatService {
     const now = this.now();
     connection.lastSeenAt = now;
     connection.lastFrameAt = now;
-    if (connection.frames && !connection.frames.take(now)) return this.rateLimited(connection, value);
+    // Created on the first frame: an idle connection never pays for its bucket.
+    connection.frames ??= new TokenBucket(this.deps.config.frameRate, this.deps.config.frameBurst, now);
+    if (!connection.frames.take(now)) return this.rateLimited(connection, value);
     connection.limitedStreak = 0;
     if (connection.ready) await connection.ready;
     if (value instanceof Uint8Array || value instanceof ArrayBuffer) {
@@ -438,10 +439,8 @@ export class ChatService {
 
   /** Fans a frame out to this instance's subscribers (one native publish) and to other instances. */
   publish(topic: string, frame: string, type: string) {
-    const { local, backplane, metrics } = this.deps;
-    local.publish(topic, frame);
-    metrics.countOut(type, local.subscriberCount(topic));
-    backplane.publish({ topic, frame });
+    this.deps.metrics.countOut(type, this.deliverLocal(topic, frame));
+    this.deps.backplane.publish({ topic, frame });
   }
 
   /** Like publish, but the sending socket does not get its own typing or read frame back. */
@@ -453,13 +452,32 @@ export class ChatService {
   }
 
   private deliverRemote(envelope: Envelope) {
-    const { local, metrics } = this.deps;
+    const { metrics } = this.deps;
     if (envelope.offset !== undefined && envelope.epoch !== undefined && envelope.topic.startsWith("room:")) {
       this.sequencer.offer(envelope.topic.slice(5), envelope.epoch, envelope.offset, envelope.frame);
       return;
     }
-    local.publish(envelope.topic, envelope.frame);
-    metrics.countOut("remote", local.subscriberCount(envelope.topic));
+    metrics.countOut("remote", this.deliverLocal(envelope.topic, envelope.frame));
+  }
+
+  /**
+   * Delivers a frame to this instance's sockets on a topic; returns how many. Rooms use Bun's
+   * native publish; a user's sockets and the broadcast go through the registry, as they have no
+   * native topic (rare frames, and a topic per user costs more memory than the index).
+   */
+  private deliverLocal(topic: string, frame: string): number {
+    const { local, registry } = this.deps;
+    if (topic.startsWith("user:")) {
+      const sockets = registry.forUser(topic.slice(5));
+      for (const connection of sockets) connection.socket.send(frame);
+      return sockets.length;
+    }
+    if (topic === BROADCAST_TOPIC) {
+      for (const connection of registry.values()) connection.socket.send(frame);
+      return registry.size;
+    }
+    local.publish(topic, frame);
+    return local.subscriberCount(topic);
   }
 
   /** Sends a system notice to every connection on every instance. */

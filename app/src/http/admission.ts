@@ -26,6 +26,7 @@ export interface UpgradeRequest {
 }
 
 const USER_PATTERN = /^.{1,64}$/su;
+const NO_ROLES: readonly string[] = Object.freeze([]);
 /** Seconds a client refused for capacity should wait before trying again. */
 const CAPACITY_RETRY_SECONDS = "5";
 
@@ -97,7 +98,7 @@ export function createAdmission(deps: {
         "www-authenticate": "Bearer",
       });
     } else {
-      identity = { userId: query.user || params.connectionId, roles: [], expiresAt: undefined };
+      identity = { userId: query.user || params.connectionId, roles: NO_ROLES, expiresAt: undefined };
     }
 
     if (registry.countForUser(identity.userId) >= config.maxConnectionsPerUser) {

@@ -20,7 +20,8 @@ export class ChatSocketData {
   connection: Connection | undefined = undefined;
 
   constructor(
-    readonly admission: Admission,
+    /** Who connected; dropped once the connection exists, which holds what it needs of it. */
+    public admission: Admission | undefined,
     private readonly handlers: ChatSocketHandlers,
   ) {}
 
@@ -71,7 +72,9 @@ export class ChatSocketHandlers {
       ws.close(CloseCode.OverCapacity, "over capacity");
       return;
     }
-    data.connection = this.chat.open(ws, data.admission.connectionId, data.admission.identity);
+    const admission = data.admission!;
+    data.admission = undefined;
+    data.connection = this.chat.open(ws, admission.connectionId, admission.identity);
   }
 
   close(data: ChatSocketData, code: number) {

@@ -37,8 +37,21 @@ export class RoomManager {
   }
 
   /** Subscribes the connection's socket to the topic. Resolves once the backplane carries it. */
-  async add(connection: Connection, topic: string): Promise<void> {
+  add(connection: Connection, topic: string): Promise<void> {
     connection.socket.subscribe(topic);
+    return this.acquire(topic);
+  }
+
+  remove(connection: Connection, topic: string) {
+    if (!connection.closing) connection.socket.unsubscribe(topic);
+    this.release(topic);
+  }
+
+  /**
+   * Counts one more local interest in a topic without a socket subscription (user topics are
+   * delivered through the registry: a native topic per user costs about 1.5 KB per connection).
+   */
+  async acquire(topic: string): Promise<void> {
     let local = this.topics.get(topic);
     if (!local) {
       local = { members: 0, releaseTimer: undefined };
@@ -52,8 +65,7 @@ export class RoomManager {
     if (local.members === 1) await this.backplane.subscribe(topic);
   }
 
-  remove(connection: Connection, topic: string) {
-    if (!connection.closing) connection.socket.unsubscribe(topic);
+  release(topic: string) {
     const local = this.topics.get(topic);
     if (!local) return;
     local.members--;
