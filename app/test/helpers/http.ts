@@ -8,7 +8,7 @@ export interface UpgradeAnswer {
   body: string;
 }
 
-export function rawUpgrade(port: number, path: string, timeoutMs = 3000): Promise<UpgradeAnswer> {
+export function rawUpgrade(port: number, path: string, timeoutMs = 3000, extraHeaders: Record<string, string> = {}): Promise<UpgradeAnswer> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, "127.0.0.1");
     let data = "";
@@ -30,6 +30,7 @@ export function rawUpgrade(port: number, path: string, timeoutMs = 3000): Promis
           "Connection: Upgrade",
           "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
           "Sec-WebSocket-Version: 13",
+          ...Object.entries(extraHeaders).map(([k, v]) => `${k}: ${v}`),
           "",
           "",
         ].join("\r\n"),
@@ -56,4 +57,11 @@ export function rawUpgrade(port: number, path: string, timeoutMs = 3000): Promis
       reject(error);
     });
   });
+}
+
+/** An upgrade of a ws:// or http:// URL with chosen headers; a refusal's JSON body comes parsed. */
+export async function upgrade(url: string, headers: Record<string, string> = {}) {
+  const { port, pathname, search } = new URL(url);
+  const answer = await rawUpgrade(Number(port), `${pathname}${search}`, 3000, headers);
+  return { status: answer.status, headers: answer.headers, body: answer.body ? JSON.parse(answer.body) : undefined };
 }

@@ -10,7 +10,7 @@ import { startBinary, type RunningBinary } from "../helpers/binary";
 import { TestClient } from "../helpers/client";
 import { connId } from "../helpers/server";
 import { rawConnect } from "./raw-ws";
-import { upgrade } from "./upgrade";
+import { upgrade } from "../helpers/http";
 
 const OUT = join(import.meta.dir, "..", "..", "test-output");
 let bin: RunningBinary;

@@ -3,7 +3,7 @@ import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { TestClient } from "../helpers/client";
 import { hsToken, TEST_SECRET } from "../helpers/jwt";
 import { connId, startTestServer, type TestServer } from "../helpers/server";
-import { upgrade } from "./upgrade";
+import { upgrade } from "../helpers/http";
 
 let srv: TestServer;
 beforeAll(async () => {

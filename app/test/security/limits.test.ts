@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { TestClient } from "../helpers/client";
 import { connId, startTestServer } from "../helpers/server";
-import { upgrade } from "./upgrade";
+import { upgrade } from "../helpers/http";
 
 async function metric(httpUrl: string, pattern: RegExp) {
   const text = await (await fetch(`${httpUrl}/metrics`)).text();
