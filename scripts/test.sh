@@ -51,6 +51,39 @@ promtool_checks() {
   promtool test rules "$prom"/tests/*.yml
 }
 
+# --- load test gate: the k6 smoke scenario, small, against the compiled binary ---------------------
+# Starts app/dist/realtime-server on a free loopback port, runs app/loadtest/smoke.js with the pinned
+# k6 (built by k6_bin when missing) and stops the server; fails when a threshold fails.
+k6_smoke() {
+  local k6 port pid rc=0 deadline
+  need_apt curl curl
+  k6=$(k6_bin "$root")
+  mkdir -p "$root/app/test-output"
+  port=$("$root/app/node_modules/.bin/bun" -e \
+    'const s = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() }); console.log(s.port); s.stop(true)')
+  PORT=$port HOST=127.0.0.1 LOG_LEVEL=warn "$root/app/dist/realtime-server" >"$root/app/test-output/k6-smoke-server.log" 2>&1 &
+  pid=$!
+  deadline=$((SECONDS + 15))
+  until curl -fs "http://127.0.0.1:$port/health" >/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+      printf 'the server did not answer /health on port %s\n' "$port" >&2
+      kill "$pid" 2>/dev/null || true
+      return 1
+    fi
+    sleep 0.2
+  done
+  K6_NO_USAGE_REPORT=true BASE_URL="http://127.0.0.1:$port" VUS=${K6_SMOKE_VUS:-4} DURATION=${K6_SMOKE_DURATION:-10s} \
+    "$k6" run --quiet --no-color --summary-export "$root/app/test-output/k6-smoke-summary.json" "$root/app/loadtest/smoke.js" || rc=$?
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  return "$rc"
+}
+
+# The deploy script's sourced parts in scripts/deploy/, which lint_scripts (scripts/*.sh) does not reach.
+lint_deploy_scripts() {
+  shellcheck -x "$root"/scripts/deploy/*.sh
+}
+
 main() {
   case "${1:-}" in
     -h | --help) usage; exit 0 ;;
@@ -60,8 +93,10 @@ main() {
   step "typecheck" bash -c "cd '$root/app' && ./node_modules/.bin/tsc -p ."
   step "build the binary" bash -c "cd '$root/app' && ./node_modules/.bin/bun run build"
   step "shellcheck" lint_scripts
+  step "shellcheck scripts/deploy" lint_deploy_scripts
   step "promtool" promtool_checks
   step "bun test" bun_tests "$@"
+  step "k6 smoke" k6_smoke
 }
 
 main "$@"
