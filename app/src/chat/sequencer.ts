@@ -5,6 +5,8 @@ interface RoomSequence {
   epoch: string;
   /** Newest offset delivered to this instance's subscribers. */
   last: number;
+  /** The offset tracking began after: every later one was delivered here. */
+  from: number;
   /** Arrivals held back while a gap is being filled from history. */
   queue: { frame: string; offset: number }[] | undefined;
 }
@@ -30,10 +32,16 @@ export class RoomSequencer {
     return seq && seq.epoch === epoch ? seq.last : undefined;
   }
 
+  /** Where a room stands now (epoch, newest delivered, where tracking began), if tracked. */
+  state(room: string): Readonly<Pick<RoomSequence, "epoch" | "last" | "from">> | undefined {
+    const seq = this.rooms.get(room);
+    return seq && { epoch: seq.epoch, last: seq.last, from: seq.from };
+  }
+
   /** Starts tracking a room at a known head (when its first local member joins). */
   track(room: string, epoch: string, offset: number) {
     const seq = this.rooms.get(room);
-    if (!seq || seq.epoch !== epoch) this.rooms.set(room, { epoch, last: offset, queue: undefined });
+    if (!seq || seq.epoch !== epoch) this.rooms.set(room, { epoch, last: offset, from: offset, queue: undefined });
   }
 
   forget(room: string) {
@@ -45,7 +53,7 @@ export class RoomSequencer {
     let seq = this.rooms.get(room);
     if (!seq || seq.epoch !== epoch) {
       // A new epoch (history lost) restarts the offsets: nothing before it can be a duplicate.
-      seq = { epoch, last: offset - 1, queue: undefined };
+      seq = { epoch, last: offset - 1, from: offset - 1, queue: undefined };
       this.rooms.set(room, seq);
     }
     if (seq.queue) {

@@ -318,13 +318,21 @@ export class ChatService {
     // Placeholder first so a concurrent frame sees the membership; filled in once the head is known.
     const membership: Membership = { epoch: "", liveFrom: 0 };
     memberships.set(room, membership);
+    // What this instance had delivered when the socket subscribed: everything after it reaches the
+    // socket live, including what arrives while the head is being read, so a replay stops there.
+    const atSubscribe = this.sequencer.state(room);
     await this.deps.rooms.add(connection, roomTopic(room));
     const head = await this.deps.history.head(room);
-    // Members already here were sent everything up to the sequencer's last offset; later ones
-    // arrive live. A room new to this instance starts at the stored head.
-    this.sequencer.track(room, head.epoch, head.offset);
     membership.epoch = head.epoch;
-    membership.liveFrom = this.sequencer.last(room, head.epoch) ?? head.offset;
+    if (atSubscribe && atSubscribe.epoch === head.epoch) {
+      membership.liveFrom = atSubscribe.last;
+    } else {
+      // New to this instance: tracking starts at the stored head, or began during the wait with
+      // the first message delivered live.
+      this.sequencer.track(room, head.epoch, head.offset);
+      const now = this.sequencer.state(room)!;
+      membership.liveFrom = Math.min(now.from, head.offset);
+    }
     if (await this.deps.presence.add(room, connection.userId, connection.id)) {
       this.publish(roomTopic(room), frames.presenceDiff(room, [connection.userId], []), "presence_diff");
     }
