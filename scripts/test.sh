@@ -19,6 +19,14 @@ system_deps() {
   need_apt jq jq
   need_apt redis-server redis-server
   need_apt shellcheck shellcheck
+  need_apt curl curl
+  # The end-to-end browser tests drive Debian's Chromium through playwright-core.
+  need_apt chromium chromium
+}
+
+# k6 is built once here, before the tests that run it (the load tests and the deploy gate).
+install_k6() {
+  "$root"/.tools/bin/k6 version >/dev/null 2>&1 || command -v k6 >/dev/null 2>&1 || k6_bin "$root" >/dev/null
 }
 
 bun_tests() {
@@ -95,6 +103,7 @@ main() {
   step "shellcheck" lint_scripts
   step "shellcheck scripts/deploy" lint_deploy_scripts
   step "promtool" promtool_checks
+  step "install k6" install_k6
   step "bun test" bun_tests "$@"
   step "k6 smoke" k6_smoke
 }
