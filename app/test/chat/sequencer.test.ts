@@ -5,7 +5,7 @@ import { frames } from "../../src/protocol/server-frames";
 
 async function storedRoom(n: number, historySize = 100) {
   const history = new MemoryHistoryStore({ historySize, ttlSeconds: 600 });
-  const stored = [];
+  const stored: Awaited<ReturnType<MemoryHistoryStore["append"]>>[] = [];
   for (let i = 1; i <= n; i++) stored.push(await history.append({ room: "r", id: `id${i}`, from: "u", text: `t${i}`, ts: i, clientMsgId: `c${i}` }));
   const delivered: number[] = [];
   const gaps: number[] = [];

@@ -1,6 +1,8 @@
 // A well-behaved pair, run as its own process so that its measurements are not slowed by the
 // process generating the abuse: alice sends every 25 ms into a room, bob records how long each
 // message takes to arrive. Runs until stdin closes, then prints one JSON line and exits.
+export {};
+
 const [base] = process.argv.slice(2);
 const id = () => `calm-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
 
