@@ -156,7 +156,8 @@ export function connect(url: string, options: ConnectOptions): ChatClient {
 
 export class ChatClient extends Emitter<ChatEvents> {
   readonly connectionId: string;
-  readonly url: string;
+  /** The endpoint, with the current token: `authenticate` replaces it for later reconnects. */
+  url: string;
   private _state: ConnectionState = "connecting";
   private _session: ConnectionEstablished | undefined;
   private ws: WebSocketLike | undefined;
@@ -280,6 +281,18 @@ export class ChatClient extends Emitter<ChatEvents> {
   async presence(room: string): Promise<string[]> {
     const answer = (await this.request({ type: "presence", room }, "once")) as unknown as Presence;
     return answer.members;
+  }
+
+  /**
+   * Hands the server a fresh token before the current one expires (otherwise it closes with 4401),
+   * and uses it for every later reconnect. Resolves with the new expiry (ms), or null without one.
+   */
+  async authenticate(token: string): Promise<number | null> {
+    const answer = (await this.request({ type: "auth", token }, "once")) as unknown as { expiresAt: number | null };
+    const url = new URL(this.url);
+    url.searchParams.set("token", token);
+    this.url = url.toString();
+    return answer.expiresAt;
   }
 
   /** Round trip time to the server in milliseconds. */
