@@ -133,8 +133,8 @@ export async function stopChild(child: Child, graceMs = 5000) {
   }
 }
 
-/** Waits until GET /health answers 200, failing fast if the process exits first. */
-export async function waitHealthy(child: Child, port: number, timeoutMs: number) {
+/** Waits until GET `path` (/health by default) answers 200, failing fast if the process exits first. */
+export async function waitHealthy(child: Child, port: number, timeoutMs: number, path = "/health") {
   const deadline = Date.now() + timeoutMs;
   let delay = 25;
   for (;;) {
@@ -142,10 +142,10 @@ export async function waitHealthy(child: Child, port: number, timeoutMs: number)
       throw new BenchError(`${child.name} exited (${child.proc.exitCode ?? child.proc.signalCode}) before it was ready:\n${indent(child.tail())}`);
     }
     try {
-      const response = await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(1000) });
+      const response = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(1000) });
       if (response.ok) return;
     } catch {}
-    if (Date.now() > deadline) throw new BenchError(`${child.name} did not answer /health within ${timeoutMs} ms:\n${indent(child.tail())}`);
+    if (Date.now() > deadline) throw new BenchError(`${child.name} did not answer ${path} within ${timeoutMs} ms:\n${indent(child.tail())}`);
     await Bun.sleep(delay);
     delay = Math.min(delay * 2, 500);
   }

@@ -19,10 +19,45 @@ export const APP_DIR = join(import.meta.dir, "..", "..");
 const BENCH_DIR = join(APP_DIR, "bench");
 export const BINARY = join(APP_DIR, "dist", "realtime-server");
 
+/**
+ * How the chat server is started for a benchmark: the compiled binary when there is one, logs and
+ * heartbeats out of the way, limits raised out of the way. `env` adds or overrides variables (the
+ * scale-out benchmark sets REDIS_URL, REDIS_KEY_PREFIX and INSTANCE_ID).
+ */
+export function chatCommand(port: number, env: Record<string, string> = {}): { cmd: string[]; env: Record<string, string> } {
+  return {
+    cmd: existsSync(BINARY) ? [BINARY] : [process.execPath, join(APP_DIR, "src", "index.ts")],
+    env: {
+      PORT: String(port),
+      HOST: "127.0.0.1",
+      MAX_CONNECTIONS: "20000",
+      LOG_LEVEL: "warn",
+      LOG_DIR: "",
+      // Heartbeats and idle closing would add traffic the baselines do not have.
+      HEARTBEAT_INTERVAL: "600000",
+      PONG_TIMEOUT: "600000",
+      CONNECTION_TIMEOUT: "0",
+      // Every client comes from 127.0.0.1 and sends far above a person's rate: the limits stay
+      // in the path (their cost is measured) but are raised out of the way.
+      CONNECT_RATE_PER_IP: "100000",
+      CONNECT_BURST_PER_IP: "100000",
+      FRAME_RATE: "100000",
+      FRAME_BURST: "100000",
+      DRAIN_TIMEOUT: "1000",
+      DRAIN_JITTER_MS: "0",
+      REDIS_URL: "",
+      ...env,
+    },
+  };
+}
+
+export function chatDescription(): string {
+  return existsSync(BINARY) ? "dist/realtime-server (compiled binary)" : "bun src/index.ts (no compiled binary in dist/)";
+}
+
 export function targets(): Target[] {
   const bun = process.execPath;
   const node = Bun.which("node");
-  const useBinary = existsSync(BINARY);
   return [
     {
       id: "raw-bun",
@@ -48,30 +83,8 @@ export function targets(): Target[] {
     {
       id: "chat",
       label: "this server",
-      describe: useBinary ? "dist/realtime-server (compiled binary)" : "bun src/index.ts (no compiled binary in dist/)",
-      command: (port) => ({
-        cmd: useBinary ? [BINARY] : [bun, join(APP_DIR, "src", "index.ts")],
-        env: {
-          PORT: String(port),
-          HOST: "127.0.0.1",
-          MAX_CONNECTIONS: "20000",
-          LOG_LEVEL: "warn",
-          LOG_DIR: "",
-          // Heartbeats and idle closing would add traffic the baselines do not have.
-          HEARTBEAT_INTERVAL: "600000",
-          PONG_TIMEOUT: "600000",
-          CONNECTION_TIMEOUT: "0",
-          // Every client comes from 127.0.0.1 and sends far above a person's rate: the limits stay
-          // in the path (their cost is measured) but are raised out of the way.
-          CONNECT_RATE_PER_IP: "100000",
-          CONNECT_BURST_PER_IP: "100000",
-          FRAME_RATE: "100000",
-          FRAME_BURST: "100000",
-          DRAIN_TIMEOUT: "1000",
-          DRAIN_JITTER_MS: "0",
-          REDIS_URL: "",
-        },
-      }),
+      describe: chatDescription(),
+      command: (port) => chatCommand(port),
       // connectionId must be 8-64 characters: "bench000", "idle000000".
       broadcastPathPrefix: "/ws/chat/bench",
       idlePathPrefix: "/ws/chat/idle",

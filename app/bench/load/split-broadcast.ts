@@ -1,0 +1,180 @@
+// Broadcast load over one or more servers (a child process of bench/redis.ts): the load of
+// bench/load/broadcast.ts, with client i connected to ports[i % ports.length]. With two instances
+// of the chat server sharing Redis, half the room is on each and consecutive senders alternate
+// between them, so every message reaches half its members through the Redis backplane. Clients take
+// turns sending, keeping at most `window` messages in flight (sent but not yet received by every
+// member); room message frames received by all clients are counted over the measured interval.
+// Prints one JSON line with the result on stdout; progress and failures go to stderr.
+//
+// Usage: bun bench/load/split-broadcast.ts '<json options>'
+
+import { WireClient, encodeClientFrame } from "./wire";
+import { cpuSeconds, processCpuSeconds } from "../lib/cpu";
+
+export interface SplitBroadcastOptions {
+  ports: number[];
+  /** Path of client i is `${pathPrefix}${i}` (three digits). */
+  pathPrefix: string;
+  clients: number;
+  window: number;
+  warmupMs: number;
+  durationMs: number;
+  /** Processes whose CPU time is read over the measured interval (servers, Redis). */
+  processes: { name: string; pid: number }[];
+  room: string;
+  /** Only clients on the first `senderPorts` ports send (default: all); a diagnostic. */
+  senderPorts?: number;
+}
+
+export interface SplitBroadcastResult {
+  deliveries: number;
+  seconds: number;
+  deliveriesPerSecond: number;
+  messagesPerSecond: number;
+  frameBytes: number;
+  loadCpu: number;
+  /** Messages some client never received: sent x clients - received, once the room has drained. */
+  missing: number;
+  /** Share of one core per measured process, by name. */
+  cpu: Record<string, number>;
+}
+
+const options = JSON.parse(process.argv[2] ?? "{}") as SplitBroadcastOptions;
+const SETUP_TIMEOUT_MS = 15_000;
+const STALL_MS = 3_000;
+
+function die(message: string): never {
+  process.stderr.write(`split broadcast load: ${message}\n`);
+  process.exit(1);
+}
+
+let stopping = false;
+const clients: WireClient[] = [];
+const joined: Promise<void>[] = [];
+for (let i = 0; i < options.clients; i++) {
+  let resolveJoin!: () => void;
+  joined.push(new Promise<void>((resolve) => (resolveJoin = resolve)));
+  clients.push(
+    new WireClient({
+      host: "127.0.0.1",
+      port: options.ports[i % options.ports.length]!,
+      path: `${options.pathPrefix}${String(i).padStart(3, "0")}`,
+      onText: (text) => {
+        if (text.includes('"for":"join"')) resolveJoin();
+        else if (text.startsWith('{"type":"error"')) die(`client ${i} got ${text}`);
+      },
+      onClose: (reason) => {
+        if (!stopping) die(`client ${i}: ${reason}`);
+      },
+    }),
+  );
+}
+
+const setupDeadline = setTimeout(() => die(`clients did not connect and join within ${SETUP_TIMEOUT_MS} ms`), SETUP_TIMEOUT_MS);
+await Promise.all(clients.map((c) => c.connect(SETUP_TIMEOUT_MS))).catch((e: Error) => die(e.message));
+for (const client of clients) client.sendText(JSON.stringify({ type: "join", room: options.room }));
+await Promise.all(joined);
+clearTimeout(setupDeadline);
+for (const client of clients) client.counting = true;
+
+// Fixed-width sequence numbers: every frame has the same length, so a batch is one buffer.
+const encoder = new TextEncoder();
+const runId = process.pid.toString(36);
+const SEQ_DIGITS = 10;
+const templateText = `{"type":"message","room":"${options.room}","text":"bench payload ${"0".repeat(SEQ_DIGITS)}","clientMsgId":"${runId}-${"0".repeat(SEQ_DIGITS)}"}`;
+const template = encoder.encode(templateText);
+const textSeqAt = templateText.indexOf("payload ") + "payload ".length;
+const idSeqAt = templateText.length - 2 - SEQ_DIGITS;
+const frameLength = encodeClientFrame(template).length;
+const encodeInto = (target: Uint8Array, at: number, seq: number) => {
+  const payload = template.slice();
+  let n = seq;
+  for (let d = SEQ_DIGITS - 1; d >= 0; d--) {
+    const digit = 0x30 + (n % 10);
+    payload[textSeqAt + d] = digit;
+    payload[idSeqAt + d] = digit;
+    n = Math.floor(n / 10);
+  }
+  target.set(encodeClientFrame(payload), at);
+};
+
+const senders = clients.filter((_, i) => i % options.ports.length < (options.senderPorts ?? options.ports.length));
+let sent = 0;
+let next = 0;
+const minReceived = () => {
+  let min = Infinity;
+  for (const c of clients) if (c.messages < min) min = c.messages;
+  return min;
+};
+let lastProgressAt = performance.now();
+let lastMin = 0;
+const minBatch = Math.max(1, Math.floor(options.window / 16));
+const pump = () => {
+  if (stopping) return;
+  const received = minReceived();
+  if (received !== lastMin) {
+    lastMin = received;
+    lastProgressAt = performance.now();
+  }
+  const free = options.window - (sent - received);
+  if (free < minBatch) return;
+  const batch = new Uint8Array(free * frameLength);
+  for (let k = 0; k < free; k++) encodeInto(batch, k * frameLength, sent++);
+  senders[next]!.sendFrame(batch);
+  next = (next + 1) % senders.length;
+};
+for (const client of clients) client.onChunk = pump;
+
+const sample = () => {
+  let deliveries = 0;
+  let bytes = 0;
+  for (const c of clients) {
+    deliveries += c.messages;
+    bytes += c.messageBytes;
+  }
+  return {
+    deliveries,
+    bytes,
+    sent,
+    at: performance.now(),
+    load: processCpuSeconds(),
+    cpu: options.processes.map((p) => cpuSeconds(p.pid)),
+  };
+};
+
+const stall = setInterval(() => {
+  if (performance.now() - lastProgressAt > STALL_MS) {
+    die(`no message reached every client for ${STALL_MS} ms (sent ${sent}, slowest client received ${minReceived()}): frames dropped?`);
+  }
+}, 500);
+
+pump();
+await Bun.sleep(options.warmupMs);
+const start = sample();
+await Bun.sleep(options.durationMs);
+const end = sample();
+stopping = true;
+clearInterval(stall);
+// Every client should end up with every message sent: wait for the room to drain, then count gaps.
+const drainUntil = performance.now() + 3000;
+while (minReceived() < sent && performance.now() < drainUntil) await Bun.sleep(20);
+const missing = clients.reduce((n, c) => n + (sent - c.messages), 0);
+
+const refused = clients.reduce((n, c) => n + c.errors, 0);
+if (refused > 0) die(`the server answered ${refused} messages with an error, first: ${clients.find((c) => c.firstError)?.firstError}`);
+
+const seconds = (end.at - start.at) / 1000;
+const deliveries = end.deliveries - start.deliveries;
+const result: SplitBroadcastResult = {
+  deliveries,
+  seconds,
+  deliveriesPerSecond: deliveries / seconds,
+  messagesPerSecond: (end.sent - start.sent) / seconds,
+  frameBytes: deliveries > 0 ? (end.bytes - start.bytes) / deliveries : 0,
+  loadCpu: (end.load - start.load) / seconds,
+  missing,
+  cpu: Object.fromEntries(options.processes.map((p, k) => [p.name, (end.cpu[k]! - start.cpu[k]!) / seconds])),
+};
+process.stdout.write(`${JSON.stringify(result)}\n`);
+for (const client of clients) client.close();
+process.exit(0);
