@@ -73,7 +73,13 @@ function addItem(convKey: string, item: Item) {
 function start(name: string, room: string) {
   page.me = name;
   localStorage.setItem("chat.name", name);
-  const client = connect(location.origin, { connectionId: connectionId(), user: name });
+  // ?retryMaxMs= lowers the reconnect ceiling (default 30 s), for trying restarts by hand and for tests.
+  const retryMaxMs = Number(new URLSearchParams(location.search).get("retryMaxMs")) || undefined;
+  const client = connect(location.origin, {
+    connectionId: connectionId(),
+    user: name,
+    backoff: retryMaxMs ? { maxMs: Math.max(1000, retryMaxMs) } : undefined,
+  });
   page.client = client;
   client.on("state", ({ state, delayMs }) => {
     renderStatus(state);

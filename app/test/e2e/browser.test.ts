@@ -61,7 +61,8 @@ async function openPage(user: string): Promise<Page> {
   const failures: string[] = [];
   page.on("pageerror", (error) => failures.push(error.message));
   page.on("requestfailed", (request) => failures.push(`${request.url()} ${request.failure()?.errorText}`));
-  await page.goto(`${binary.httpUrl}/?user=${user}&room=lobby`);
+  // A 2 s reconnect ceiling: the restart test waits for the pages to come back, not for a 30 s backoff.
+  await page.goto(`${binary.httpUrl}/?user=${user}&room=lobby&retryMaxMs=2000`);
   await page.click("#connect");
   await page.waitForSelector('#status[data-state="open"]');
   expect(failures).toEqual([]);
@@ -130,7 +131,7 @@ describe("test page in Chromium", () => {
 
     binary = await startBinary(serverEnv("e2e-green", "green"), { cwd });
     for (const page of [alice, bob]) {
-      await page.waitForSelector('#status[data-state="open"]');
+      await page.waitForSelector('#status[data-state="open"]', { timeout: 20_000 });
       await page.locator("#instance .name", { hasText: "e2e-green" }).waitFor();
     }
     await message(bob, "Sent while the server was down").waitFor();
