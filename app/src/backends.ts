@@ -60,7 +60,11 @@ export function redisBackends(config: StoreConfig, clients: RedisClients, deps: 
     backplane: new RedisBackplane({ instanceId: config.instanceId, publisher: commands, subscriber, keys, ...deps }),
     history: withFallback<HistoryStore>(
       "history",
-      new RedisHistoryStore(commands, keys, { historySize: config.historySize, ttlSeconds: config.historyTtlSeconds }),
+      new RedisHistoryStore(commands, keys, {
+        historySize: config.historySize,
+        ttlSeconds: config.historyTtlSeconds,
+        publishAs: config.instanceId,
+      }),
       local.history,
       guard,
     ),

@@ -1,10 +1,17 @@
+import type { RoomMessage } from "../protocol/server-frames";
+
 /** A frame crossing instances: the local topic to publish it on, and who sent it. */
 export interface Envelope {
   /** Instance that published it; an instance ignores its own envelopes. */
   origin: string;
   topic: string;
   /** Server frame JSON, delivered unchanged to the topic's local subscribers. */
-  frame: string;
+  frame?: string;
+  /**
+   * A stored room message, published by the history store in the same step as the write: every
+   * instance receives these, its own included, and builds the `message` frame itself.
+   */
+  message?: RoomMessage;
   /** Room epoch and offset carried by `message` frames, so a receiver can notice a gap. */
   epoch?: string;
   offset?: number;
@@ -19,9 +26,10 @@ export interface Envelope {
  * best effort: an envelope published while the transport is down may be lost (history fills gaps).
  */
 export interface Backplane {
+  /** Room messages published by the history store arrive through `onEnvelope` too. */
   /** False when no other instance can be reached (the default single-process backplane). */
   readonly distributed: boolean;
-  publish(envelope: Omit<Envelope, "origin" | "sentAt">): void;
+  publish(envelope: Omit<Envelope, "origin" | "sentAt" | "message"> & { frame: string }): void;
   /** Start receiving a topic's envelopes (idempotent). */
   subscribe(topic: string): Promise<void>;
   unsubscribe(topic: string): Promise<void>;

@@ -40,7 +40,7 @@ export class MemoryBackplane implements Backplane {
     this.hub.join(this);
   }
 
-  publish(envelope: Omit<Envelope, "origin" | "sentAt">) {
+  publish(envelope: Omit<Envelope, "origin" | "sentAt" | "message"> & { frame: string }) {
     if (this.hub.size < 2) return;
     const full: Envelope = { ...envelope, origin: this.instanceId, sentAt: Date.now() };
     // Delivered on a later tick, as a network transport would, so callers never re-enter.

@@ -31,7 +31,7 @@ export class RedisBackplane implements Backplane {
     deps.subscriber.on("ready", () => this.resubscribePending());
   }
 
-  publish(envelope: Omit<Envelope, "origin" | "sentAt">) {
+  publish(envelope: Omit<Envelope, "origin" | "sentAt" | "message"> & { frame: string }) {
     const { publisher, metrics, keys, instanceId } = this.deps;
     if (publisher.status !== "ready") {
       metrics.backplaneDropped.inc();
@@ -54,7 +54,9 @@ export class RedisBackplane implements Backplane {
       this.deps.metrics.backplaneErrors.labels("decode").inc();
       return;
     }
-    if (envelope.origin === this.deps.instanceId || !this.topics.has(envelope.topic)) return;
+    // Stored room messages come back to their origin as well: that is how its own members get them
+    // in the same order as every other instance.
+    if ((envelope.origin === this.deps.instanceId && !envelope.message) || !this.topics.has(envelope.topic)) return;
     this.deps.metrics.backplaneLag.observe(Math.max(0, Date.now() - envelope.sentAt) / 1000);
     this.handler(envelope);
   }
@@ -62,6 +64,11 @@ export class RedisBackplane implements Backplane {
   async subscribe(topic: string) {
     if (this.topics.has(topic)) return;
     this.topics.add(topic);
+    if (this.deps.subscriber.status !== "ready") {
+      // Not an error: subscribed as soon as the connection is ready.
+      this.pending.add(topic);
+      return;
+    }
     try {
       await this.deps.subscriber.subscribe(this.deps.keys.channel(topic));
     } catch (error) {

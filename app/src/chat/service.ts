@@ -357,7 +357,7 @@ export class ChatService {
     const { room, text, clientMsgId } = frame;
     if (!connection.rooms.has(room)) throw notInRoom(room);
     const answer = await this.once(connection, clientMsgId, "message", frame.ref, async () => {
-      const { message, epoch } = await this.deps.history.append({
+      const { message, epoch, published } = await this.deps.history.append({
         room,
         id: randomUUIDv7(),
         from: connection.userId,
@@ -365,9 +365,13 @@ export class ChatService {
         ts: this.now(),
         clientMsgId,
       });
-      const payload = frames.message(message);
-      this.sequencer.offer(room, epoch, message.offset, payload);
-      this.deps.backplane.publish({ topic: roomTopic(room), frame: payload, epoch, offset: message.offset });
+      // Published by the store (Redis): it comes back through the backplane to this instance too,
+      // in offset order with everyone else's. Only while the backplane is down, deliver here.
+      if (!published || this.deps.backplane.status() !== "up") {
+        const payload = frames.message(message);
+        this.sequencer.offer(room, epoch, message.offset, payload);
+        if (!published) this.deps.backplane.publish({ topic: roomTopic(room), frame: payload, epoch, offset: message.offset });
+      }
       return { room, id: message.id, offset: message.offset, ts: message.ts };
     });
     if (answer) this.respond(connection, "message", frame.ref, answer);
@@ -462,10 +466,11 @@ export class ChatService {
   private deliverRemote(envelope: Envelope) {
     const { metrics } = this.deps;
     if (envelope.offset !== undefined && envelope.epoch !== undefined && envelope.topic.startsWith("room:")) {
-      this.sequencer.offer(envelope.topic.slice(5), envelope.epoch, envelope.offset, envelope.frame);
+      const frame = envelope.frame ?? frames.message(envelope.message!);
+      this.sequencer.offer(envelope.topic.slice(5), envelope.epoch, envelope.offset, frame);
       return;
     }
-    metrics.countOut("remote", this.deliverLocal(envelope.topic, envelope.frame));
+    if (envelope.frame) metrics.countOut("remote", this.deliverLocal(envelope.topic, envelope.frame));
   }
 
   /**

@@ -24,7 +24,12 @@ export interface Replay {
  * is forgotten and starts a new epoch.
  */
 export interface HistoryStore {
-  append(draft: MessageDraft): Promise<{ message: RoomMessage; epoch: string }>;
+  /**
+   * Stores a message under the room's next offset. `published` is true when the store has also sent
+   * it to every instance, this one included, through the backplane (in offset order, since both
+   * happen in one step); otherwise the caller delivers it.
+   */
+  append(draft: MessageDraft): Promise<{ message: RoomMessage; epoch: string; published?: boolean }>;
   head(room: string): Promise<RoomHead>;
   /** Messages after `afterOffset` when `epoch` (if given) is still the room's epoch. */
   since(room: string, afterOffset: number, epoch?: string): Promise<Replay>;

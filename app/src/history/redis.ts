@@ -2,10 +2,13 @@ import type Redis from "ioredis";
 import { randomUUIDv7 } from "bun";
 import type { RoomMessage } from "../protocol/server-frames";
 import type { RedisKeys } from "../redis/keys";
+import { roomTopic } from "../rooms/topics";
 import type { HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
 
 // A room is two keys: a hash {epoch, offset} and a stream whose entry ids are `<offset>-0`, so a
-// range of offsets is a range of ids. The epoch is created with the first write after the keys were
+// range of offsets is a range of ids. With `publishAs`, the same script publishes the message on the
+// room's backplane channel: Redis runs scripts one at a time, so every instance receives a room's
+// messages in offset order and pub/sub reordering cannot open false gaps. The epoch is created with the first write after the keys were
 // lost (expired, flushed, or a Redis without persistence restarted), and offsets restart with it.
 
 const APPEND = `
@@ -16,9 +19,14 @@ if not epoch then
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
 end
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
+local stored = (string.gsub(ARGV[3], '"offset":0', '"offset":' .. offset, 1))
 local size = tonumber(ARGV[4])
 if size > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0', 'm', (string.gsub(ARGV[3], '"offset":0', '"offset":' .. offset, 1)))
+  redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0', 'm', stored)
+end
+if ARGV[5] ~= '' then
+  redis.call('PUBLISH', ARGV[5], '{"origin":"' .. ARGV[6] .. '","topic":"' .. ARGV[7] .. '","epoch":"' .. epoch ..
+    '","offset":' .. offset .. ',"sentAt":' .. ARGV[8] .. ',"message":' .. stored .. '}')
 end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
@@ -42,13 +50,19 @@ export class RedisHistoryStore implements HistoryStore {
   constructor(
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
-    private readonly options: { historySize: number; ttlSeconds: number },
+    private readonly options: {
+      historySize: number;
+      ttlSeconds: number;
+      /** Publish each appended message to the backplane as this instance. */
+      publishAs?: string;
+    },
   ) {}
 
   async append(draft: MessageDraft) {
     const { keys, options } = this;
     // The offset is only known inside the script; the stored JSON gets it by a single substitution.
     const json = JSON.stringify({ offset: 0, ...draft });
+    const topic = roomTopic(draft.room);
     const [epoch, offset] = (await this.redis.eval(
       APPEND,
       2,
@@ -58,8 +72,12 @@ export class RedisHistoryStore implements HistoryStore {
       options.ttlSeconds,
       json,
       options.historySize,
+      options.publishAs ? keys.channel(topic) : "",
+      options.publishAs ?? "",
+      topic,
+      Date.now(),
     )) as [string, number];
-    return { message: { ...draft, offset: Number(offset) } as RoomMessage, epoch };
+    return { message: { ...draft, offset: Number(offset) } as RoomMessage, epoch, published: options.publishAs !== undefined };
   }
 
   async head(room: string): Promise<RoomHead> {
