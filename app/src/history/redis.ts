@@ -3,6 +3,7 @@ import { randomUUIDv7 } from "bun";
 import type { RoomMessage } from "../protocol/server-frames";
 import type { RedisKeys } from "../redis/keys";
 import { roomTopic } from "../rooms/topics";
+import { RedisScript } from "../redis/script";
 import type { HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
 
 // A room is two keys: a hash {epoch, offset} and a stream whose entry ids are `<offset>-0`, so a
@@ -11,7 +12,7 @@ import type { HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
 // messages in offset order and pub/sub reordering cannot open false gaps. The epoch is created with the first write after the keys were
 // lost (expired, flushed, or a Redis without persistence restarted), and offsets restart with it.
 
-const APPEND = `
+const APPEND = new RedisScript(`
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
@@ -31,9 +32,9 @@ end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
 return {epoch, offset}
-`;
+`);
 
-const HEAD = `
+const HEAD = new RedisScript(`
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
@@ -42,7 +43,7 @@ if not epoch then
   redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
 return {epoch, tonumber(redis.call('HGET', KEYS[1], 'offset'))}
-`;
+`);
 
 type Entries = [id: string, fields: string[]][];
 
@@ -63,11 +64,7 @@ export class RedisHistoryStore implements HistoryStore {
     // The offset is only known inside the script; the stored JSON gets it by a single substitution.
     const json = JSON.stringify({ offset: 0, ...draft });
     const topic = roomTopic(draft.room);
-    const [epoch, offset] = (await this.redis.eval(
-      APPEND,
-      2,
-      keys.roomMeta(draft.room),
-      keys.roomLog(draft.room),
+    const [epoch, offset] = (await APPEND.run(this.redis, [keys.roomMeta(draft.room), keys.roomLog(draft.room)], [
       randomUUIDv7(),
       options.ttlSeconds,
       json,
@@ -76,19 +73,15 @@ export class RedisHistoryStore implements HistoryStore {
       options.publishAs ?? "",
       topic,
       Date.now(),
-    )) as [string, number];
+    ])) as [string, number];
     return { message: { ...draft, offset: Number(offset) } as RoomMessage, epoch, published: options.publishAs !== undefined };
   }
 
   async head(room: string): Promise<RoomHead> {
-    const [epoch, offset] = (await this.redis.eval(
-      HEAD,
-      2,
-      this.keys.roomMeta(room),
-      this.keys.roomLog(room),
+    const [epoch, offset] = (await HEAD.run(this.redis, [this.keys.roomMeta(room), this.keys.roomLog(room)], [
       randomUUIDv7(),
       this.options.ttlSeconds,
-    )) as [string, number];
+    ])) as [string, number];
     return { epoch, offset: Number(offset) };
   }
 
