@@ -34,19 +34,19 @@ app_deps() {
 }
 
 # K6_VERSION is the k6 release the load tests and the deploy gate are written for.
-K6_VERSION=${K6_VERSION:-v1.4.2}
+K6_VERSION=${K6_VERSION:-v1.8.1}
 
-# k6_bin ROOT: prints the path of a k6 binary, building the pinned release from the Go module proxy
-# into ROOT/.tools/bin when neither PATH nor that folder has one.
+# k6_bin ROOT: prints the path of a k6 binary of the pinned release: one on PATH or in
+# ROOT/.tools/bin when it is that release, else one built there from the Go module proxy.
 k6_bin() {
-  local root=$1
-  if command -v k6 >/dev/null 2>&1; then
-    command -v k6
-    return 0
-  fi
-  if [ ! -x "$root/.tools/bin/k6" ]; then
-    printf 'installing k6 %s with go install (a few minutes on a new machine)\n' "$K6_VERSION" >&2
-    GOBIN="$root/.tools/bin" GOFLAGS=-mod=mod go install "go.k6.io/k6@$K6_VERSION" >&2
-  fi
+  local root=$1 candidate
+  for candidate in "$(command -v k6 || true)" "$root/.tools/bin/k6"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" version 2>/dev/null | grep -q "k6 $K6_VERSION "; then
+      printf '%s\n' "$candidate"
+      return 0
+    fi
+  done
+  printf 'installing k6 %s with go install (a few minutes on a new machine)\n' "$K6_VERSION" >&2
+  GOBIN="$root/.tools/bin" GOFLAGS=-mod=mod go install "go.k6.io/k6@$K6_VERSION" >&2
   printf '%s\n' "$root/.tools/bin/k6"
 }

@@ -26,7 +26,7 @@ system_deps() {
 
 # k6 is built once here, before the tests that run it (the load tests and the deploy gate).
 install_k6() {
-  "$root"/.tools/bin/k6 version >/dev/null 2>&1 || command -v k6 >/dev/null 2>&1 || k6_bin "$root" >/dev/null
+  k6_bin "$root" >/dev/null
 }
 
 bun_tests() {

@@ -19,7 +19,8 @@ const found = Bun.spawnSync(["bash", "-c", '. scripts/lib.sh && k6_bin "$PWD"'],
 if (found.exitCode !== 0) process.exit(1);
 const k6 = found.stdout.toString().trim();
 
-const args = ["run", ...(named ? rest : process.argv.slice(2)), script];
+// --no-usage-report: a load test reports to nobody but the person running it.
+const args = ["run", "--no-usage-report", ...(named ? rest : process.argv.slice(2)), script];
 console.error(`${k6} ${args.join(" ")}`);
 const proc = Bun.spawn([k6, ...args], { stdio: ["inherit", "inherit", "inherit"] });
 process.exit(await proc.exited);

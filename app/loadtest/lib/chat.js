@@ -3,7 +3,7 @@
 // every room message received, and close after SESSION (or when the scenario ends).
 import exec from "k6/execution";
 import { setInterval, setTimeout, clearInterval, clearTimeout } from "k6/timers";
-import { WebSocket } from "k6/experimental/websockets";
+import { WebSocket } from "k6/websockets";
 import { errorFrames, errors, messagesReceived, messagesSent, msgLatency, sessionSuccess, unexpectedCloses } from "./metrics.js";
 
 /** Time allowed from the start of the handshake to the join's message_response. */
