@@ -57,6 +57,29 @@ function badFrame(i: number): string | Uint8Array {
   }
 }
 
+/** Reads a child's output line by line; each line is awaited with a deadline. */
+function lines(stream: ReadableStream<Uint8Array>) {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  return {
+    async next(timeoutMs: number): Promise<string> {
+      const deadline = Date.now() + timeoutMs;
+      while (!buffer.includes("\n")) {
+        const left = deadline - Date.now();
+        const chunk = await Promise.race([reader.read(), Bun.sleep(Math.max(0, left)).then(() => undefined)]);
+        if (!chunk) throw new Error(`no line from the calm pair within ${timeoutMs} ms`);
+        if (chunk.done) throw new Error("the calm pair exited without its line");
+        buffer += decoder.decode(chunk.value, { stream: true });
+      }
+      const i = buffer.indexOf("\n");
+      const line = buffer.slice(0, i);
+      buffer = buffer.slice(i + 1);
+      return line;
+    },
+  };
+}
+
 async function pool<T>(items: T[], width: number, work: (item: T) => Promise<void>) {
   let next = 0;
   await Promise.all(
@@ -71,15 +94,9 @@ test("10,000+ malformed frames and upgrades: no crash, bounded memory, the calm 
   const ws = `ws://127.0.0.1:${bin.port}`;
   // The calm pair runs in a process of its own so that this one, busy with the abuse, cannot
   // slow down its measurements.
-  const calm = Bun.spawn([process.execPath, join(import.meta.dir, "calm-pair.ts"), ws], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
-  const calmOut = calm.stdout.getReader();
-  const decoder = new TextDecoder();
-  let calmText = "";
-  while (!calmText.includes("\n")) {
-    const { value, done } = await calmOut.read();
-    if (done) throw new Error("the calm pair exited before it was ready");
-    calmText += decoder.decode(value);
-  }
+  const calm = Bun.spawn([process.execPath, join(import.meta.dir, "calm-pair.ts"), ws], { stdin: "ignore", stdout: "pipe", stderr: "inherit" });
+  const calmLines = lines(calm.stdout);
+  expect(JSON.parse(await calmLines.next(10_000))).toEqual({ ready: true });
   const baseline = rssMb(pid);
   let peak = baseline;
   const sampler = setInterval(() => (peak = Math.max(peak, rssMb(pid))), 100);
@@ -95,7 +112,9 @@ test("10,000+ malformed frames and upgrades: no crash, bounded memory, the calm 
       c.send(badFrame(n * 11 + k) as string);
       frames++;
     }
-    const { code } = await c.closed;
+    // A connection the server never closes would show here as -1 instead of hanging the run.
+    const { code } = await Promise.race([c.closed, Bun.sleep(10_000).then(() => ({ code: -1 }))]);
+    if (code === -1) c.ws.close();
     closes[code] = (closes[code] ?? 0) + 1;
   });
 
@@ -103,7 +122,10 @@ test("10,000+ malformed frames and upgrades: no crash, bounded memory, the calm 
   //    oversized, a stray continuation, a control frame too long, and join floods.
   const rawKinds = 8;
   await pool(Array.from({ length: 400 }, (_, i) => i), 20, async (n) => {
-    const raw = await rawConnect(bin.port, `/ws/chat/${connId("raw")}`);
+    const raw = await Promise.race([
+      rawConnect(bin.port, `/ws/chat/${connId("raw")}`),
+      Bun.sleep(10_000).then(() => Promise.reject(new Error("no answer to a bare-socket upgrade within 10 s"))),
+    ]);
     switch (n % rawKinds) {
       case 0: raw.frame(1, new Uint8Array([0x7b, 0xc3, 0x28, 0xff, 0xfe, 0x7d])); break;
       case 1: raw.frame(3 + (n % 5), "reserved"); break;
@@ -151,15 +173,10 @@ test("10,000+ malformed frames and upgrades: no crash, bounded memory, the calm 
     if (answer) expect(answer.status).not.toBe(500);
   });
 
-  calm.stdin.end();
-  for (;;) {
-    const { value, done } = await calmOut.read();
-    if (done) break;
-    calmText += decoder.decode(value);
-  }
-  await calm.exited;
+  calm.kill("SIGTERM");
+  const result = await calmLines.next(10_000);
   clearInterval(sampler);
-  const pair = JSON.parse(calmText.trim().split("\n").at(-1)!) as { sent: number; received: number; duplicates: number; p50: number; p99: number; max: number };
+  const pair = JSON.parse(result) as { sent: number; received: number; duplicates: number; p50: number; p99: number; max: number };
 
   const health = await fetch(`http://127.0.0.1:${bin.port}/health`);
   expect(health.status).toBe(200);

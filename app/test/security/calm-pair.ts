@@ -1,6 +1,6 @@
 // A well-behaved pair, run as its own process so that its measurements are not slowed by the
 // process generating the abuse: alice sends every 25 ms into a room, bob records how long each
-// message takes to arrive. Runs until stdin closes, then prints one JSON line and exits.
+// message takes to arrive. Runs until SIGTERM, then prints one JSON line and exits.
 export {};
 
 const [base] = process.argv.slice(2);
@@ -46,9 +46,7 @@ const timer = setInterval(() => {
 }, 25);
 console.log(JSON.stringify({ ready: true }));
 
-for await (const _ of process.stdin) {
-  // Nothing is read from stdin; its end is the signal to stop.
-}
+await new Promise<void>((resolve) => process.once("SIGTERM", () => resolve()));
 clearInterval(timer);
 const deadline = Date.now() + 3000;
 while (received.size < seq && Date.now() < deadline) await Bun.sleep(10);
