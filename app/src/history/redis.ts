@@ -7,18 +7,24 @@ import { RedisScript } from "../redis/script";
 import type { HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
 
 // A room is two keys: a hash {epoch, offset} and a stream whose entry ids are `<offset>-0`, so a
-// range of offsets is a range of ids. With `publishAs`, the same script publishes the message on the
-// room's backplane channel: Redis runs scripts one at a time, so every instance receives a room's
-// messages in offset order and pub/sub reordering cannot open false gaps. The epoch is created with the first write after the keys were
-// lost (expired, flushed, or a Redis without persistence restarted), and offsets restart with it.
+// range of offsets is a range of ids. The epoch is created with the first write or read after the
+// keys were lost (expired, flushed, or a Redis without persistence restarted), and offsets restart
+// with it. With `publishAs`, the append script also publishes the message on the room's backplane
+// channel: Redis runs scripts one at a time, so every instance receives a room's messages in offset
+// order and pub/sub reordering cannot open false gaps.
 
-const APPEND = new RedisScript(`
+/** Both scripts start here: KEYS[1] meta, KEYS[2] log, ARGV[1] a fresh epoch, ARGV[2] the TTL. */
+const ROOM_EPOCH = `
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
   epoch = ARGV[1]
   redis.call('DEL', KEYS[2])
   redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
+  redis.call('EXPIRE', KEYS[1], ARGV[2])
 end
+`;
+
+const APPEND = new RedisScript(`${ROOM_EPOCH}
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 local stored = (string.gsub(ARGV[3], '"offset":0', '"offset":' .. offset, 1))
 local size = tonumber(ARGV[4])
@@ -34,14 +40,7 @@ redis.call('EXPIRE', KEYS[2], ARGV[2])
 return {epoch, offset}
 `);
 
-const HEAD = new RedisScript(`
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
-end
+const HEAD = new RedisScript(`${ROOM_EPOCH}
 return {epoch, tonumber(redis.call('HGET', KEYS[1], 'offset'))}
 `);
 
