@@ -36,7 +36,11 @@ type StoreConfig = Pick<Config, "instanceId" | "historySize" | "historyTtlSecond
 
 function memoryStores(config: StoreConfig) {
   return {
-    history: new MemoryHistoryStore({ historySize: config.historySize, ttlSeconds: config.historyTtlSeconds }),
+    history: new MemoryHistoryStore({
+      historySize: config.historySize,
+      ttlSeconds: config.historyTtlSeconds,
+      dedupWindowSeconds: config.dedupWindowSeconds,
+    }),
     presence: new MemoryPresenceStore(),
     sessions: new MemorySessionStore(),
     dedup: new MemoryDedupStore(config.dedupWindowSeconds),
@@ -63,6 +67,7 @@ export function redisBackends(config: StoreConfig, clients: RedisClients, deps: 
       new RedisHistoryStore(commands, keys, {
         historySize: config.historySize,
         ttlSeconds: config.historyTtlSeconds,
+        dedupWindowSeconds: config.dedupWindowSeconds,
         publishAs: config.instanceId,
       }),
       local.history,

@@ -356,25 +356,22 @@ export class ChatService {
   private async message(connection: Connection, frame: FrameOf<"message">) {
     const { room, text, clientMsgId } = frame;
     if (!connection.rooms.has(room)) throw notInRoom(room);
-    const answer = await this.once(connection, clientMsgId, "message", frame.ref, async () => {
-      const { message, epoch, published } = await this.deps.history.append({
-        room,
-        id: randomUUIDv7(),
-        from: connection.userId,
-        text,
-        ts: this.now(),
-        clientMsgId,
-      });
-      // Published by the store (Redis): it comes back through the backplane to this instance too,
-      // in offset order with everyone else's. Only while the backplane is down, deliver here.
-      if (!published || this.deps.backplane.status() !== "up") {
-        const payload = frames.message(message);
-        this.sequencer.offer(room, epoch, message.offset, payload);
-        if (!published) this.deps.backplane.publish({ topic: roomTopic(room), frame: payload, epoch, offset: message.offset });
-      }
-      return { room, id: message.id, offset: message.offset, ts: message.ts };
-    });
-    if (answer) this.respond(connection, "message", frame.ref, answer);
+    // The store deduplicates (sender, clientMsgId) in the same step as it stores.
+    const result = await this.deps.history.append({ room, id: randomUUIDv7(), from: connection.userId, text, ts: this.now(), clientMsgId });
+    if (result.status === "pending") throw stillProcessing();
+    if (result.status === "duplicate") {
+      this.respond(connection, "message", frame.ref, { ...result.receipt, duplicate: true });
+      return;
+    }
+    const { message, epoch, published } = result;
+    // Published by the store (Redis): it comes back through the backplane to this instance too,
+    // in offset order with everyone else's. Only while the backplane is down, deliver here.
+    if (!published || this.deps.backplane.status() !== "up") {
+      const payload = frames.message(message);
+      this.sequencer.offer(room, epoch, message.offset, payload);
+      if (!published) this.deps.backplane.publish({ topic: roomTopic(room), frame: payload, epoch, offset: message.offset });
+    }
+    this.respond(connection, "message", frame.ref, { room, id: message.id, offset: message.offset, ts: message.ts });
   }
 
   private async direct(connection: Connection, frame: FrameOf<"direct">) {
@@ -391,8 +388,9 @@ export class ChatService {
   }
 
   /**
-   * Runs `send` once per (user, clientMsgId) within the dedup window. A repeat gets the first answer
-   * marked `duplicate: true` (and undefined is returned, the answer being sent here).
+   * Runs `send` once per (user, clientMsgId) within the dedup window, for direct messages (room
+   * messages are deduplicated by the history store). A repeat gets the first answer marked
+   * `duplicate: true` (and undefined is returned, the answer being sent here).
    */
   private async once(
     connection: Connection,
@@ -406,7 +404,7 @@ export class ChatService {
     const key = `${forType}:${clientMsgId}`;
     const claim = await dedup.claim(connection.userId, key);
     if (!claim.claimed) {
-      if (!claim.answer) throw new ChatError(ErrorCode.Unavailable, "a message with this clientMsgId is still being processed; retry");
+      if (!claim.answer) throw stillProcessing();
       this.respond(connection, forType, ref, { ...claim.answer, duplicate: true });
       return undefined;
     }
@@ -526,4 +524,9 @@ const REF_PATTERN = /"ref"\s*:\s*"([^"\\]{0,64})"/;
 
 function notInRoom(room: string) {
   return new ChatError(ErrorCode.NotInRoom, `join ${room} first`);
+}
+
+/** A repeat of a message whose first send another server is still handling. */
+function stillProcessing() {
+  return new ChatError(ErrorCode.Unavailable, "a message with this clientMsgId is still being processed; retry");
 }

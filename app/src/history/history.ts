@@ -2,6 +2,26 @@ import type { RoomMessage } from "../protocol/server-frames";
 
 export type MessageDraft = Omit<RoomMessage, "offset">;
 
+/** What a repeat of a stored message is answered with: where and when the first one was stored. */
+export type AppendReceipt = {
+  room: string;
+  id: string;
+  offset: number;
+  ts: number;
+};
+
+export type AppendResult =
+  /**
+   * Stored under the room's next offset. `published` is true when the store has also sent it to
+   * every instance, this one included, through the backplane (in offset order, since both happen in
+   * one step); otherwise the caller delivers it.
+   */
+  | { status: "stored"; message: RoomMessage; epoch: string; published: boolean }
+  /** The same sender stored the same clientMsgId within the dedup window: nothing was stored. */
+  | { status: "duplicate"; receipt: AppendReceipt }
+  /** Another server of an older release is still storing this clientMsgId; the client retries. */
+  | { status: "pending" };
+
 export interface RoomHead {
   /** Changes whenever the room's stored history is lost; offsets restart with a new epoch. */
   epoch: string;
@@ -21,15 +41,15 @@ export interface Replay {
  * Per-room message history.
  * Guarantees: offsets of a room are dense and increasing (1, 2, 3, ...) within an epoch, whichever
  * instance appends; at most `historySize` newest messages are kept; a room idle past the history TTL
- * is forgotten and starts a new epoch.
+ * is forgotten and starts a new epoch; a message is stored once per (from, clientMsgId) within the
+ * dedup window, whichever instance it is sent to.
  */
 export interface HistoryStore {
   /**
-   * Stores a message under the room's next offset. `published` is true when the store has also sent
-   * it to every instance, this one included, through the backplane (in offset order, since both
-   * happen in one step); otherwise the caller delivers it.
+   * Stores a message unless its sender already stored its clientMsgId within the dedup window. The
+   * check and the write are one step, so two instances given the same message store it once.
    */
-  append(draft: MessageDraft): Promise<{ message: RoomMessage; epoch: string; published?: boolean }>;
+  append(draft: MessageDraft): Promise<AppendResult>;
   head(room: string): Promise<RoomHead>;
   /** Messages after `afterOffset` when `epoch` (if given) is still the room's epoch. */
   since(room: string, afterOffset: number, epoch?: string): Promise<Replay>;

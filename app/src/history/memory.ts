@@ -1,5 +1,6 @@
 import { randomUUIDv7 } from "bun";
-import type { HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
+import { MemoryDedupStore } from "../dedup/memory";
+import type { AppendReceipt, AppendResult, HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
 import type { RoomMessage } from "../protocol/server-frames";
 
 interface RoomLog {
@@ -12,6 +13,8 @@ interface RoomLog {
 export interface MemoryHistoryOptions {
   historySize: number;
   ttlSeconds: number;
+  /** How long a (from, clientMsgId) pair is remembered. */
+  dedupWindowSeconds: number;
   now?: () => number;
 }
 
@@ -19,9 +22,12 @@ export interface MemoryHistoryOptions {
 export class MemoryHistoryStore implements HistoryStore {
   private readonly rooms = new Map<string, RoomLog>();
   private readonly now: () => number;
+  /** Receipts of stored messages by (from, clientMsgId). */
+  private readonly receipts: MemoryDedupStore;
 
   constructor(private readonly options: MemoryHistoryOptions) {
     this.now = options.now ?? Date.now;
+    this.receipts = new MemoryDedupStore(options.dedupWindowSeconds, this.now);
   }
 
   private log(room: string): RoomLog {
@@ -34,15 +40,28 @@ export class MemoryHistoryStore implements HistoryStore {
     return log;
   }
 
-  async append(draft: MessageDraft) {
+  async append(draft: MessageDraft): Promise<AppendResult> {
+    // Checked and recorded in one synchronous step: no other append can come in between.
+    const seen = this.receipts.lookupOrRecord(draft.from, draft.clientMsgId, undefined);
+    if (seen) return seen.answer ? { status: "duplicate", receipt: seen.answer as AppendReceipt } : { status: "pending" };
     const log = this.log(draft.room);
-    const message: RoomMessage = { ...draft, offset: ++log.offset };
+    const message: RoomMessage = {
+      room: draft.room,
+      id: draft.id,
+      offset: ++log.offset,
+      from: draft.from,
+      text: draft.text,
+      ts: draft.ts,
+      clientMsgId: draft.clientMsgId,
+    };
     log.touchedAt = this.now();
     if (this.options.historySize > 0) {
       log.messages.push(message);
       if (log.messages.length > this.options.historySize) log.messages.shift();
     }
-    return { message, epoch: log.epoch };
+    const receipt: AppendReceipt = { room: message.room, id: message.id, offset: message.offset, ts: message.ts };
+    this.receipts.recordAnswer(draft.from, draft.clientMsgId, receipt);
+    return { status: "stored", message, epoch: log.epoch, published: false };
   }
 
   async head(room: string): Promise<RoomHead> {
@@ -68,5 +87,6 @@ export class MemoryHistoryStore implements HistoryStore {
 
   async close() {
     this.rooms.clear();
+    await this.receipts.close();
   }
 }

@@ -4,7 +4,7 @@ import type { RoomMessage } from "../protocol/server-frames";
 import type { RedisKeys } from "../redis/keys";
 import { roomTopic } from "../rooms/topics";
 import { RedisScript } from "../redis/script";
-import type { HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
+import type { AppendReceipt, AppendResult, HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
 
 // A room is two keys: a hash {epoch, offset} and a stream whose entry ids are `<offset>-0`, so a
 // range of offsets is a range of ids. The epoch is created with the first write or read after the
@@ -13,7 +13,7 @@ import type { HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
 // channel: Redis runs scripts one at a time, so every instance receives a room's messages in offset
 // order and pub/sub reordering cannot open false gaps.
 
-/** Both scripts start here: KEYS[1] meta, KEYS[2] log, ARGV[1] a fresh epoch, ARGV[2] the TTL. */
+/** Both scripts run this first on the room: KEYS[1] meta, KEYS[2] log, ARGV[1] a fresh epoch, ARGV[2] the TTL. */
 const ROOM_EPOCH = `
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -24,7 +24,16 @@ if not epoch then
 end
 `;
 
-const APPEND = new RedisScript(`${ROOM_EPOCH}
+// KEYS[3] is the sender's dedup key for this clientMsgId, shared with older releases, which claimed
+// it with SET NX "" and then wrote the answer: an empty value is such a claim still in progress.
+// Returns {0, epoch, offset} when stored, {1, receipt JSON} for a repeat, {2} for a claim in progress.
+const APPEND = new RedisScript(`
+local seen = redis.call('GET', KEYS[3])
+if seen then
+  if seen == '' then return {2} end
+  return {1, seen}
+end
+${ROOM_EPOCH}
 local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
 local stored = (string.gsub(ARGV[3], '"offset":0', '"offset":' .. offset, 1))
 local size = tonumber(ARGV[4])
@@ -35,9 +44,10 @@ if ARGV[5] ~= '' then
   redis.call('PUBLISH', ARGV[5], '{"origin":"' .. ARGV[6] .. '","topic":"' .. ARGV[7] .. '","epoch":"' .. epoch ..
     '","offset":' .. offset .. ',"sentAt":' .. ARGV[8] .. ',"message":' .. stored .. '}')
 end
+redis.call('SET', KEYS[3], (string.gsub(ARGV[9], '"offset":0', '"offset":' .. offset, 1)), 'EX', ARGV[10])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
-return {epoch, offset}
+return {0, epoch, offset}
 `);
 
 const HEAD = new RedisScript(`${ROOM_EPOCH}
@@ -53,27 +63,45 @@ export class RedisHistoryStore implements HistoryStore {
     private readonly options: {
       historySize: number;
       ttlSeconds: number;
+      /** How long a (from, clientMsgId) pair is remembered. */
+      dedupWindowSeconds: number;
       /** Publish each appended message to the backplane as this instance. */
       publishAs?: string;
     },
   ) {}
 
-  async append(draft: MessageDraft) {
+  async append(draft: MessageDraft): Promise<AppendResult> {
     const { keys, options } = this;
-    // The offset is only known inside the script; the stored JSON gets it by a single substitution.
+    // The offset is only known inside the script; the stored JSON and the receipt get it by a single
+    // substitution of their leading "offset":0 (room and id cannot contain that text).
     const json = JSON.stringify({ offset: 0, ...draft });
+    const receipt = JSON.stringify({ offset: 0, room: draft.room, id: draft.id, ts: draft.ts });
     const topic = roomTopic(draft.room);
-    const [epoch, offset] = (await APPEND.run(this.redis, [keys.roomMeta(draft.room), keys.roomLog(draft.room)], [
-      randomUUIDv7(),
-      options.ttlSeconds,
-      json,
-      options.historySize,
-      options.publishAs ? keys.channel(topic) : "",
-      options.publishAs ?? "",
-      topic,
-      Date.now(),
-    ])) as [string, number];
-    return { message: { ...draft, offset: Number(offset) } as RoomMessage, epoch, published: options.publishAs !== undefined };
+    const result = (await APPEND.run(
+      this.redis,
+      [keys.roomMeta(draft.room), keys.roomLog(draft.room), keys.dedup(draft.from, `message:${draft.clientMsgId}`)],
+      [
+        randomUUIDv7(),
+        options.ttlSeconds,
+        json,
+        options.historySize,
+        options.publishAs ? keys.channel(topic) : "",
+        options.publishAs ?? "",
+        topic,
+        Date.now(),
+        receipt,
+        options.dedupWindowSeconds,
+      ],
+    )) as [0, string, number] | [1, string] | [2];
+    if (result[0] === 2) return { status: "pending" };
+    if (result[0] === 1) return { status: "duplicate", receipt: JSON.parse(result[1]) as AppendReceipt };
+    const [, epoch, offset] = result;
+    return {
+      status: "stored",
+      message: { ...draft, offset: Number(offset) } as RoomMessage,
+      epoch,
+      published: options.publishAs !== undefined,
+    };
   }
 
   async head(room: string): Promise<RoomHead> {

@@ -1,12 +1,16 @@
 import { expect, test } from "bun:test";
 import { RoomSequencer } from "../../src/chat/sequencer";
 import { MemoryHistoryStore } from "../../src/history/memory";
-import { frames } from "../../src/protocol/server-frames";
+import { frames, type RoomMessage } from "../../src/protocol/server-frames";
 
 async function storedRoom(n: number, historySize = 100) {
-  const history = new MemoryHistoryStore({ historySize, ttlSeconds: 600 });
-  const stored: Awaited<ReturnType<MemoryHistoryStore["append"]>>[] = [];
-  for (let i = 1; i <= n; i++) stored.push(await history.append({ room: "r", id: `id${i}`, from: "u", text: `t${i}`, ts: i, clientMsgId: `c${i}` }));
+  const history = new MemoryHistoryStore({ historySize, ttlSeconds: 600, dedupWindowSeconds: 300 });
+  const stored: { message: RoomMessage; epoch: string }[] = [];
+  for (let i = 1; i <= n; i++) {
+    const result = await history.append({ room: "r", id: `id${i}`, from: "u", text: `t${i}`, ts: i, clientMsgId: `c${i}` });
+    if (result.status !== "stored") throw new Error(`message ${i} was not stored: ${result.status}`);
+    stored.push(result);
+  }
   const delivered: number[] = [];
   const gaps: number[] = [];
   const seq = new RoomSequencer(history, (_room, frame) => delivered.push(JSON.parse(frame).offset), (n) => gaps.push(n));

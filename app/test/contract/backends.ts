@@ -40,7 +40,10 @@ const metrics = () => createMetrics({ version: "t", color: "none", instanceId: "
 
 export interface Factory {
   name: string;
-  history(options: { historySize: number; ttlSeconds: number }): import("../../src/history/history").HistoryStore;
+  /** `dedupWindowSeconds` defaults to 300. */
+  history(options: { historySize: number; ttlSeconds: number; dedupWindowSeconds?: number }): import("../../src/history/history").HistoryStore;
+  /** Two history stores seen from two instances of one deployment. */
+  historyPair(options: { historySize: number; ttlSeconds: number }): [import("../../src/history/history").HistoryStore, import("../../src/history/history").HistoryStore];
   dedup(windowSeconds: number): import("../../src/dedup/dedup").DedupStore;
   sessions(): import("../../src/sessions/sessions").SessionStore;
   /** Two stores seen from two instances of one deployment. */
@@ -51,9 +54,20 @@ export interface Factory {
 
 let ids = 0;
 
+/** A Redis history store with the connection and keys it uses, to set up what another release wrote. */
+export function redisHistoryWithKeys(options: { historySize: number; ttlSeconds: number; dedupWindowSeconds: number }) {
+  const client = connection();
+  const keys = redisKeys(redis!.prefix());
+  return { history: new RedisHistoryStore(client, keys, options), client, keys };
+}
+
 export const memory: Factory = {
   name: "memory",
-  history: (o) => new MemoryHistoryStore(o),
+  history: (o) => new MemoryHistoryStore({ dedupWindowSeconds: 300, ...o }),
+  historyPair: (o) => {
+    const shared = new MemoryHistoryStore({ dedupWindowSeconds: 300, ...o });
+    return [shared, shared];
+  },
   dedup: (w) => new MemoryDedupStore(w),
   sessions: () => new MemorySessionStore(),
   presencePair: () => {
@@ -68,7 +82,12 @@ export const memory: Factory = {
 
 export const redisFactory: Factory = {
   name: "redis",
-  history: (o) => new RedisHistoryStore(connection(), redisKeys(redis!.prefix()), o),
+  history: (o) => new RedisHistoryStore(connection(), redisKeys(redis!.prefix()), { dedupWindowSeconds: 300, ...o }),
+  historyPair: (o) => {
+    const keys = redisKeys(redis!.prefix());
+    const make = () => new RedisHistoryStore(connection(), keys, { dedupWindowSeconds: 300, ...o });
+    return [make(), make()];
+  },
   dedup: (w) => new RedisDedupStore(connection(), redisKeys(redis!.prefix()), w),
   sessions: () => new RedisSessionStore(connection(), redisKeys(redis!.prefix())),
   presencePair: (ttl) => {

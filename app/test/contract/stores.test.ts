@@ -1,10 +1,16 @@
 import { describe, expect, test } from "bun:test";
 import type { Envelope } from "../../src/backplane/backplane";
-import { factories, useRedis } from "./backends";
+import type { AppendResult } from "../../src/history/history";
+import { factories, redisHistoryWithKeys, useRedis } from "./backends";
 
 useRedis();
 
-const draft = (room: string, n: number) => ({ room, id: `id-${n}`, from: "u", text: `text ${n}`, ts: 1000 + n, clientMsgId: `c-${n}` });
+const draft = (room: string, n: number, from = "u") => ({ room, id: `id-${n}`, from, text: `text ${n}`, ts: 1000 + n, clientMsgId: `c-${n}` });
+
+function stored(result: AppendResult) {
+  if (result.status !== "stored") throw new Error(`expected the message to be stored, got ${JSON.stringify(result)}`);
+  return result;
+}
 
 describe.each(factories)("history contract ($name)", (f) => {
   test("offsets start at 1 and are dense; head reports the newest", async () => {
@@ -12,7 +18,7 @@ describe.each(factories)("history contract ($name)", (f) => {
     const empty = await h.head("r");
     expect(empty.offset).toBe(0);
     const results = [];
-    for (let i = 1; i <= 3; i++) results.push(await h.append(draft("r", i)));
+    for (let i = 1; i <= 3; i++) results.push(stored(await h.append(draft("r", i))));
     expect(results.map((r) => r.message.offset)).toEqual([1, 2, 3]);
     expect(new Set(results.map((r) => r.epoch))).toEqual(new Set([empty.epoch]));
     expect(await h.head("r")).toEqual({ epoch: empty.epoch, offset: 3 });
@@ -31,6 +37,36 @@ describe.each(factories)("history contract ($name)", (f) => {
     expect((await h.since("s", 9, epoch)).complete).toBe(false);
   });
 
+  test("a sender's clientMsgId is stored once in the window; a repeat gets the first receipt", async () => {
+    const h = f.history({ historySize: 10, ttlSeconds: 600 });
+    const first = stored(await h.append(draft("d", 1)));
+    const repeat = await h.append({ ...draft("d", 1), id: "another-id", text: "changed", ts: 5 });
+    expect(repeat).toEqual({ status: "duplicate", receipt: { room: "d", id: "id-1", offset: 1, ts: 1001 } });
+    // Another sender may use the same clientMsgId; the sender's next id is a new message.
+    expect(stored(await h.append(draft("d", 1, "someone-else"))).message.offset).toBe(2);
+    expect(stored(await h.append(draft("d", 2))).message.offset).toBe(3);
+    const { messages } = await h.since("d", 0, first.epoch);
+    expect(messages.map((m) => [m.offset, m.from, m.text])).toEqual([[1, "u", "text 1"], [2, "someone-else", "text 1"], [3, "u", "text 2"]]);
+  });
+
+  test("of concurrent appends of one message on two instances exactly one is stored", async () => {
+    const [a, b] = f.historyPair({ historySize: 10, ttlSeconds: 600 });
+    const results = await Promise.all(Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).append({ ...draft("c", 1), id: `try-${i}` })));
+    const winners = results.filter((r) => r.status === "stored");
+    expect(winners).toHaveLength(1);
+    const id = stored(winners[0]!).message.id;
+    for (const r of results) if (r.status !== "stored") expect(r).toEqual({ status: "duplicate", receipt: { room: "c", id, offset: 1, ts: 1001 } });
+    expect((await a.head("c")).offset).toBe(1);
+  });
+
+  test("a clientMsgId is forgotten after the dedup window", async () => {
+    const h = f.history({ historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 1 });
+    stored(await h.append(draft("w", 1)));
+    expect((await h.append(draft("w", 1))).status).toBe("duplicate");
+    await Bun.sleep(1100);
+    expect(stored(await h.append(draft("w", 1))).message.offset).toBe(2);
+  });
+
   test("before pages backwards, oldest first, with hasMore", async () => {
     const h = f.history({ historySize: 50, ttlSeconds: 600 });
     for (let i = 1; i <= 7; i++) await h.append(draft("p", i));
@@ -41,6 +77,16 @@ describe.each(factories)("history contract ($name)", (f) => {
     expect(older.messages.map((m) => m.offset)).toEqual([1, 2, 3, 4]);
     expect(older.hasMore).toBe(false);
   });
+});
+
+test("Redis history answers pending while a server of an older release holds the message's dedup claim", async () => {
+  // Older releases claimed a message with SET NX "" before storing it and wrote the answer after.
+  const { history, client, keys } = redisHistoryWithKeys({ historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 });
+  await client.set(keys.dedup("u", "message:c-1"), "", "EX", 300);
+  expect(await history.append(draft("old", 1))).toEqual({ status: "pending" });
+  expect((await history.head("old")).offset).toBe(0);
+  await client.set(keys.dedup("u", "message:c-1"), JSON.stringify({ room: "old", id: "first", offset: 7, ts: 1 }), "EX", 300);
+  expect(await history.append(draft("old", 1))).toEqual({ status: "duplicate", receipt: { room: "old", id: "first", offset: 7, ts: 1 } });
 });
 
 describe.each(factories)("dedup contract ($name)", (f) => {

@@ -151,7 +151,7 @@ describe("scale-out through Redis", () => {
     await writer.request({ type: "message", room: "gappy", text: "one", clientMsgId: "g1" });
     expect((await listener.next("message")).offset).toBe(1);
     // Stored but never published: what a pub/sub message lost in transit looks like to B.
-    const history = new RedisHistoryStore(redis.client(), redisKeys(prefix), { historySize: 100, ttlSeconds: 600 });
+    const history = new RedisHistoryStore(redis.client(), redisKeys(prefix), { historySize: 100, ttlSeconds: 600, dedupWindowSeconds: 300 });
     await history.append({ room: "gappy", id: "lost-id", from: "writer", text: "lost", ts: Date.now(), clientMsgId: "g2" });
     await writer.request({ type: "message", room: "gappy", text: "three", clientMsgId: "g3" });
     const two = await listener.next("message");
