@@ -13,50 +13,91 @@ import type { AppendReceipt, AppendResult, HistoryStore, MessageDraft, Replay, R
 // channel: Redis runs scripts one at a time, so every instance receives a room's messages in offset
 // order and pub/sub reordering cannot open false gaps.
 
-/** Both scripts run this first on the room: KEYS[1] meta, KEYS[2] log, ARGV[1] a fresh epoch, ARGV[2] the TTL. */
+/**
+ * Both scripts define this: the epoch of a room (meta, log keys), created with `fresh` when the
+ * keys were lost, which also restarts the offsets.
+ */
 const ROOM_EPOCH = `
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('DEL', KEYS[2])
-  redis.call('HSET', KEYS[1], 'epoch', epoch, 'offset', 0)
-  redis.call('EXPIRE', KEYS[1], ARGV[2])
+local function room_epoch(meta, log, fresh, ttl)
+  local epoch = redis.call('HGET', meta, 'epoch')
+  if not epoch then
+    epoch = fresh
+    redis.call('DEL', log)
+    redis.call('HSET', meta, 'epoch', epoch, 'offset', 0)
+    redis.call('EXPIRE', meta, ttl)
+  end
+  return epoch
 end
 `;
 
-// KEYS[3] is the sender's dedup key for this clientMsgId, shared with older releases, which claimed
+/** Values per message in APPEND's ARGV, after the shared ones. */
+const APPEND_ARGS_PER_MESSAGE = 5;
+
+// Stores a batch of messages, in order. ARGV[1] TTL, ARGV[2] history size, ARGV[3] origin instance
+// ('' = do not publish), ARGV[4] sentAt, ARGV[5] dedup window; then per message a fresh epoch, the
+// stored JSON, the receipt JSON, the channel and the topic. KEYS per message: meta, log, and the
+// sender's dedup key for its clientMsgId. The dedup key is shared with older releases, which claimed
 // it with SET NX "" and then wrote the answer: an empty value is such a claim still in progress.
-// Returns {0, epoch, offset} when stored, {1, receipt JSON} for a repeat, {2} for a claim in progress.
-const APPEND = new RedisScript(`
-local seen = redis.call('GET', KEYS[3])
-if seen then
-  if seen == '' then return {2} end
-  return {1, seen}
+// Returns per message {0, epoch, offset} when stored, {1, receipt JSON} for a repeat, {2} for a
+// claim in progress. Each room's TTL is renewed once per batch.
+const APPEND = new RedisScript(`${ROOM_EPOCH}
+local ttl, size, origin, sentAt, window = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local results, touched = {}, {}
+for i = 0, #KEYS / 3 - 1 do
+  local meta, log, dedup = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+  local a = 6 + ${APPEND_ARGS_PER_MESSAGE} * i
+  local seen = redis.call('GET', dedup)
+  if seen then
+    results[i + 1] = seen == '' and {2} or {1, seen}
+  else
+    local epoch = room_epoch(meta, log, ARGV[a], ttl)
+    local offset = redis.call('HINCRBY', meta, 'offset', 1)
+    local stored = (string.gsub(ARGV[a + 1], '"offset":0', '"offset":' .. offset, 1))
+    if size > 0 then
+      redis.call('XADD', log, 'MAXLEN', size, offset .. '-0', 'm', stored)
+    end
+    if origin ~= '' then
+      redis.call('PUBLISH', ARGV[a + 3], '{"origin":"' .. origin .. '","topic":"' .. ARGV[a + 4] .. '","epoch":"' .. epoch ..
+        '","offset":' .. offset .. ',"sentAt":' .. sentAt .. ',"message":' .. stored .. '}')
+    end
+    redis.call('SET', dedup, (string.gsub(ARGV[a + 2], '"offset":0', '"offset":' .. offset, 1)), 'EX', window)
+    touched[meta] = log
+    results[i + 1] = {0, epoch, offset}
+  end
 end
-${ROOM_EPOCH}
-local offset = redis.call('HINCRBY', KEYS[1], 'offset', 1)
-local stored = (string.gsub(ARGV[3], '"offset":0', '"offset":' .. offset, 1))
-local size = tonumber(ARGV[4])
-if size > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', size, offset .. '-0', 'm', stored)
+for meta, log in pairs(touched) do
+  redis.call('EXPIRE', meta, ttl)
+  redis.call('EXPIRE', log, ttl)
 end
-if ARGV[5] ~= '' then
-  redis.call('PUBLISH', ARGV[5], '{"origin":"' .. ARGV[6] .. '","topic":"' .. ARGV[7] .. '","epoch":"' .. epoch ..
-    '","offset":' .. offset .. ',"sentAt":' .. ARGV[8] .. ',"message":' .. stored .. '}')
-end
-redis.call('SET', KEYS[3], (string.gsub(ARGV[9], '"offset":0', '"offset":' .. offset, 1)), 'EX', ARGV[10])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
-return {0, epoch, offset}
+return results
 `);
 
 const HEAD = new RedisScript(`${ROOM_EPOCH}
+local epoch = room_epoch(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
 return {epoch, tonumber(redis.call('HGET', KEYS[1], 'offset'))}
 `);
 
+/** Most messages stored by one script call. */
+const MAX_BATCH = 64;
+
+type AppendReply = [0, string, number] | [1, string] | [2];
+
+interface PendingAppend {
+  draft: MessageDraft;
+  resolve: (result: AppendResult) => void;
+  reject: (error: unknown) => void;
+}
+
 type Entries = [id: string, fields: string[]][];
 
+/**
+ * History in Redis. Appends made in the same turn of the event loop (the frames of one read from
+ * many sockets) go to Redis together, in one script call: under load, one round trip and one script
+ * run carry many messages, which is most of what a message costs Redis and this process.
+ */
 export class RedisHistoryStore implements HistoryStore {
+  private batch: PendingAppend[] = [];
+
   constructor(
     private readonly redis: Redis,
     private readonly keys: RedisKeys,
@@ -70,37 +111,53 @@ export class RedisHistoryStore implements HistoryStore {
     },
   ) {}
 
-  async append(draft: MessageDraft): Promise<AppendResult> {
+  append(draft: MessageDraft): Promise<AppendResult> {
+    return new Promise((resolve, reject) => {
+      if (this.batch.length === 0) setImmediate(() => this.flush());
+      this.batch.push({ draft, resolve, reject });
+      if (this.batch.length >= MAX_BATCH) this.flush();
+    });
+  }
+
+  private flush() {
+    const batch = this.batch;
+    if (batch.length === 0) return;
+    this.batch = [];
+    this.store(batch).then(
+      (replies) => batch.forEach((pending, i) => pending.resolve(this.result(pending.draft, replies[i]!))),
+      (error) => batch.forEach((pending) => pending.reject(error)),
+    );
+  }
+
+  private store(batch: PendingAppend[]): Promise<AppendReply[]> {
     const { keys, options } = this;
-    // The offset is only known inside the script; the stored JSON and the receipt get it by a single
-    // substitution of their leading "offset":0 (room and id cannot contain that text).
-    const json = JSON.stringify({ offset: 0, ...draft });
-    const receipt = JSON.stringify({ offset: 0, room: draft.room, id: draft.id, ts: draft.ts });
-    const topic = roomTopic(draft.room);
-    const result = (await APPEND.run(
-      this.redis,
-      [keys.roomMeta(draft.room), keys.roomLog(draft.room), keys.dedup(draft.from, `message:${draft.clientMsgId}`)],
-      [
+    const keyList: string[] = [];
+    const args: (string | number)[] = [options.ttlSeconds, options.historySize, options.publishAs ?? "", Date.now(), options.dedupWindowSeconds];
+    for (const { draft } of batch) {
+      const topic = roomTopic(draft.room);
+      keyList.push(keys.roomMeta(draft.room), keys.roomLog(draft.room), keys.dedup(draft.from, `message:${draft.clientMsgId}`));
+      // The offset is only known inside the script; the stored JSON and the receipt get it by a single
+      // substitution of their leading "offset":0 (room and id cannot contain that text).
+      args.push(
         randomUUIDv7(),
-        options.ttlSeconds,
-        json,
-        options.historySize,
+        JSON.stringify({ offset: 0, ...draft }),
+        JSON.stringify({ offset: 0, room: draft.room, id: draft.id, ts: draft.ts }),
         options.publishAs ? keys.channel(topic) : "",
-        options.publishAs ?? "",
         topic,
-        Date.now(),
-        receipt,
-        options.dedupWindowSeconds,
-      ],
-    )) as [0, string, number] | [1, string] | [2];
-    if (result[0] === 2) return { status: "pending" };
-    if (result[0] === 1) return { status: "duplicate", receipt: JSON.parse(result[1]) as AppendReceipt };
-    const [, epoch, offset] = result;
+      );
+    }
+    return APPEND.run(this.redis, keyList, args) as Promise<AppendReply[]>;
+  }
+
+  private result(draft: MessageDraft, reply: AppendReply): AppendResult {
+    if (reply[0] === 2) return { status: "pending" };
+    if (reply[0] === 1) return { status: "duplicate", receipt: JSON.parse(reply[1]) as AppendReceipt };
+    const [, epoch, offset] = reply;
     return {
       status: "stored",
       message: { ...draft, offset: Number(offset) } as RoomMessage,
       epoch,
-      published: options.publishAs !== undefined,
+      published: this.options.publishAs !== undefined,
     };
   }
 

@@ -59,6 +59,20 @@ describe.each(factories)("history contract ($name)", (f) => {
     expect((await a.head("c")).offset).toBe(1);
   });
 
+  test("appends made at once to several rooms are stored in call order, offsets dense per room", async () => {
+    const h = f.history({ historySize: 100, ttlSeconds: 600 });
+    // More than one script call's worth (64), interleaved over three rooms.
+    const sends = Array.from({ length: 150 }, (_, i) => ({ room: `m${i % 3}`, n: Math.floor(i / 3) + 1 }));
+    const results = await Promise.all(sends.map(({ room, n }) => h.append({ ...draft(room, n), clientMsgId: `${room}-${n}` })));
+    expect(results.map((r) => stored(r).message.offset)).toEqual(sends.map(({ n }) => n));
+    for (const room of ["m0", "m1", "m2"]) {
+      const head = await h.head(room);
+      expect(head.offset).toBe(50);
+      const { messages } = await h.since(room, 0, head.epoch);
+      expect(messages.map((m) => m.text)).toEqual(Array.from({ length: 50 }, (_, i) => `text ${i + 1}`));
+    }
+  });
+
   test("a clientMsgId is forgotten after the dedup window", async () => {
     const h = f.history({ historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 1 });
     stored(await h.append(draft("w", 1)));
