@@ -1,5 +1,6 @@
 // Every Redis key and channel the server uses, built in one place under REDIS_KEY_PREFIX.
-// Room keys carry a {hash tag} so a room's log and meta land in the same cluster slot (Lua needs it).
+// Room keys carry a {hash tag} so a room's log and meta would share a slot; the append script also
+// touches several rooms and dedup keys in one call, so the server needs one Redis, not a cluster.
 
 export function redisKeys(prefix: string) {
   return {
