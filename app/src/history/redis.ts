@@ -35,14 +35,15 @@ const APPEND_ARGS_PER_MESSAGE = 5;
 
 // Stores a batch of messages, in order. ARGV[1] TTL, ARGV[2] history size, ARGV[3] origin instance
 // ('' = do not publish), ARGV[4] sentAt, ARGV[5] dedup window; then per message a fresh epoch, the
-// stored JSON, the receipt JSON, the channel and the topic. KEYS per message: meta, log, and the
+// stored JSON and the receipt JSON without their opening brace (the script puts the offset first),
+// the channel and the topic. KEYS per message: meta, log, and the
 // sender's dedup key for its clientMsgId. The dedup key is shared with older releases, which claimed
 // it with SET NX "" and then wrote the answer: an empty value is such a claim still in progress.
 // Returns per message {0, epoch, offset} when stored, {1, receipt JSON} for a repeat, {2} for a
 // claim in progress. Each room's TTL is renewed once per batch.
 const APPEND = new RedisScript(`${ROOM_EPOCH}
 local ttl, size, origin, sentAt, window = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
-local results, touched = {}, {}
+local results, epochs = {}, {}
 for i = 0, #KEYS / 3 - 1 do
   local meta, log, dedup = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
   local a = 6 + ${APPEND_ARGS_PER_MESSAGE} * i
@@ -50,9 +51,13 @@ for i = 0, #KEYS / 3 - 1 do
   if seen then
     results[i + 1] = seen == '' and {2} or {1, seen}
   else
-    local epoch = room_epoch(meta, log, ARGV[a], ttl)
+    local epoch = epochs[meta]
+    if not epoch then
+      epoch = room_epoch(meta, log, ARGV[a], ttl)
+      epochs[meta] = epoch
+    end
     local offset = redis.call('HINCRBY', meta, 'offset', 1)
-    local stored = (string.gsub(ARGV[a + 1], '"offset":0', '"offset":' .. offset, 1))
+    local stored = '{"offset":' .. offset .. ',' .. ARGV[a + 1]
     if size > 0 then
       redis.call('XADD', log, 'MAXLEN', size, offset .. '-0', 'm', stored)
     end
@@ -60,12 +65,11 @@ for i = 0, #KEYS / 3 - 1 do
       redis.call('PUBLISH', ARGV[a + 3], '{"origin":"' .. origin .. '","topic":"' .. ARGV[a + 4] .. '","epoch":"' .. epoch ..
         '","offset":' .. offset .. ',"sentAt":' .. sentAt .. ',"message":' .. stored .. '}')
     end
-    redis.call('SET', dedup, (string.gsub(ARGV[a + 2], '"offset":0', '"offset":' .. offset, 1)), 'EX', window)
-    touched[meta] = log
+    redis.call('SET', dedup, '{"offset":' .. offset .. ',' .. ARGV[a + 2], 'EX', window)
     results[i + 1] = {0, epoch, offset}
   end
 end
-for meta, log in pairs(touched) do
+for meta, log in pairs(epochs) do
   redis.call('EXPIRE', meta, ttl)
   redis.call('EXPIRE', log, ttl)
 end
@@ -136,12 +140,11 @@ export class RedisHistoryStore implements HistoryStore {
     for (const { draft } of batch) {
       const topic = roomTopic(draft.room);
       keyList.push(keys.roomMeta(draft.room), keys.roomLog(draft.room), keys.dedup(draft.from, `message:${draft.clientMsgId}`));
-      // The offset is only known inside the script; the stored JSON and the receipt get it by a single
-      // substitution of their leading "offset":0 (room and id cannot contain that text).
+      // The offset is only known inside the script, which writes `{"offset":<n>,` before these.
       args.push(
         randomUUIDv7(),
-        JSON.stringify({ offset: 0, ...draft }),
-        JSON.stringify({ offset: 0, room: draft.room, id: draft.id, ts: draft.ts }),
+        JSON.stringify(draft).slice(1),
+        JSON.stringify({ room: draft.room, id: draft.id, ts: draft.ts }).slice(1),
         options.publishAs ? keys.channel(topic) : "",
         topic,
       );
