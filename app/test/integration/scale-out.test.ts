@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { TestClient } from "../helpers/client";
+import { sample, scrape } from "../helpers/metrics";
 import { startRedisInstance, waitRedisUp } from "../helpers/cluster";
 import { startRedis, type TestRedis } from "../helpers/redis";
 import { connId, type TestServer } from "../helpers/server";
@@ -32,6 +33,13 @@ describe("two instances through Redis", () => {
       expect((await client.next("message")).offset).toBe(1);
       expect((await client.next("message")).offset).toBe(2);
       await client.expectNone("message", 150);
+    }
+    // Both messages crossed Redis to both instances: each observed their lag.
+    for (const instance of [a, b]) {
+      const text = await scrape(instance.httpUrl);
+      const count = sample(text, "backplane_lag_seconds_count");
+      expect(count).toBeGreaterThanOrEqual(2);
+      expect(sample(text, "backplane_lag_seconds_bucket", { le: "+Inf" })).toBe(count);
     }
     await alice.close();
     await bob.close();
