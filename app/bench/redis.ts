@@ -12,7 +12,7 @@
 
 import { join } from "node:path";
 import Redis from "ioredis";
-import type { SplitBroadcastOptions, SplitBroadcastResult } from "./load/split-broadcast";
+import type { BroadcastOptions, BroadcastResult } from "./load/broadcast";
 import type { HopLatencyOptions, HopLatencyResult } from "./load/hop-latency";
 import type { PubSubLatencyOptions, PubSubLatencyResult } from "./load/pubsub-latency";
 import type { Percentiles } from "./lib/stats";
@@ -296,7 +296,7 @@ async function runLoad<T>(name: string, script: string, load: object, timeoutMs:
 
 interface BroadcastRow {
   setup: Setup;
-  result: SplitBroadcastResult;
+  result: BroadcastResult;
   servers: string[];
   /** Redis commands over the whole load run (set-up, warm-up and measured interval). */
   commands?: CommandStat[];
@@ -308,7 +308,7 @@ async function measureBroadcast(setup: Setup, redis: RedisServer, options: Optio
   try {
     const processes = servers.map((s) => ({ name: s.name, pid: s.child.proc.pid }));
     if (setup.redis) processes.push({ name: "redis", pid: redis.child.proc.pid });
-    const load: SplitBroadcastOptions = {
+    const load: BroadcastOptions = {
       ports: servers.map((s) => s.port),
       pathPrefix: setup.id === "raw-bun" ? "/ws/bench" : "/ws/chat/bench",
       clients: options.clients,
@@ -320,7 +320,7 @@ async function measureBroadcast(setup: Setup, redis: RedisServer, options: Optio
       senderPorts: setup.oneSide ? 1 : undefined,
     };
     if (setup.redis) await commandStats(redis, true);
-    const result = await runLoad<SplitBroadcastResult>(`${setup.id} broadcast load`, "split-broadcast.ts", load, options.warmupMs + options.durationMs + 30_000, "measuring broadcast");
+    const result = await runLoad<BroadcastResult>(`${setup.id} broadcast load`, "broadcast.ts", load, options.warmupMs + options.durationMs + 30_000, "measuring broadcast");
     ensureAlive(servers, "the broadcast run");
     const counters = setup.instances > 1 ? await Promise.all(servers.map(backplaneCounters)) : undefined;
     const commands = setup.redis ? await commandStats(redis, false) : undefined;

@@ -7,7 +7,10 @@
 // Usage: bun run bench [options]   (from app/; see usage() below)
 
 import { join } from "node:path";
-import type { BroadcastOptions, BroadcastResult } from "./load/broadcast";
+import type { BroadcastOptions, BroadcastResult as LoadResult } from "./load/broadcast";
+
+/** The load generator's result, with the one server's share of a core. */
+type BroadcastResult = LoadResult & { serverCpu: number };
 import { rssBytes } from "./lib/cpu";
 import { APP_DIR, targets, type Target } from "./lib/targets";
 import { BenchError, freePort, indent, spawnChild, stopChild, waitHealthy, type Child } from "./lib/processes";
@@ -173,14 +176,14 @@ async function measureBroadcast(target: Target, options: Options): Promise<Broad
   const { child: server, port } = await startServer(target, options);
   try {
     const load: BroadcastOptions = {
-      port,
+      ports: [port],
       pathPrefix: target.broadcastPathPrefix,
       clients: options.clients,
       window: options.window,
       padding: options.padding,
       warmupMs: options.warmupMs,
       durationMs: options.durationMs,
-      serverPid: server.proc.pid,
+      processes: [{ name: "server", pid: server.proc.pid }],
       room: "bench",
     };
     const generator = spawnChild(`${target.id} broadcast load`, [process.execPath, join(import.meta.dir, "load", "broadcast.ts"), JSON.stringify(load)], {
@@ -189,7 +192,8 @@ async function measureBroadcast(target: Target, options: Options): Promise<Broad
     const line = await generator.nextLine(options.warmupMs + options.durationMs + 30_000, "measuring broadcast");
     await generator.proc.exited;
     if (server.proc.exitCode !== null) throw new BenchError(`${target.id} exited during the broadcast run:\n${indent(server.tail())}`);
-    return JSON.parse(line) as BroadcastResult;
+    const result = JSON.parse(line) as LoadResult;
+    return { ...result, serverCpu: result.cpu.server! };
   } finally {
     await stopChild(server);
   }
@@ -309,6 +313,9 @@ function report(results: TargetResult[], options: Options, environment: string[]
       `note: neither the server nor the load generator used a whole core for ${starved.map((r) => r.target.id).join(", ")}: ` +
         "other work on the machine took the rest, so their deliveries/s are low; compare CPU per delivery",
     );
+  }
+  for (const r of results.filter((r) => r.broadcast && r.broadcast.missing > 0)) {
+    out.push(`WARNING: ${r.target.id}: ${fmt(r.broadcast!.missing)} deliveries never arrived (3 s after the last send)`);
   }
   const unsettled = results.filter((r) => r.memory && !r.memory.settled);
   if (unsettled.length > 0) out.push(`note: RSS still moving after 10 s for ${unsettled.map((r) => r.target.id).join(", ")}`);

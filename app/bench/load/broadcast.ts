@@ -1,6 +1,9 @@
-// Broadcast load generator (a child process of bench/run.ts). N clients join one room; they take
-// turns sending, keeping at most `window` messages in flight (sent but not yet received by every
-// member). Room message frames received by all clients are counted over the measured interval.
+// Broadcast load generator (a child process of bench/run.ts and bench/redis.ts). N clients join one
+// room, client i on ports[i % ports.length]; they take turns sending, keeping at most `window`
+// messages in flight (sent but not yet received by every member). Room message frames received by
+// all clients are counted over the measured interval, with the CPU time of the listed processes.
+// With two instances of the chat server sharing Redis, half the room is on each and consecutive
+// senders alternate between them, so every message reaches half its members through the backplane.
 // Prints one JSON line with the result on stdout; progress and failures go to stderr.
 //
 // Usage: bun bench/load/broadcast.ts '<json options>'
@@ -9,17 +12,20 @@ import { WireClient, encodeClientFrame } from "./wire";
 import { cpuSeconds, processCpuSeconds } from "../lib/cpu";
 
 export interface BroadcastOptions {
-  port: number;
-  /** Path of client i is `${pathPrefix}${i}`. */
+  ports: number[];
+  /** Path of client i is `${pathPrefix}${i}` (three digits). */
   pathPrefix: string;
   clients: number;
   window: number;
   warmupMs: number;
   durationMs: number;
-  serverPid: number;
+  /** Processes whose CPU time is read over the measured interval (servers, Redis). */
+  processes: { name: string; pid: number }[];
   room: string;
+  /** Only clients on the first `senderPorts` ports send (default: all); a diagnostic. */
+  senderPorts?: number;
   /** Extra characters in each message text, to compare servers at equal delivered frame sizes. */
-  padding: number;
+  padding?: number;
 }
 
 export interface BroadcastResult {
@@ -29,7 +35,10 @@ export interface BroadcastResult {
   messagesPerSecond: number;
   frameBytes: number;
   loadCpu: number;
-  serverCpu: number;
+  /** Messages some client never received: sent x clients - received, once the room has drained. */
+  missing: number;
+  /** Share of one core per measured process, by name. */
+  cpu: Record<string, number>;
 }
 
 const options = JSON.parse(process.argv[2] ?? "{}") as BroadcastOptions;
@@ -41,42 +50,42 @@ function die(message: string): never {
   process.exit(1);
 }
 
-const encoder = new TextEncoder();
+let stopping = false;
 const clients: WireClient[] = [];
 const joined: Promise<void>[] = [];
 for (let i = 0; i < options.clients; i++) {
   let resolveJoin!: () => void;
   joined.push(new Promise<void>((resolve) => (resolveJoin = resolve)));
-  const client = new WireClient({
-    host: "127.0.0.1",
-    port: options.port,
-    path: `${options.pathPrefix}${String(i).padStart(3, "0")}`,
-    onText: (text) => {
-      if (text.includes('"for":"join"')) resolveJoin();
-      else if (text.startsWith('{"type":"error"')) die(`client ${i} got ${text}`);
-    },
-    onClose: (reason) => {
-      if (!stopping) die(`client ${i}: ${reason}`);
-    },
-  });
-  clients.push(client);
+  clients.push(
+    new WireClient({
+      host: "127.0.0.1",
+      port: options.ports[i % options.ports.length]!,
+      path: `${options.pathPrefix}${String(i).padStart(3, "0")}`,
+      onText: (text) => {
+        if (text.includes('"for":"join"')) resolveJoin();
+        else if (text.startsWith('{"type":"error"')) die(`client ${i} got ${text}`);
+      },
+      onClose: (reason) => {
+        if (!stopping) die(`client ${i}: ${reason}`);
+      },
+    }),
+  );
 }
-let stopping = false;
 
 const setupDeadline = setTimeout(() => die(`clients did not connect and join within ${SETUP_TIMEOUT_MS} ms`), SETUP_TIMEOUT_MS);
 await Promise.all(clients.map((c) => c.connect(SETUP_TIMEOUT_MS))).catch((e: Error) => die(e.message));
 for (const client of clients) client.sendText(JSON.stringify({ type: "join", room: options.room }));
 await Promise.all(joined);
 clearTimeout(setupDeadline);
-
 // Counting starts once every join is answered; set-up frames are not counted.
 for (const client of clients) client.counting = true;
 
 // Every message has the same length (fixed-width sequence numbers), so the frames a pump sends to
 // one client are encoded straight into one buffer and written with one call.
+const encoder = new TextEncoder();
 const runId = process.pid.toString(36);
 const SEQ_DIGITS = 10;
-const templateText = `{"type":"message","room":"${options.room}","text":"${"x".repeat(options.padding)}bench payload ${"0".repeat(SEQ_DIGITS)}","clientMsgId":"${runId}-${"0".repeat(SEQ_DIGITS)}"}`;
+const templateText = `{"type":"message","room":"${options.room}","text":"${"x".repeat(options.padding ?? 0)}bench payload ${"0".repeat(SEQ_DIGITS)}","clientMsgId":"${runId}-${"0".repeat(SEQ_DIGITS)}"}`;
 const template = encoder.encode(templateText);
 // Where the sequence number goes: in the text and at the end of clientMsgId (ASCII: chars are bytes).
 const textSeqAt = templateText.indexOf("payload ") + "payload ".length;
@@ -94,6 +103,7 @@ const encodeInto = (target: Uint8Array, at: number, seq: number) => {
   target.set(encodeClientFrame(payload), at);
 };
 
+const senders = clients.filter((_, i) => i % options.ports.length < (options.senderPorts ?? options.ports.length));
 let sent = 0;
 let next = 0;
 const minReceived = () => {
@@ -118,19 +128,26 @@ const pump = () => {
   if (free < minBatch) return;
   const batch = new Uint8Array(free * frameLength);
   for (let k = 0; k < free; k++) encodeInto(batch, k * frameLength, sent++);
-  clients[next]!.sendFrame(batch);
-  next = (next + 1) % clients.length;
+  senders[next]!.sendFrame(batch);
+  next = (next + 1) % senders.length;
 };
 for (const client of clients) client.onChunk = pump;
 
-const totals = () => {
+const sample = () => {
   let deliveries = 0;
   let bytes = 0;
   for (const c of clients) {
     deliveries += c.messages;
     bytes += c.messageBytes;
   }
-  return { deliveries, bytes, sent };
+  return {
+    deliveries,
+    bytes,
+    sent,
+    at: performance.now(),
+    load: processCpuSeconds(),
+    cpu: options.processes.map((p) => cpuSeconds(p.pid)),
+  };
 };
 
 const stall = setInterval(() => {
@@ -141,11 +158,15 @@ const stall = setInterval(() => {
 
 pump();
 await Bun.sleep(options.warmupMs);
-const start = { ...totals(), at: performance.now(), load: processCpuSeconds(), server: cpuSeconds(options.serverPid) };
+const start = sample();
 await Bun.sleep(options.durationMs);
-const end = { ...totals(), at: performance.now(), load: processCpuSeconds(), server: cpuSeconds(options.serverPid) };
+const end = sample();
 stopping = true;
 clearInterval(stall);
+// Every client should end up with every message sent: wait for the room to drain, then count gaps.
+const drainUntil = performance.now() + 3000;
+while (minReceived() < sent && performance.now() < drainUntil) await Bun.sleep(20);
+const missing = clients.reduce((n, c) => n + (sent - c.messages), 0);
 
 const refused = clients.reduce((n, c) => n + c.errors, 0);
 if (refused > 0) die(`the server answered ${refused} messages with an error, first: ${clients.find((c) => c.firstError)?.firstError}`);
@@ -159,7 +180,8 @@ const result: BroadcastResult = {
   messagesPerSecond: (end.sent - start.sent) / seconds,
   frameBytes: deliveries > 0 ? (end.bytes - start.bytes) / deliveries : 0,
   loadCpu: (end.load - start.load) / seconds,
-  serverCpu: (end.server - start.server) / seconds,
+  missing,
+  cpu: Object.fromEntries(options.processes.map((p, k) => [p.name, (end.cpu[k]! - start.cpu[k]!) / seconds])),
 };
 process.stdout.write(`${JSON.stringify(result)}\n`);
 for (const client of clients) client.close();
