@@ -12,6 +12,8 @@
 #   7. post-switch gate     GATE_SECONDS watching the target's error rate
 #   8. drain the old color  SIGTERM: its clients get goodbye and resume on the target; wait for its
 #                           websocket_connections_total to reach 0 or DRAIN_TIMEOUT; stop it
+# With PROMETHEUS_TARGETS_FILE kept, Prometheus is told to scrape both colors once the target has
+# started, and only the color left running at the end (the target, or the old one after a failure).
 # The gate runs before the drain on purpose: until step 8 the old color still holds its clients, so
 # a rollback after a failed gate puts traffic back on a color that never stopped serving.
 # A failure before step 5 stops the target and leaves traffic where it was; a failure in steps 5-7
@@ -42,6 +44,8 @@ Environment (defaults in brackets):
   DEPLOY_RUNTIME        compose | local [compose]
   DEPLOY_STATE_DIR      lock, audit log, pid files, local binaries [<repo>/.deploy]
   TRAEFIK_DYNAMIC_DIR   directory holding active-color.yml [<repo>/traefik/dynamic]
+  PROMETHEUS_TARGETS_FILE   file_sd file listing the colors Prometheus scrapes; empty: not kept
+                        [compose: <repo>/monitoring/prometheus/targets/websocket.yml; local: empty]
   FRONT_URL             the front door, for verification [http://127.0.0.1]
   TRAEFIK_API_URL       Traefik API; empty skips that check [compose: http://127.0.0.1:8080/api]
   READY_TIMEOUT         seconds to wait for /health/ready [60]
@@ -120,11 +124,13 @@ configure() {
   case $runtime in
     compose)
       traefik_api=${TRAEFIK_API_URL-http://127.0.0.1:8080/api}
+      targets_file=${PROMETHEUS_TARGETS_FILE-$root/monitoring/prometheus/targets/websocket.yml}
       # shellcheck source=scripts/deploy/runtime-compose.sh
       . "$root/scripts/deploy/runtime-compose.sh"
       ;;
     local)
       traefik_api=${TRAEFIK_API_URL:-}
+      targets_file=${PROMETHEUS_TARGETS_FILE:-}
       local_host=${LOCAL_HOST:-127.0.0.1}
       deploy_binary=${DEPLOY_BINARY:-$root/app/dist/realtime-server}
       env_file=${DEPLOY_ENV_FILE:-$state_dir/local.env}
@@ -148,6 +154,15 @@ preflight() {
   [ -f "$active_file" ] || fail "no $active_file (set TRAEFIK_DYNAMIC_DIR)"
   [ -w "$dynamic_dir" ] || [ "$dry_run" = 1 ] || fail "$dynamic_dir is not writable"
   [ "$dry_run" = 1 ] || mkdir -p "$state_dir"
+  [ -z "$targets_file" ] || [ "$dry_run" = 1 ] || [ -w "$(dirname "$targets_file")" ] ||
+    fail "$(dirname "$targets_file") is not writable (PROMETHEUS_TARGETS_FILE)"
+}
+
+# scrape_step DESCRIPTION COLOR...: the Prometheus targets step, when a targets file is kept.
+scrape_step() {
+  local description=$1
+  shift
+  [ -z "$targets_file" ] || step "$description" scrape "$@"
 }
 
 # --- the deploy and rollback sequence ---------------------------------------------------------
@@ -189,12 +204,14 @@ abort() {
   case $failed_phase in
     prepare)
       step "stop $target (traffic stays on $from)" stop_color "$target"
+      scrape_step "Prometheus: scrape $from only" "$from"
       reason="$reason; traffic stays on $from"
       ;;
     switched)
       step "roll back: restore the previous active-color.yml" restore_previous_file
       step "verify the front door reaches $from" verify_front "$from" || reason="$reason; WARNING: the front door does not report $from yet"
       step "drain $target back onto $from" drain "$target"
+      scrape_step "Prometheus: scrape $from only" "$from"
       result=rolled-back
       reason="$reason; rolled back to $from"
       ;;
@@ -215,6 +232,7 @@ cmd_deploy() {
   [ "$wanted" != "$active" ] || fail "$wanted is the active color already; deploy to $(other_color "$wanted") instead"
   begin deploy "$active" "$wanted"
   step "start $target" rt_start "$target" build || fail "could not start $target"
+  scrape_step "Prometheus: scrape $from and $target" "$from" "$target"
   step "wait for $target /health/ready" wait_ready "$target" || fail "$ready_failure"
   version=$(color_version "$target")
   step "smoke test against $target (k6, $smoke_vus VUs, $smoke_duration)" smoke "$target" ||
@@ -226,6 +244,7 @@ cmd_deploy() {
   step "post-switch gate on $target (${gate_seconds}s)" gate "$target" || fail "$gate_reason"
   phase=drain
   step "drain $from" drain "$from"
+  scrape_step "Prometheus: scrape $target only" "$target"
   finish
 }
 
@@ -234,6 +253,7 @@ cmd_rollback() {
   active=$(active_color)
   begin rollback "$active" "$(other_color "$active")"
   step "start $target with the version it last ran" ensure_up "$target" || fail "could not start $target"
+  scrape_step "Prometheus: scrape $from and $target" "$from" "$target"
   step "wait for $target /health/ready" wait_ready "$target" || fail "$ready_failure"
   version=$(color_version "$target")
   phase=switched
@@ -242,6 +262,7 @@ cmd_rollback() {
     fail "the front door did not report $target $verify_count times in a row within ${verify_timeout}s"
   phase=drain
   step "drain $from" drain "$from"
+  scrape_step "Prometheus: scrape $target only" "$target"
   finish
 }
 

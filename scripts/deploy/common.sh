@@ -162,6 +162,39 @@ restore_previous_file() {
   run replace_active_file "$state_dir/active-color.previous.yml"
 }
 
+# --- the Prometheus targets file ----------------------------------------------------------------
+
+# render_targets COLOR...: file_sd entries for the colors that should be running.
+render_targets() {
+  local color address
+  printf '%s\n' \
+    "# Owned by scripts/blue-green-deploy.sh, which rewrites this whole file (temporary file in this" \
+    "# directory, then mv): the colors that should be running, so ServerDown fires for a color that is" \
+    "# down by accident, never for the one a deploy stopped. Prometheus rereads it on change."
+  for color in "$@"; do
+    address=$(rt_url "$color")
+    printf -- '- targets: ["%s"]\n  labels:\n    color: %s\n    instance: websocket-%s\n' "${address#*://}" "$color" "$color"
+  done
+}
+
+# scrape COLOR...: makes PROMETHEUS_TARGETS_FILE list exactly these colors, replacing it atomically
+# (a temporary file in its directory, then mv). A failure is reported, never fatal: monitoring does
+# not hold up a deploy.
+scrape() {
+  if [ "$dry_run" = 1 ]; then
+    note "[dry-run] $targets_file <- $*"
+    return 0
+  fi
+  local tmp
+  if tmp=$(mktemp "$(dirname "$targets_file")/.websocket-targets.XXXXXX") &&
+    render_targets "$@" >"$tmp" && chmod 0644 "$tmp" && mv -f "$tmp" "$targets_file"; then
+    note "Prometheus scrapes: $*"
+  else
+    [ -z "${tmp:-}" ] || rm -f "$tmp"
+    note "WARNING: could not rewrite $targets_file; ServerDown may fire for a stopped color"
+  fi
+}
+
 # --- /metrics and /health ---------------------------------------------------------------------
 
 # metric_sum NAME [LABEL_FILTER] < metrics: sum of the samples of NAME whose labels contain the filter.

@@ -41,12 +41,14 @@ describe("deploy", () => {
     expect(steps).toEqual([
       "take the deploy lock",
       "start green",
+      "Prometheus: scrape blue and green",
       "wait for green /health/ready",
       "smoke test against green (k6, 3 VUs, 3s)",
       "switch Traefik to green",
       "verify the front door reaches green",
       "post-switch gate on green (3s)",
       "drain blue",
+      "Prometheus: scrape green only",
     ]);
     expect(run.stdout).toContain("Traefik API: chat-active -> websocket-green");
     expect(s.activeFile()).toContain("- name: websocket-green");
@@ -54,6 +56,8 @@ describe("deploy", () => {
     expect(await s.frontColor()).toBe("green");
     expect(s.running("blue")).toBe(false);
     expect(s.running("green")).toBe(true);
+    // Prometheus is told to scrape green alone: ServerDown stays quiet about the stopped blue.
+    expect(s.scraped()).toEqual(s.expectedScrape("green"));
     const [entry] = s.history();
     expect(entry!.split("\t").slice(1, 7)).toEqual(["deploy-test", "deploy", "blue", "green", expect.any(String), "ok"]);
   }, 90_000);
@@ -69,6 +73,7 @@ describe("deploy", () => {
     expect(s.activeFile()).toContain("- name: websocket-blue");
     expect(await s.frontColor()).toBe("blue");
     expect(s.running("green")).toBe(false);
+    expect(s.scraped()).toEqual(s.expectedScrape("blue"));
     // The client on blue never noticed.
     await client.sync();
     expect(client.all("goodbye")).toEqual([]);
@@ -99,6 +104,7 @@ describe("deploy", () => {
     expect(s.front.reloads().applied).toBe(0);
     expect(s.running("green")).toBe(false);
     expect(s.running("blue")).toBe(true);
+    expect(s.scraped()).toEqual(s.expectedScrape("blue"));
   }, 60_000);
 
   test("post-switch gate fails: automatic rollback to blue, blue's clients never left", async () => {
@@ -121,6 +127,7 @@ describe("deploy", () => {
     expect(await s.frontColor()).toBe("blue");
     expect(s.running("blue")).toBe(true);
     expect(s.running("green")).toBe(false);
+    expect(s.scraped()).toEqual(s.expectedScrape("blue"));
     // The client on green was drained back; the one on blue kept its socket.
     expect((await onGreen.next("goodbye")).reconnect).toBe(true);
     await onBlue.sync();
@@ -161,9 +168,11 @@ describe("rollback, status, history", () => {
     expect(rollback.code).toBe(0);
     expect(rollback.stdout).toContain("<== start blue with the version it last ran");
     expect(rollback.stdout).not.toContain("smoke test");
+    expect(rollback.stdout).toContain("<== Prometheus: scrape green and blue");
     expect(await s.frontColor()).toBe("blue");
     expect(s.running("blue")).toBe(true);
     expect(s.running("green")).toBe(false);
+    expect(s.scraped()).toEqual(s.expectedScrape("blue"));
 
     const history = await s.run(["history"]);
     expect(history.code).toBe(0);
@@ -182,6 +191,8 @@ describe("rollback, status, history", () => {
     expect(dry.stdout).toContain("[dry-run] kill -TERM");
     expect(dry.stdout).toMatch(/\[dry-run\] spawn \S+green\/server\.pid \S+ env -i REDIS_URL=redis:\/\/127\.0\.0\.1:\d+ /);
     expect(dry.stdout).toMatch(/\[dry-run\] replace_active_file \S+\/active-color\.next\.yml\n +chat-active -> websocket-green\n/);
+    expect(dry.stdout).toContain(`[dry-run] ${s.targetsFile} <- green\n`);
+    expect(s.scraped()).toBeUndefined();
     expect(s.activeFile()).toContain("- name: websocket-blue");
     expect(s.running("green")).toBe(false);
     expect(s.history()).toEqual([]);

@@ -4,6 +4,7 @@
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { parse } from "yaml";
 import { BINARY, freePort } from "../helpers/binary";
 import { startRedis, type TestRedis } from "../helpers/redis";
 import { startTraefikDouble, type TraefikDouble } from "./traefik-double";
@@ -45,6 +46,8 @@ export class DeploySetup {
   readonly dir = mkdtempSync(join(tmpdir(), "chat-deploy-"));
   readonly dynamicDir = join(this.dir, "dynamic");
   readonly stateDir = join(this.dir, "state");
+  /** The Prometheus file_sd file the script keeps (PROMETHEUS_TARGETS_FILE). */
+  readonly targetsFile = join(this.dir, "prometheus", "websocket.yml");
   readonly ports: Record<Color, number> = { blue: freePort(), green: freePort() };
   readonly prefix: string;
   readonly front: TraefikDouble;
@@ -53,6 +56,7 @@ export class DeploySetup {
     this.prefix = redis.prefix();
     cpSync(join(REPO, "traefik", "dynamic"), this.dynamicDir, { recursive: true });
     mkdirSync(this.stateDir, { recursive: true });
+    mkdirSync(join(this.dir, "prometheus"), { recursive: true });
     writeFileSync(
       join(this.stateDir, "local.env"),
       [
@@ -87,6 +91,7 @@ export class DeploySetup {
       DEPLOY_RUNTIME: "local",
       DEPLOY_STATE_DIR: this.stateDir,
       TRAEFIK_DYNAMIC_DIR: this.dynamicDir,
+      PROMETHEUS_TARGETS_FILE: this.targetsFile,
       FRONT_URL: this.front.url,
       TRAEFIK_API_URL: this.front.apiUrl,
       BLUE_PORT: String(this.ports.blue),
@@ -189,6 +194,18 @@ export class DeploySetup {
     } catch {
       return false;
     }
+  }
+
+  /** The colors the targets file tells Prometheus to scrape, with their addresses and labels. */
+  scraped(): { color: string; target: string; instance: string }[] | undefined {
+    if (!existsSync(this.targetsFile)) return undefined;
+    const groups = parse(readFileSync(this.targetsFile, "utf8")) as { targets: string[]; labels: Record<string, string> }[];
+    return groups.map((g) => ({ color: g.labels.color!, target: g.targets.join(","), instance: g.labels.instance! }));
+  }
+
+  /** What `scraped()` should say when exactly these colors are listed. */
+  expectedScrape(...colors: Color[]) {
+    return colors.map((color) => ({ color, target: `127.0.0.1:${this.ports[color]}`, instance: `websocket-${color}` }));
   }
 
   activeFile(): string {

@@ -3,15 +3,15 @@
 // must parse; the panels about connections, messages, latency, errors and the backplane must return
 // data. Traefik panels cannot have data here (no Traefik runs) but must still parse.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { Subprocess } from "bun";
 import { parse, stringify } from "yaml";
 import { freePort, startBinary, type RunningBinary } from "../helpers/binary";
 import { TestClient } from "../helpers/client";
 import { connId } from "../helpers/server";
-import { DASHBOARDS_DIR, PROMETHEUS_CONFIG, RULES_DIR, tool } from "./paths";
+import { DASHBOARDS_DIR, PROMETHEUS_CONFIG, PROMETHEUS_TARGETS, RULES_DIR, tool } from "./paths";
 
 /** Panels that must return data, by dashboard uid: every one of their queries must be non-empty. */
 const MUST_HAVE_DATA: Record<string, string[]> = {
@@ -86,6 +86,7 @@ let green: RunningBinary;
 let prometheus: Subprocess<"ignore", "pipe", "pipe"> | undefined;
 let promUrl = "";
 let promOutput = "";
+let targetsFile = "";
 let dataDir = "";
 const clients: TestClient[] = [];
 let traffic: ReturnType<typeof setInterval> | undefined;
@@ -107,14 +108,32 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30
   }
 }
 
-/** The real config's websocket job, pointed at the test instances; same job name and target labels. */
-function testConfig(ports: Record<string, number>, promPort: number): string {
+interface TargetGroup {
+  targets: string[];
+  labels: Record<string, string>;
+}
+
+/** The real targets file (file_sd) with each color's address pointed at its test instance. */
+function testTargets(ports: Record<string, number>, colors?: string[]): string {
+  const real = parse(readFileSync(PROMETHEUS_TARGETS, "utf8")) as TargetGroup[];
+  return stringify(
+    real.filter((g) => !colors || colors.includes(g.labels.color!)).map((g) => ({ targets: [`127.0.0.1:${ports[g.labels.color!]}`], labels: g.labels })),
+  );
+}
+
+/** Replaces the targets file the way the deploy script does: a new file renamed over it. */
+function replaceTargets(text: string) {
+  const tmp = join(dirname(targetsFile), ".websocket-targets.tmp");
+  writeFileSync(tmp, text);
+  renameSync(tmp, targetsFile);
+}
+
+/** The real config's websocket job, reading the test targets file; same job name and target labels. */
+function testConfig(targetsPath: string, promPort: number): string {
   const real = parse(readFileSync(PROMETHEUS_CONFIG, "utf8"));
   const job = real.scrape_configs.find((j: any) => j.job_name === "websocket");
-  job.static_configs = job.static_configs.map((sc: any) => ({
-    targets: [`127.0.0.1:${ports[sc.labels.color]}`],
-    labels: sc.labels,
-  }));
+  expect(job.file_sd_configs).toEqual([{ files: ["targets/websocket.yml"] }]);
+  job.file_sd_configs = [{ files: [targetsPath] }];
   const self = real.scrape_configs.find((j: any) => j.job_name === "prometheus");
   self.static_configs[0].targets = [`127.0.0.1:${promPort}`];
   return stringify({
@@ -148,7 +167,10 @@ beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), "prometheus-live-"));
   const promPort = freePort();
   const configFile = join(dataDir, "prometheus.yml");
-  writeFileSync(configFile, testConfig({ blue: blue.port, green: green.port }, promPort));
+  mkdirSync(join(dataDir, "targets"));
+  targetsFile = join(dataDir, "targets", "websocket.yml");
+  writeFileSync(targetsFile, testTargets({ blue: blue.port, green: green.port }));
+  writeFileSync(configFile, testConfig(targetsFile, promPort));
   promUrl = `http://127.0.0.1:${promPort}`;
   prometheus = Bun.spawn(
     [prometheusBin, `--config.file=${configFile}`, `--storage.tsdb.path=${join(dataDir, "data")}`, `--web.listen-address=127.0.0.1:${promPort}`],
@@ -268,4 +290,20 @@ describe("dashboards against live data", () => {
       .map((r: any) => `${r.name}: ${r.lastError}`);
     expect(unhealthy).toEqual([]);
   }, 15_000);
+
+  // Last: it stops green. ServerDown is `up == 0`; what a deploy does to the targets file decides
+  // whether a stopped color can match it.
+  test("a color stopped and then dropped from the targets file is no longer scraped, so ServerDown cannot fire for it", async () => {
+    await green.stop();
+    await until("green to be seen down", async () => {
+      const r = await promQuery('up{job="websocket"} == 0');
+      return r.data!.result.map((s) => s.metric.color).join() === "green";
+    });
+    replaceTargets(testTargets({ blue: blue.port, green: green.port }, ["blue"]));
+    await until("green to leave the scrape targets", async () => {
+      const down = await promQuery("up == 0");
+      const up = await promQuery('up{job="websocket"}');
+      return down.data!.result.length === 0 && up.data!.result.map((s) => s.metric.color).join() === "blue";
+    });
+  }, 30_000);
 });

@@ -4,6 +4,7 @@ import { join } from "node:path";
 export const REPO = join(import.meta.dir, "..", "..", "..");
 export const PROMETHEUS_DIR = join(REPO, "monitoring", "prometheus");
 export const PROMETHEUS_CONFIG = join(PROMETHEUS_DIR, "prometheus.yml");
+export const PROMETHEUS_TARGETS = join(PROMETHEUS_DIR, "targets", "websocket.yml");
 export const RULES_DIR = join(PROMETHEUS_DIR, "rules");
 export const RULE_TESTS_DIR = join(PROMETHEUS_DIR, "tests");
 export const GRAFANA_DIR = join(REPO, "monitoring", "grafana");
