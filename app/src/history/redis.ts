@@ -43,7 +43,7 @@ const APPEND_ARGS_PER_MESSAGE = 5;
 // claim in progress. Each room's TTL is renewed once per batch.
 const APPEND = new RedisScript(`${ROOM_EPOCH}
 local ttl, size, origin, sentAt, window = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
-local results, epochs = {}, {}
+local results, epochs, logs = {}, {}, {}
 for i = 0, #KEYS / 3 - 1 do
   local meta, log, dedup = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
   local a = 6 + ${APPEND_ARGS_PER_MESSAGE} * i
@@ -55,6 +55,7 @@ for i = 0, #KEYS / 3 - 1 do
     if not epoch then
       epoch = room_epoch(meta, log, ARGV[a], ttl)
       epochs[meta] = epoch
+      logs[meta] = log
     end
     local offset = redis.call('HINCRBY', meta, 'offset', 1)
     local stored = '{"offset":' .. offset .. ',' .. ARGV[a + 1]
@@ -69,7 +70,7 @@ for i = 0, #KEYS / 3 - 1 do
     results[i + 1] = {0, epoch, offset}
   end
 end
-for meta, log in pairs(epochs) do
+for meta, log in pairs(logs) do
   redis.call('EXPIRE', meta, ttl)
   redis.call('EXPIRE', log, ttl)
 end

@@ -93,6 +93,19 @@ describe.each(factories)("history contract ($name)", (f) => {
   });
 });
 
+test("Redis history: both keys of a room written in one batch carry the history TTL", async () => {
+  const { history, client, keys } = redisHistoryWithKeys({ historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 });
+  // One batch: two rooms, three messages.
+  await Promise.all([history.append(draft("ttl-a", 1)), history.append(draft("ttl-b", 2)), history.append(draft("ttl-a", 3))]);
+  for (const room of ["ttl-a", "ttl-b"]) {
+    for (const key of [keys.roomMeta(room), keys.roomLog(room)]) {
+      const ttl = await client.ttl(key);
+      expect(`${key} ${ttl > 590 && ttl <= 600 ? "has the TTL" : `ttl ${ttl}`}`).toBe(`${key} has the TTL`);
+    }
+  }
+  expect(await client.ttl(keys.dedup("u", "message:c-1"))).toBeGreaterThan(290);
+});
+
 test("Redis history answers pending while a server of an older release holds the message's dedup claim", async () => {
   // Older releases claimed a message with SET NX "" before storing it and wrote the answer after.
   const { history, client, keys } = redisHistoryWithKeys({ historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 });
