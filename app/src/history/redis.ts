@@ -129,7 +129,16 @@ export class RedisHistoryStore implements HistoryStore {
     if (batch.length === 0) return;
     this.batch = [];
     this.store(batch).then(
-      (replies) => batch.forEach((pending, i) => pending.resolve(this.result(pending.draft, replies[i]!))),
+      (replies) => {
+        // Each append gets its own answer: a reply that cannot be read fails that append alone.
+        batch.forEach((pending, i) => {
+          try {
+            pending.resolve(this.result(pending.draft, replies[i]!));
+          } catch (error) {
+            pending.reject(error);
+          }
+        });
+      },
       (error) => batch.forEach((pending) => pending.reject(error)),
     );
   }

@@ -106,6 +106,14 @@ test("Redis history: both keys of a room written in one batch carry the history 
   expect(await client.ttl(keys.dedup("u", "message:c-1"))).toBeGreaterThan(290);
 });
 
+test("Redis history: an unreadable dedup value fails that append alone, not the rest of its batch", async () => {
+  const { history, client, keys } = redisHistoryWithKeys({ historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 });
+  await client.set(keys.dedup("u", "message:c-1"), "not json", "EX", 300);
+  const [bad, good] = await Promise.allSettled([history.append(draft("mixed", 1)), history.append(draft("mixed", 2))]);
+  expect(bad.status).toBe("rejected");
+  expect(good.status === "fulfilled" && good.value.status === "stored" && good.value.message.offset).toBe(1);
+});
+
 test("Redis history answers pending while a server of an older release holds the message's dedup claim", async () => {
   // Older releases claimed a message with SET NX "" before storing it and wrote the answer after.
   const { history, client, keys } = redisHistoryWithKeys({ historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 });
