@@ -216,6 +216,8 @@ abort() {
       reason="$reason; rolled back to $from"
       ;;
     drain)
+      # $from has had its SIGTERM and is on its way out: keep ServerDown quiet about it.
+      scrape_step "Prometheus: scrape $target only" "$target"
       reason="$reason; traffic is on $target, $from may still be draining"
       ;;
   esac

@@ -136,6 +136,21 @@ describe("deploy", () => {
     onBlue.close();
   }, 90_000);
 
+  test("interrupted during the drain: traffic stays on green, and only green is scraped", async () => {
+    const s = await blueServing();
+    // A client on blue keeps the drain going until DRAIN_TIMEOUT, so the signal lands inside it.
+    const onBlue = await TestClient.connect(`${s.front.wsUrl}/ws/chat/drain-int-1?user=ub`);
+    const deploy = s.start(["deploy"], { DRAIN_TIMEOUT: "8000" });
+    await waitFor(() => deploy.output().includes("==> drain blue"), { timeoutMs: 60_000, what: "the drain step" });
+    deploy.signal("SIGINT");
+    const run = await deploy.done;
+    expect(run.code).toBe(1);
+    expect(lastLine(run.stderr)).toBe("deploy failed: interrupted by SIGINT; traffic is on green, blue may still be draining");
+    expect(await s.frontColor()).toBe("green");
+    expect(s.scraped()).toEqual(s.expectedScrape("green"));
+    onBlue.close();
+  }, 90_000);
+
   test("a second deploy while one runs is refused with a clear message", async () => {
     const s = await blueServing();
     const first = s.start(["deploy"]);

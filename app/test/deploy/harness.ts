@@ -25,6 +25,8 @@ export interface ScriptRun {
 export interface RunningScript {
   /** Output so far. */
   output(): string;
+  /** Sends the script a signal, as an operator's Ctrl-C (SIGINT) would. */
+  signal(name: NodeJS.Signals): void;
   done: Promise<ScriptRun>;
 }
 
@@ -115,6 +117,7 @@ export class DeploySetup {
     const pumped = Promise.all([pump(proc.stdout, (s) => (stdout += s)), pump(proc.stderr, (s) => (stderr += s))]);
     return {
       output: () => stdout + stderr,
+      signal: (name) => proc.kill(name),
       done: (async () => {
         const code = await proc.exited;
         await pumped;

@@ -132,8 +132,8 @@ function replaceTargets(text: string) {
 function testConfig(targetsPath: string, promPort: number): string {
   const real = parse(readFileSync(PROMETHEUS_CONFIG, "utf8"));
   const job = real.scrape_configs.find((j: any) => j.job_name === "websocket");
-  expect(job.file_sd_configs).toEqual([{ files: ["targets/websocket.yml"] }]);
-  job.file_sd_configs = [{ files: [targetsPath] }];
+  expect(job.file_sd_configs).toEqual([{ files: ["targets/websocket.yml"], refresh_interval: "30s" }]);
+  job.file_sd_configs[0].files = [targetsPath];
   const self = real.scrape_configs.find((j: any) => j.job_name === "prometheus");
   self.static_configs[0].targets = [`127.0.0.1:${promPort}`];
   return stringify({
