@@ -526,7 +526,7 @@ function notInRoom(room: string) {
   return new ChatError(ErrorCode.NotInRoom, `join ${room} first`);
 }
 
-/** A repeat of a message whose first send another server is still handling. */
+/** A repeat of a message whose first send is still being handled (on another connection or server). */
 function stillProcessing() {
   return new ChatError(ErrorCode.Unavailable, "a message with this clientMsgId is still being processed; retry");
 }
