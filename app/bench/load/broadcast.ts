@@ -8,7 +8,7 @@
 //
 // Usage: bun bench/load/broadcast.ts '<json options>'
 
-import { WireClient, encodeClientFrame } from "./wire";
+import { connectAndJoin, WireClient, encodeClientFrame } from "./wire";
 import { cpuSeconds, processCpuSeconds } from "../lib/cpu";
 
 export interface BroadcastOptions {
@@ -72,11 +72,7 @@ for (let i = 0; i < options.clients; i++) {
   );
 }
 
-const setupDeadline = setTimeout(() => die(`clients did not connect and join within ${SETUP_TIMEOUT_MS} ms`), SETUP_TIMEOUT_MS);
-await Promise.all(clients.map((c) => c.connect(SETUP_TIMEOUT_MS))).catch((e: Error) => die(e.message));
-for (const client of clients) client.sendText(JSON.stringify({ type: "join", room: options.room }));
-await Promise.all(joined);
-clearTimeout(setupDeadline);
+await connectAndJoin(clients, joined, options.room, SETUP_TIMEOUT_MS, die);
 // Counting starts once every join is answered; set-up frames are not counted.
 for (const client of clients) client.counting = true;
 

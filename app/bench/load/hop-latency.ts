@@ -13,7 +13,7 @@
 //
 // Usage: bun bench/load/hop-latency.ts '<json options>'
 
-import { WireClient } from "./wire";
+import { connectAndJoin, WireClient } from "./wire";
 import { cpuSeconds, processCpuSeconds } from "../lib/cpu";
 import { percentiles, type Percentiles } from "../lib/stats";
 
@@ -106,11 +106,7 @@ for (let i = 0; i < options.clients; i++) {
   );
 }
 
-const setupDeadline = setTimeout(() => die(`clients did not connect and join within ${SETUP_TIMEOUT_MS} ms`), SETUP_TIMEOUT_MS);
-await Promise.all(clients.map((c) => c.connect(SETUP_TIMEOUT_MS))).catch((e: Error) => die(e.message));
-for (const client of clients) client.sendText(JSON.stringify({ type: "join", room: options.room }));
-await Promise.all(joined);
-clearTimeout(setupDeadline);
+await connectAndJoin(clients, joined, options.room, SETUP_TIMEOUT_MS, die);
 
 // Pacing by the clock: each tick sends every message that is due, so a late tick catches up rather
 // than lowering the rate, and each message carries the time it was actually written. Senders are
