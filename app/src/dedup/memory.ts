@@ -56,33 +56,34 @@ export class MemoryDedupStore implements DedupStore {
   }
 
   /**
-   * The synchronous core, also used by the memory history store: the live entry of a pair, or
-   * undefined after starting a new one that holds `answer` for the window.
+   * The live entry of a pair, if any. With `record`, the synchronous core the memory history store
+   * uses too: a caller that looks up and records in one synchronous step cannot be raced.
    */
-  lookupOrRecord(userId: string, clientMsgId: string, answer: DedupAnswer | undefined): { answer: DedupAnswer | undefined } | undefined {
+  lookup(userId: string, clientMsgId: string): { readonly answer: DedupAnswer | undefined } | undefined {
     const now = this.now();
     this.settle(now);
     const key = userId + "\u0000" + clientMsgId;
     const entry = this.find(key);
     if (entry && entry.expiresAt > now) return entry;
     if (entry) this.forget(key);
-    this.recent.set(key, { answer, expiresAt: now + this.windowSeconds * 1000 });
     return undefined;
   }
 
-  /** Records the answer of a pair looked up (and so started) just before. */
-  recordAnswer(userId: string, clientMsgId: string, answer: DedupAnswer) {
-    const entry = this.find(userId + "\u0000" + clientMsgId);
-    if (entry) entry.answer = answer;
+  /** Starts a pair's window, holding `answer` (undefined: claimed, answer to come). */
+  record(userId: string, clientMsgId: string, answer: DedupAnswer | undefined) {
+    this.recent.set(userId + "\u0000" + clientMsgId, { answer, expiresAt: this.now() + this.windowSeconds * 1000 });
   }
 
   async claim(userId: string, clientMsgId: string) {
-    const entry = this.lookupOrRecord(userId, clientMsgId, undefined);
-    return entry ? { claimed: false as const, answer: entry.answer } : CLAIMED;
+    const entry = this.lookup(userId, clientMsgId);
+    if (entry) return { claimed: false as const, answer: entry.answer };
+    this.record(userId, clientMsgId, undefined);
+    return CLAIMED;
   }
 
   async remember(userId: string, clientMsgId: string, answer: DedupAnswer) {
-    this.recordAnswer(userId, clientMsgId, answer);
+    const entry = this.find(userId + "\u0000" + clientMsgId);
+    if (entry) entry.answer = answer;
   }
 
   async release(userId: string, clientMsgId: string) {

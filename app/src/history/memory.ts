@@ -41,9 +41,9 @@ export class MemoryHistoryStore implements HistoryStore {
   }
 
   async append(draft: MessageDraft): Promise<AppendResult> {
-    // Checked and recorded in one synchronous step: no other append can come in between.
-    const seen = this.receipts.lookupOrRecord(draft.from, draft.clientMsgId, undefined);
-    if (seen) return seen.answer ? { status: "duplicate", receipt: seen.answer as AppendReceipt } : { status: "pending" };
+    // Looked up, stored and recorded in one synchronous step: no other append can come in between.
+    const seen = this.receipts.lookup(draft.from, draft.clientMsgId);
+    if (seen) return { status: "duplicate", receipt: seen.answer as AppendReceipt };
     const log = this.log(draft.room);
     const message: RoomMessage = {
       room: draft.room,
@@ -60,7 +60,7 @@ export class MemoryHistoryStore implements HistoryStore {
       if (log.messages.length > this.options.historySize) log.messages.shift();
     }
     const receipt: AppendReceipt = { room: message.room, id: message.id, offset: message.offset, ts: message.ts };
-    this.receipts.recordAnswer(draft.from, draft.clientMsgId, receipt);
+    this.receipts.record(draft.from, draft.clientMsgId, receipt);
     return { status: "stored", message, epoch: log.epoch, published: false };
   }
 
