@@ -99,6 +99,7 @@ main() {
   step "install system packages" system_deps
   step "install app dependencies" app_deps "$root/app"
   step "typecheck" bash -c "cd '$root/app' && ./node_modules/.bin/tsc -p ."
+  step "format and lint (Biome)" bash -c "cd '$root/app' && ./node_modules/.bin/biome ci ."
   step "build the binary" bash -c "cd '$root/app' && ./node_modules/.bin/bun run build"
   step "shellcheck" lint_scripts
   step "shellcheck scripts/deploy" lint_deploy_scripts
