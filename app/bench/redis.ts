@@ -12,13 +12,13 @@
 
 import { join } from "node:path";
 import Redis from "ioredis";
+import { BenchError, type Child, freePort, indent, spawnChild, stopChild, waitHealthy } from "./lib/processes";
+import { type RedisServer, startRedis, stopRedis } from "./lib/redis-server";
+import type { Percentiles } from "./lib/stats";
+import { APP_DIR, chatCommand, chatDescription, targets } from "./lib/targets";
 import type { BroadcastOptions, BroadcastResult } from "./load/broadcast";
 import type { HopLatencyOptions, HopLatencyResult } from "./load/hop-latency";
 import type { PubSubLatencyOptions, PubSubLatencyResult } from "./load/pubsub-latency";
-import type { Percentiles } from "./lib/stats";
-import { startRedis, stopRedis, type RedisServer } from "./lib/redis-server";
-import { APP_DIR, chatCommand, chatDescription, targets } from "./lib/targets";
-import { BenchError, freePort, indent, spawnChild, stopChild, waitHealthy, type Child } from "./lib/processes";
 
 const GOAL_RATIO = 0.5;
 const GOAL_HOP_P99_MS = 5;
@@ -40,9 +40,15 @@ const SETUPS: Setup[] = [
   { id: "chat-memory", label: "this server, 1 instance, no Redis", instances: 1, redis: false },
   { id: "chat-redis", label: "this server, 1 instance + Redis", instances: 1, redis: true },
   { id: "chat-2x-redis", label: "this server, 2 instances + Redis", instances: 2, redis: true },
-  { id: "chat-2x-one-side", label: "2 instances + Redis, senders on one", instances: 2, redis: true, oneSide: true, diagnostic: true },
+  {
+    id: "chat-2x-one-side",
+    label: "2 instances + Redis, senders on one",
+    instances: 2,
+    redis: true,
+    oneSide: true,
+    diagnostic: true,
+  },
 ];
-
 
 interface Options {
   setups: Setup[];
@@ -113,7 +119,8 @@ function parseArgs(argv: string[]): Options {
       case "--setups": {
         const ids = (argv[++i] ?? "").split(",").filter(Boolean);
         const chosen = ids.map((id) => SETUPS.find((s) => s.id === id));
-        if (ids.length === 0 || chosen.some((s) => !s)) usageError(`--setups takes a list of ${SETUPS.map((s) => s.id).join(", ")}`);
+        if (ids.length === 0 || chosen.some((s) => !s))
+          usageError(`--setups takes a list of ${SETUPS.map((s) => s.id).join(", ")}`);
         options.setups = chosen as Setup[];
         break;
       }
@@ -156,12 +163,13 @@ function parseArgs(argv: string[]): Options {
       case "-h":
       case "--help":
         console.log(usage());
-        process.exit(0);
+        return process.exit(0);
       default:
         usageError(`unknown argument ${arg}`);
     }
   }
-  if (options.clients < 2 || options.latencyClients < 2) usageError("--clients and --latency-clients need at least 2 (one per instance)");
+  if (options.clients < 2 || options.latencyClients < 2)
+    usageError("--clients and --latency-clients need at least 2 (one per instance)");
   if (options.senders > options.latencyClients) usageError("--senders cannot exceed --latency-clients");
   return options;
 }
@@ -183,7 +191,9 @@ let setups = 0;
 
 async function startRawBun(): Promise<Server[]> {
   const port = freePort();
-  const { cmd, env } = targets().find((t) => t.id === "raw-bun")!.command(port);
+  const { cmd, env } = targets()
+    .find((t) => t.id === "raw-bun")!
+    .command(port);
   const child = spawnChild("raw-bun", cmd, { cwd: APP_DIR, env });
   await waitHealthy(child, port, 20_000);
   return [{ name: "raw-bun", child, port }];
@@ -197,8 +207,14 @@ async function startChat(count: number, redis: RedisServer | undefined): Promise
     for (let k = 0; k < count; k++) {
       const port = freePort();
       const name = count === 1 ? "chat" : `chat-${"ab"[k]}`;
-      const redisEnv: Record<string, string> = redis ? { REDIS_URL: redis.url, REDIS_REQUIRED: "true", REDIS_KEY_PREFIX: prefix } : {};
-      const { cmd, env } = chatCommand(port, { INSTANCE_ID: `bench-${name}`, MAX_CONNECTIONS_PER_USER: "100000", ...redisEnv });
+      const redisEnv: Record<string, string> = redis
+        ? { REDIS_URL: redis.url, REDIS_REQUIRED: "true", REDIS_KEY_PREFIX: prefix }
+        : {};
+      const { cmd, env } = chatCommand(port, {
+        INSTANCE_ID: `bench-${name}`,
+        MAX_CONNECTIONS_PER_USER: "100000",
+        ...redisEnv,
+      });
       const child = spawnChild(name, cmd, { cwd: APP_DIR, env });
       servers.push({ name, child, port });
     }
@@ -237,7 +253,9 @@ interface BackplaneCounters {
 
 /** Counters of the backplane from an instance's /metrics (loopback needs no token). */
 async function backplaneCounters(server: Server): Promise<BackplaneCounters> {
-  const text = await (await fetch(`http://127.0.0.1:${server.port}/metrics`, { signal: AbortSignal.timeout(2000) })).text();
+  const text = await (
+    await fetch(`http://127.0.0.1:${server.port}/metrics`, { signal: AbortSignal.timeout(2000) })
+  ).text();
   const sum = (name: string) =>
     text
       .split("\n")
@@ -286,7 +304,9 @@ async function commandStats(redis: RedisServer, reset: boolean): Promise<Command
 }
 
 async function runLoad<T>(name: string, script: string, load: object, timeoutMs: number, what: string): Promise<T> {
-  const generator = spawnChild(name, [process.execPath, join(import.meta.dir, "load", script), JSON.stringify(load)], { cwd: APP_DIR });
+  const generator = spawnChild(name, [process.execPath, join(import.meta.dir, "load", script), JSON.stringify(load)], {
+    cwd: APP_DIR,
+  });
   const line = await generator.nextLine(timeoutMs, what);
   await generator.proc.exited;
   return JSON.parse(line) as T;
@@ -304,7 +324,8 @@ interface BroadcastRow {
 }
 
 async function measureBroadcast(setup: Setup, redis: RedisServer, options: Options): Promise<BroadcastRow> {
-  const servers = setup.id === "raw-bun" ? await startRawBun() : await startChat(setup.instances, setup.redis ? redis : undefined);
+  const servers =
+    setup.id === "raw-bun" ? await startRawBun() : await startChat(setup.instances, setup.redis ? redis : undefined);
   try {
     const processes = servers.map((s) => ({ name: s.name, pid: s.child.proc.pid }));
     if (setup.redis) processes.push({ name: "redis", pid: redis.child.proc.pid });
@@ -320,7 +341,13 @@ async function measureBroadcast(setup: Setup, redis: RedisServer, options: Optio
       senderPorts: setup.oneSide ? 1 : undefined,
     };
     if (setup.redis) await commandStats(redis, true);
-    const result = await runLoad<BroadcastResult>(`${setup.id} broadcast load`, "broadcast.ts", load, options.warmupMs + options.durationMs + 30_000, "measuring broadcast");
+    const result = await runLoad<BroadcastResult>(
+      `${setup.id} broadcast load`,
+      "broadcast.ts",
+      load,
+      options.warmupMs + options.durationMs + 30_000,
+      "measuring broadcast",
+    );
     ensureAlive(servers, "the broadcast run");
     const counters = setup.instances > 1 ? await Promise.all(servers.map(backplaneCounters)) : undefined;
     const commands = setup.redis ? await commandStats(redis, false) : undefined;
@@ -345,7 +372,13 @@ async function measureLatency(redis: RedisServer, options: Options): Promise<Lat
     durationMs: options.latencyDurationMs,
     payloadBytes: ENVELOPE_BYTES,
   };
-  const pubsub = await runLoad<PubSubLatencyResult>("pub/sub latency load", "pubsub-latency.ts", floor, floor.warmupMs + floor.durationMs + 30_000, "measuring pub/sub latency");
+  const pubsub = await runLoad<PubSubLatencyResult>(
+    "pub/sub latency load",
+    "pubsub-latency.ts",
+    floor,
+    floor.warmupMs + floor.durationMs + 30_000,
+    "measuring pub/sub latency",
+  );
   const servers = await startChat(2, redis);
   try {
     const load: HopLatencyOptions = {
@@ -357,11 +390,20 @@ async function measureLatency(redis: RedisServer, options: Options): Promise<Lat
       warmupMs: options.latencyWarmupMs,
       durationMs: options.latencyDurationMs,
       drainMs: 5000,
-      processes: [...servers.map((s) => ({ name: s.name, pid: s.child.proc.pid })), { name: "redis", pid: redis.child.proc.pid }],
+      processes: [
+        ...servers.map((s) => ({ name: s.name, pid: s.child.proc.pid })),
+        { name: "redis", pid: redis.child.proc.pid },
+      ],
       room: "hop",
     };
     const timeout = options.latencyWarmupMs + options.latencyDurationMs + 30_000;
-    const result = await runLoad<HopLatencyResult>("hop latency load", "hop-latency.ts", load, timeout, "measuring hop latency");
+    const result = await runLoad<HopLatencyResult>(
+      "hop latency load",
+      "hop-latency.ts",
+      load,
+      timeout,
+      "measuring hop latency",
+    );
     ensureAlive(servers, "the latency run");
     return { result, pubsub, counters: await Promise.all(servers.map(backplaneCounters)) };
   } finally {
@@ -371,12 +413,14 @@ async function measureLatency(redis: RedisServer, options: Options): Promise<Lat
 
 // ---- report --------------------------------------------------------------------------------------
 
-const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const fmt = (n: number, digits = 0) =>
+  n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const pct = (share: number) => `${fmt(share * 100)}%`;
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]) => `| ${r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join(" | ")} |`;
+  const line = (r: string[]) =>
+    `| ${r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join(" | ")} |`;
   const rule = `|${widths.map((w, c) => (c === 0 ? `:${"-".repeat(w + 1)}` : `${"-".repeat(w + 1)}:`)).join("|")}|`;
   return [line(rows[0]!), rule, ...rows.slice(1).map(line)].join("\n");
 }
@@ -400,7 +444,19 @@ function report(broadcast: BroadcastRow[], latency: LatencyRun | undefined, opti
   const out: string[] = ["", ...environment, ""];
   const raw = broadcast.find((r) => r.setup.id === "raw-bun");
   if (broadcast.length > 0) {
-    const rows: string[][] = [["setup", "deliveries/s", "/ raw Bun", "server CPU", "Redis CPU", "load CPU", "CPU µs/delivery", "/ raw Bun per CPU s", "frame B"]];
+    const rows: string[][] = [
+      [
+        "setup",
+        "deliveries/s",
+        "/ raw Bun",
+        "server CPU",
+        "Redis CPU",
+        "load CPU",
+        "CPU µs/delivery",
+        "/ raw Bun per CPU s",
+        "frame B",
+      ],
+    ];
     for (const row of broadcast) {
       const b = row.result;
       const { servers, redis } = cpuSplit(row);
@@ -422,13 +478,20 @@ function report(broadcast: BroadcastRow[], latency: LatencyRun | undefined, opti
     const two = broadcast.find((r) => r.setup.id === "chat-2x-redis");
     if (raw && two) {
       const ratio = two.result.deliveriesPerSecond / raw.result.deliveriesPerSecond;
-      out.push(`2 instances + Redis / raw Bun (1 process), deliveries per second: ${fmt(ratio, 2)} (goal >= ${GOAL_RATIO}: ${ratio >= GOAL_RATIO ? "met" : "MISSED"})`);
+      out.push(
+        `2 instances + Redis / raw Bun (1 process), deliveries per second: ${fmt(ratio, 2)} (goal >= ${GOAL_RATIO}: ${ratio >= GOAL_RATIO ? "met" : "MISSED"})`,
+      );
     }
     const one = broadcast.find((r) => r.setup.id === "chat-memory");
-    if (raw && one) out.push(`1 instance, no Redis / raw Bun, deliveries per second: ${fmt(one.result.deliveriesPerSecond / raw.result.deliveriesPerSecond, 2)} (context)`);
+    if (raw && one)
+      out.push(
+        `1 instance, no Redis / raw Bun, deliveries per second: ${fmt(one.result.deliveriesPerSecond / raw.result.deliveriesPerSecond, 2)} (context)`,
+      );
     for (const row of broadcast) {
       if (!row.counters) continue;
-      out.push(`backplane during ${row.setup.id}: ${row.counters.map((c, k) => describeCounters(row.servers[k]!, c)).join("; ")}`);
+      out.push(
+        `backplane during ${row.setup.id}: ${row.counters.map((c, k) => describeCounters(row.servers[k]!, c)).join("; ")}`,
+      );
     }
     for (const row of broadcast) {
       if (!row.commands) continue;
@@ -438,13 +501,19 @@ function report(broadcast: BroadcastRow[], latency: LatencyRun | undefined, opti
       if (messages === 0) continue;
       const topLevel = row.commands.filter((c) => !SCRIPT_COMMANDS.has(c.command));
       const inside = row.commands.filter((c) => SCRIPT_COMMANDS.has(c.command));
-      const describe = (list: CommandStat[]) => list.slice(0, 6).map((c) => `${c.command} ${fmt(c.calls / messages, 2)} x ${fmt(c.usec / c.calls, 1)} µs`);
+      const describe = (list: CommandStat[]) =>
+        list.slice(0, 6).map((c) => `${c.command} ${fmt(c.calls / messages, 2)} x ${fmt(c.usec / c.calls, 1)} µs`);
       const calls = [...describe(topLevel), `inside the scripts: ${describe(inside).join(", ")}`];
       const usecPerMessage = topLevel.reduce((n, c) => n + c.usec, 0) / messages;
-      out.push(`Redis command time per stored message during ${row.setup.id}: ${fmt(usecPerMessage, 1)} µs (${calls.join(", ")})`);
+      out.push(
+        `Redis command time per stored message during ${row.setup.id}: ${fmt(usecPerMessage, 1)} µs (${calls.join(", ")})`,
+      );
     }
     const lossy = broadcast.filter((r) => r.result.missing > 0);
-    for (const row of lossy) out.push(`WARNING: ${row.setup.id}: ${fmt(row.result.missing)} deliveries never arrived (3 s after the last send)`);
+    for (const row of lossy)
+      out.push(
+        `WARNING: ${row.setup.id}: ${fmt(row.result.missing)} deliveries never arrived (3 s after the last send)`,
+      );
     const saturated = broadcast.filter((r) => r.result.loadCpu > 0.85);
     out.push(
       saturated.length === 0
@@ -474,7 +543,9 @@ function report(broadcast: BroadcastRow[], latency: LatencyRun | undefined, opti
           ? ` (WARNING: ${fmt(l.missing)} missing 5 s after the last send, ${fmt(l.missingSame)} of them on the sender's instance; ${fmt(l.messagesIncomplete)} messages did not reach every member)`
           : "") +
         "; " +
-        `CPU: ${Object.entries(l.cpu).map(([name, share]) => `${name} ${pct(share)}`).join(", ")}, load ${pct(l.loadCpu)}; ` +
+        `CPU: ${Object.entries(l.cpu)
+          .map(([name, share]) => `${name} ${pct(share)}`)
+          .join(", ")}, load ${pct(l.loadCpu)}; ` +
         `longest pause between pacing ticks ${ms(l.worstTickGapMs)} ms (pub/sub alone: ${ms(latency.pubsub.worstTickGapMs)} ms)`,
       `backplane: ${latency.counters.map((c, k) => describeCounters(`chat-${"ab"[k]}`, c)).join("; ")}`,
     );
@@ -524,7 +595,17 @@ async function main() {
     await Bun.write(
       options.json,
       JSON.stringify(
-        { environment, broadcast: broadcast.map((r) => ({ setup: r.setup.id, servers: r.servers, ...r.result, counters: r.counters, commands: r.commands })), latency },
+        {
+          environment,
+          broadcast: broadcast.map((r) => ({
+            setup: r.setup.id,
+            servers: r.servers,
+            ...r.result,
+            counters: r.counters,
+            commands: r.commands,
+          })),
+          latency,
+        },
         null,
         2,
       ),

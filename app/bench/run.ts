@@ -11,9 +11,10 @@ import type { BroadcastOptions, BroadcastResult as LoadResult } from "./load/bro
 
 /** The load generator's result, with the one server's share of a core. */
 type BroadcastResult = LoadResult & { serverCpu: number };
+
 import { rssBytes } from "./lib/cpu";
-import { APP_DIR, targets, type Target } from "./lib/targets";
-import { BenchError, freePort, indent, spawnChild, stopChild, waitHealthy, type Child } from "./lib/processes";
+import { BenchError, type Child, freePort, indent, spawnChild, stopChild, waitHealthy } from "./lib/processes";
+import { APP_DIR, type Target, targets } from "./lib/targets";
 
 const GOAL_RATIO = 0.85;
 const GOAL_BYTES_PER_CONNECTION = 4096;
@@ -114,7 +115,7 @@ function parseArgs(argv: string[]): Options {
       case "-h":
       case "--help":
         console.log(usage());
-        process.exit(0);
+        return process.exit(0);
       default:
         usageError(`unknown argument ${arg}`);
     }
@@ -186,12 +187,17 @@ async function measureBroadcast(target: Target, options: Options): Promise<Broad
       processes: [{ name: "server", pid: server.proc.pid }],
       room: "bench",
     };
-    const generator = spawnChild(`${target.id} broadcast load`, [process.execPath, join(import.meta.dir, "load", "broadcast.ts"), JSON.stringify(load)], {
-      cwd: APP_DIR,
-    });
+    const generator = spawnChild(
+      `${target.id} broadcast load`,
+      [process.execPath, join(import.meta.dir, "load", "broadcast.ts"), JSON.stringify(load)],
+      {
+        cwd: APP_DIR,
+      },
+    );
     const line = await generator.nextLine(options.warmupMs + options.durationMs + 30_000, "measuring broadcast");
     await generator.proc.exited;
-    if (server.proc.exitCode !== null) throw new BenchError(`${target.id} exited during the broadcast run:\n${indent(server.tail())}`);
+    if (server.proc.exitCode !== null)
+      throw new BenchError(`${target.id} exited during the broadcast run:\n${indent(server.tail())}`);
     const result = JSON.parse(line) as LoadResult;
     return { ...result, serverCpu: result.cpu.server! };
   } finally {
@@ -210,15 +216,28 @@ async function measureMemory(target: Target, options: Options): Promise<MemoryRe
       const first = p * per;
       const count = Math.min(per, options.connections - first);
       if (count <= 0) break;
-      const load = { port, pathPrefix: target.idlePathPrefix, first, count, waitFirstFrame: target.greets, timeoutMs: 60_000 };
+      const load = {
+        port,
+        pathPrefix: target.idlePathPrefix,
+        first,
+        count,
+        waitFirstFrame: target.greets,
+        timeoutMs: 60_000,
+      };
       generators.push(
-        spawnChild(`${target.id} idle load ${p + 1}`, [process.execPath, join(import.meta.dir, "load", "idle.ts"), JSON.stringify(load)], {
-          cwd: APP_DIR,
-          minOpenFiles: count + 64,
-        }),
+        spawnChild(
+          `${target.id} idle load ${p + 1}`,
+          [process.execPath, join(import.meta.dir, "load", "idle.ts"), JSON.stringify(load)],
+          {
+            cwd: APP_DIR,
+            minOpenFiles: count + 64,
+          },
+        ),
       );
     }
-    const opened = await Promise.all(generators.map((g) => g.nextLine(90_000, `opening ${options.connections} idle connections`)));
+    const opened = await Promise.all(
+      generators.map((g) => g.nextLine(90_000, `opening ${options.connections} idle connections`)),
+    );
     step(`  ${options.connections} idle connections open (${opened.map((l) => `${JSON.parse(l).ms} ms`).join(", ")})`);
     const idle = await settledRss(pid);
     for (const g of generators) g.write("join");
@@ -250,19 +269,31 @@ async function measureMemory(target: Target, options: Options): Promise<MemoryRe
 // ---- report --------------------------------------------------------------------------------------
 
 const cpuPerDelivery = (b: BroadcastResult) => b.serverCpu / b.deliveriesPerSecond;
-const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+const fmt = (n: number, digits = 0) =>
+  n.toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
 const mib = (bytes: number) => `${fmt(bytes / 1048576, 1)} MiB`;
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]) => `| ${r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join(" | ")} |`;
+  const line = (r: string[]) =>
+    `| ${r.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]!) : cell.padStart(widths[c]!))).join(" | ")} |`;
   const rule = `|${widths.map((w, c) => (c === 0 ? `:${"-".repeat(w + 1)}` : `${"-".repeat(w + 1)}:`)).join("|")}|`;
   return [line(rows[0]!), rule, ...rows.slice(1).map(line)].join("\n");
 }
 
-function report(results: TargetResult[], options: Options, environment: string[]) {
+function report(results: TargetResult[], _options: Options, environment: string[]) {
   const rows: string[][] = [
-    ["server", "deliveries/s", "server CPU", "load CPU", "server CPU µs/delivery", "frame B", "RSS before", "B/idle conn", "B/conn, 1 join"],
+    [
+      "server",
+      "deliveries/s",
+      "server CPU",
+      "load CPU",
+      "server CPU µs/delivery",
+      "frame B",
+      "RSS before",
+      "B/idle conn",
+      "B/conn, 1 join",
+    ],
   ];
   for (const { target, broadcast: b, memory: m } of results) {
     rows.push([
@@ -285,18 +316,27 @@ function report(results: TargetResult[], options: Options, environment: string[]
   const node = byId.get("node-ws");
   if (raw?.broadcast && chat?.broadcast) {
     const ratio = chat.broadcast.deliveriesPerSecond / raw.broadcast.deliveriesPerSecond;
-    out.push(`this server / raw Bun, deliveries per second: ${fmt(ratio, 2)} (goal >= ${GOAL_RATIO}: ${ratio >= GOAL_RATIO ? "met" : "MISSED"})`);
+    out.push(
+      `this server / raw Bun, deliveries per second: ${fmt(ratio, 2)} (goal >= ${GOAL_RATIO}: ${ratio >= GOAL_RATIO ? "met" : "MISSED"})`,
+    );
     // CPU per delivery does not depend on how much of a core the other work on the machine left.
     const perCpu = cpuPerDelivery(raw.broadcast) / cpuPerDelivery(chat.broadcast);
-    out.push(`this server / raw Bun, deliveries per server CPU second: ${fmt(perCpu, 2)} (the steadier figure on a shared machine)`);
+    out.push(
+      `this server / raw Bun, deliveries per server CPU second: ${fmt(perCpu, 2)} (the steadier figure on a shared machine)`,
+    );
   }
   if (raw?.broadcast && node?.broadcast) {
-    out.push(`Node + ws / raw Bun, deliveries per second: ${fmt(node.broadcast.deliveriesPerSecond / raw.broadcast.deliveriesPerSecond, 2)} (reference)`);
+    out.push(
+      `Node + ws / raw Bun, deliveries per second: ${fmt(node.broadcast.deliveriesPerSecond / raw.broadcast.deliveriesPerSecond, 2)} (reference)`,
+    );
   }
   if (chat?.memory) {
     const b = chat.memory.bytesPerIdle;
-    out.push(`this server, bytes per idle connection: ${fmt(b)} (goal <= ${GOAL_BYTES_PER_CONNECTION}: ${b <= GOAL_BYTES_PER_CONNECTION ? "met" : "MISSED"})`);
-    if (raw?.memory) out.push(`this server / raw Bun, bytes per idle connection: ${fmt(b / raw.memory.bytesPerIdle, 2)}`);
+    out.push(
+      `this server, bytes per idle connection: ${fmt(b)} (goal <= ${GOAL_BYTES_PER_CONNECTION}: ${b <= GOAL_BYTES_PER_CONNECTION ? "met" : "MISSED"})`,
+    );
+    if (raw?.memory)
+      out.push(`this server / raw Bun, bytes per idle connection: ${fmt(b / raw.memory.bytesPerIdle, 2)}`);
     if (node?.memory) out.push(`Node + ws, bytes per idle connection: ${fmt(node.memory.bytesPerIdle)} (reference)`);
   }
   const saturated = results.filter((r) => r.broadcast && r.broadcast.loadCpu > 0.85);
@@ -315,10 +355,13 @@ function report(results: TargetResult[], options: Options, environment: string[]
     );
   }
   for (const r of results.filter((r) => r.broadcast && r.broadcast.missing > 0)) {
-    out.push(`WARNING: ${r.target.id}: ${fmt(r.broadcast!.missing)} deliveries never arrived (3 s after the last send)`);
+    out.push(
+      `WARNING: ${r.target.id}: ${fmt(r.broadcast!.missing)} deliveries never arrived (3 s after the last send)`,
+    );
   }
   const unsettled = results.filter((r) => r.memory && !r.memory.settled);
-  if (unsettled.length > 0) out.push(`note: RSS still moving after 10 s for ${unsettled.map((r) => r.target.id).join(", ")}`);
+  if (unsettled.length > 0)
+    out.push(`note: RSS still moving after 10 s for ${unsettled.map((r) => r.target.id).join(", ")}`);
   console.log(out.join("\n"));
 }
 
@@ -328,7 +371,9 @@ async function main() {
   const options = parseArgs(process.argv.slice(2));
   const chosen = targets().filter((t) => options.only.has(t.id));
   chosen.sort((a, b) => Number(a.id === "chat") - Number(b.id === "chat"));
-  const nodeVersion = Bun.which("node") ? Bun.spawnSync(["node", "--version"]).stdout.toString().trim() : "not installed";
+  const nodeVersion = Bun.which("node")
+    ? Bun.spawnSync(["node", "--version"]).stdout.toString().trim()
+    : "not installed";
   const wsVersion = (await import("ws/package.json")).default.version as string;
   const load = (await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ");
   const environment = [
@@ -348,20 +393,31 @@ async function main() {
       const t = performance.now();
       step(`${target.id}: memory at ${options.connections} idle connections`);
       result.memory = await measureMemory(target, options);
-      step(`${target.id}: ${fmt(result.memory.bytesPerIdle)} B per idle connection (${fmt((performance.now() - t) / 1000, 1)} s)`);
+      step(
+        `${target.id}: ${fmt(result.memory.bytesPerIdle)} B per idle connection (${fmt((performance.now() - t) / 1000, 1)} s)`,
+      );
     }
     if (!options.skipBroadcast) {
       const t = performance.now();
       step(`${target.id}: broadcast, ${options.clients} clients in one room`);
       result.broadcast = await measureBroadcast(target, options);
-      step(`${target.id}: ${fmt(result.broadcast.deliveriesPerSecond)} deliveries/s (${fmt((performance.now() - t) / 1000, 1)} s)`);
+      step(
+        `${target.id}: ${fmt(result.broadcast.deliveriesPerSecond)} deliveries/s (${fmt((performance.now() - t) / 1000, 1)} s)`,
+      );
     }
   }
   report(results, options, environment);
   if (options.json) {
     await Bun.write(
       options.json,
-      JSON.stringify({ environment, results: results.map((r) => ({ target: r.target.id, broadcast: r.broadcast, memory: r.memory })) }, null, 2),
+      JSON.stringify(
+        {
+          environment,
+          results: results.map((r) => ({ target: r.target.id, broadcast: r.broadcast, memory: r.memory })),
+        },
+        null,
+        2,
+      ),
     );
   }
 }

@@ -8,19 +8,19 @@
 //   `duplicate: true` instead of storing it twice.
 // - Each room message and direct message is emitted at most once, whatever the server replays.
 
-import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from "./backoff";
+import { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from "./backoff";
 import { Emitter } from "./emitter";
 import { ChatClientError, ClientErrorCode } from "./errors";
-import { randomId, RecentKeys } from "./ids";
+import { RecentKeys, randomId } from "./ids";
 import {
   CloseCode,
-  RECONNECTABLE_CLOSE_CODES,
   type ConnectionEstablished,
   type DirectMessage,
   type Goodbye,
   type History,
   type Presence,
   type PresenceDiff,
+  RECONNECTABLE_CLOSE_CODES,
   type ReadReceipt,
   type RoomMessage,
   type ServerFrame,
@@ -117,7 +117,9 @@ export interface ConnectOptions {
   /** Message ids remembered to drop duplicates. Default 5000. */
   dedupCapacity?: number;
   /** Defaults to the global WebSocket. */
-  WebSocket?: new (url: string) => WebSocketLike;
+  WebSocket?: new (
+    url: string,
+  ) => WebSocketLike;
   random?: () => number;
 }
 
@@ -181,7 +183,9 @@ export class ChatClient extends Emitter<ChatEvents> {
   private readonly handshakeTimeoutMs: number;
   private readonly livenessGraceMs: number;
   private readonly random: () => number;
-  private readonly WebSocketImpl: new (url: string) => WebSocketLike;
+  private readonly WebSocketImpl: new (
+    url: string,
+  ) => WebSocketLike;
 
   constructor(url: string, options: ConnectOptions) {
     super();
@@ -258,7 +262,9 @@ export class ChatClient extends Emitter<ChatEvents> {
   async leave(room: string): Promise<void> {
     const state = this.rooms.get(room);
     this.rooms.delete(room);
-    state?.waiters.splice(0).forEach((w) => w.reject(new ChatClientError("left", `left ${room} before it was joined`)));
+    state?.waiters.splice(0).forEach((w) => {
+      w.reject(new ChatClientError("left", `left ${room} before it was joined`));
+    });
     if (this._state !== "open") return;
     await this.request({ type: "leave", room }, "once");
   }
@@ -428,7 +434,8 @@ export class ChatClient extends Emitter<ChatEvents> {
     await Promise.allSettled(rejoins);
     if (this.ws !== ws || this.terminal) return;
     // Rooms joined by the application while the rejoins were on the wire.
-    for (const [room, state] of this.rooms) if (state.epoch === undefined && !state.joining) void this.sendJoin(room, state, false);
+    for (const [room, state] of this.rooms)
+      if (state.epoch === undefined && !state.joining) void this.sendJoin(room, state, false);
     this.setState("open", {});
     this.flush();
   }
@@ -454,8 +461,14 @@ export class ChatClient extends Emitter<ChatEvents> {
           return this.sendJoin(room, state, rejoin, true);
         }
         if (!result.recovered) state.offset = Math.max(result.offset, reset ? 0 : state.offset);
-        const joined: JoinResult = { room, epoch: result.epoch, offset: result.offset, recovered: result.recovered, rejoin };
-        state.waiters.splice(0).forEach((w) => w.resolve(joined));
+        const joined: JoinResult = {
+          room,
+          epoch: result.epoch,
+          offset: result.offset,
+          recovered: result.recovered,
+          rejoin,
+        };
+        for (const w of state.waiters.splice(0)) w.resolve(joined);
         this.emit("joined", joined);
       },
       (error: ChatClientError) => {
@@ -463,7 +476,7 @@ export class ChatClient extends Emitter<ChatEvents> {
         // A lost connection is retried by the next rejoin; the server refusing the room is final.
         if (error.code === ClientErrorCode.ConnectionLost || error.code === ClientErrorCode.Closed) return;
         if (this.rooms.get(room) === state) this.rooms.delete(room);
-        state.waiters.splice(0).forEach((w) => w.reject(error));
+        for (const w of state.waiters.splice(0)) w.reject(error);
         if (rejoin) this.emit("error", error);
       },
     );
@@ -478,7 +491,10 @@ export class ChatClient extends Emitter<ChatEvents> {
     for (const request of this.inFlight.values()) {
       clearTimeout(request.timer);
       if (request.kind === "resend") resend.push(request);
-      else request.reject(new ChatClientError(ClientErrorCode.ConnectionLost, "the connection dropped before the answer", true));
+      else
+        request.reject(
+          new ChatClientError(ClientErrorCode.ConnectionLost, "the connection dropped before the answer", true),
+        );
     }
     this.inFlight.clear();
     this.queue = [...resend, ...this.queue];
@@ -510,13 +526,16 @@ export class ChatClient extends Emitter<ChatEvents> {
     }
     this.inFlight.clear();
     this.queue = [];
-    for (const state of this.rooms.values()) state.waiters.splice(0).forEach((w) => w.reject(error));
+    for (const state of this.rooms.values()) for (const w of state.waiters.splice(0)) w.reject(error);
     this.setState("closed", { code, reason });
   }
 
   private closedError() {
     const t = this.terminal;
-    return new ChatClientError(ClientErrorCode.Closed, t ? `the client is closed (${t.code}${t.reason ? `: ${t.reason}` : ""})` : "the client is closed");
+    return new ChatClientError(
+      ClientErrorCode.Closed,
+      t ? `the client is closed (${t.code}${t.reason ? `: ${t.reason}` : ""})` : "the client is closed",
+    );
   }
 
   private setState(state: ConnectionState, detail: Omit<StateChange, "state" | "previous">) {
@@ -538,10 +557,22 @@ export class ChatClient extends Emitter<ChatEvents> {
       // Queued messages go out after the rejoins, in order; other requests need not wait for them.
       if (live && (this._state === "open" || kind === "once")) return this.dispatch(request);
       if (kind === "once") {
-        return reject(new ChatClientError(ClientErrorCode.NotConnected, `not connected: ${String(frame.type)} is not kept for later`, true));
+        return reject(
+          new ChatClientError(
+            ClientErrorCode.NotConnected,
+            `not connected: ${String(frame.type)} is not kept for later`,
+            true,
+          ),
+        );
       }
       if (this.queue.length >= this.maxQueue) {
-        return reject(new ChatClientError(ClientErrorCode.QueueFull, `${this.maxQueue} messages are already waiting for a connection`, true));
+        return reject(
+          new ChatClientError(
+            ClientErrorCode.QueueFull,
+            `${this.maxQueue} messages are already waiting for a connection`,
+            true,
+          ),
+        );
       }
       this.queue.push(request);
     });
@@ -552,7 +583,13 @@ export class ChatClient extends Emitter<ChatEvents> {
     if (request.kind === "once") {
       request.timer = setTimeout(() => {
         this.inFlight.delete(request.ref);
-        request.reject(new ChatClientError(ClientErrorCode.Timeout, `no answer to ${String(request.frame.type)} within ${this.requestTimeoutMs} ms`, true));
+        request.reject(
+          new ChatClientError(
+            ClientErrorCode.Timeout,
+            `no answer to ${String(request.frame.type)} within ${this.requestTimeoutMs} ms`,
+            true,
+          ),
+        );
       }, this.requestTimeoutMs);
     }
     this.transmit({ ...request.frame, ref: request.ref });
@@ -608,6 +645,7 @@ function detach(ws: WebSocketLike) {
 }
 
 /** A server frame without its `type` (and `ref`), as handed to listeners. */
+// biome-ignore lint/suspicious/noExplicitAny: each listener is typed by the event map; the frame was already checked by its type.
 function strip<T extends { type?: unknown; ref?: unknown }>(frame: T): any {
   const { type: _type, ref: _ref, ...rest } = frame;
   return rest;

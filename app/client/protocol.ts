@@ -1,7 +1,7 @@
 // The client's view of protocol v1 (docs/protocol.md). Types only, plus the close-code table the
 // server publishes: the bundler inlines these few constants, so the library has no runtime dependency.
 
-import type { ConnectionEstablished as Established, DirectMessage, RoomMessage } from "../src/protocol/server-frames";
+import type { DirectMessage, ConnectionEstablished as Established, RoomMessage } from "../src/protocol/server-frames";
 
 export { CloseCode, ErrorCode, RECONNECTABLE_CLOSE_CODES } from "../src/protocol/codes";
 export type { DirectMessage, RoomMessage };

@@ -3,7 +3,7 @@
 //   k6 run app/loadtest/smoke.js                      # 5 users, 30 s, http://127.0.0.1:3001
 //   WS_URL=ws://127.0.0.1:3101 VUS=4 DURATION=5s k6 run app/loadtest/smoke.js
 import { chatSession } from "./lib/chat.js";
-import { loadConfig, seconds } from "./lib/config.js";
+import { loadConfig } from "./lib/config.js";
 import { systemTags, thresholds } from "./lib/metrics.js";
 
 const config = loadConfig({ vus: 5, duration: "30s", roomSize: 5, msgRate: 1 });

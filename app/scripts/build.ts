@@ -2,8 +2,9 @@
 // compiles the server into one executable, dist/realtime-server, with app/public embedded.
 // Usage: bun run build [--outfile path]      everything
 //        bun run build --client              the browser bundle only (bun run build:client)
-import { Glob, type BunPlugin } from "bun";
+
 import { join, sep } from "node:path";
+import { type BunPlugin, Glob } from "bun";
 import pkg from "../package.json";
 
 const root = join(import.meta.dir, "..");

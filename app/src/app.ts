@@ -1,10 +1,13 @@
-import { Elysia, ValidationError } from "elysia";
 import { staticPlugin } from "@elysiajs/static";
+import { Elysia, ValidationError } from "elysia";
+import type { Authenticator } from "./auth/auth";
 import type { Backplane } from "./backplane/backplane";
 import type { ChatService } from "./chat/service";
 import type { Config } from "./config";
 import type { ConnectionRegistry } from "./connections/registry";
 import { adminRoutes } from "./http/admin";
+import { createAdmission } from "./http/admission";
+import { ChatSocketData, ChatSocketHandlers } from "./http/chat-socket";
 import { jsonError } from "./http/errors";
 import { healthRoutes } from "./http/health";
 import { metricsRoute } from "./http/metrics";
@@ -12,9 +15,6 @@ import type { Lifecycle } from "./lifecycle";
 import type { Logger } from "./observability/logger";
 import type { Metrics } from "./observability/metrics";
 import type { PresenceStore } from "./presence/presence";
-import { createAdmission } from "./http/admission";
-import { ChatSocketData, ChatSocketHandlers } from "./http/chat-socket";
-import type { Authenticator } from "./auth/auth";
 
 export interface AppDeps {
   config: Readonly<Config>;
@@ -36,14 +36,21 @@ const SECURITY_HEADERS = {
   "x-frame-options": "DENY",
   "referrer-policy": "no-referrer",
   "cross-origin-opener-policy": "same-origin",
-  "content-security-policy": "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+  "content-security-policy":
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
 };
 
 /** Builds the Elysia app. It holds no module-level state: two apps can live in one process. */
 export async function createApp(deps: AppDeps) {
   const { config, logger, metrics, registry, chat, lifecycle } = deps;
   const admission = createAdmission({ config, registry, lifecycle, metrics, authenticator: deps.authenticator });
-  const handlers = new ChatSocketHandlers(chat, { config, registry, lifecycle, metrics, maxMessageBytes: config.maxMessageBytes });
+  const handlers = new ChatSocketHandlers(chat, {
+    config,
+    registry,
+    lifecycle,
+    metrics,
+    maxMessageBytes: config.maxMessageBytes,
+  });
 
   const app = new Elysia({
     serve: { reusePort: false, maxRequestBodySize: config.maxRequestBodyBytes },
@@ -76,7 +83,14 @@ export async function createApp(deps: AppDeps) {
     })
     .use(healthRoutes(deps))
     .use(metricsRoute(metrics, config.metricsToken))
-    .use(adminRoutes({ adminToken: config.adminToken, maxTextLength: config.maxTextLength, chat, presence: deps.presence }))
+    .use(
+      adminRoutes({
+        adminToken: config.adminToken,
+        maxTextLength: config.maxTextLength,
+        chat,
+        presence: deps.presence,
+      }),
+    )
     .get("/ws/chat/:connectionId", async ({ request, params, query, server }) => {
       const decision = await admission.admit({ request, params, query, peer: server?.requestIP(request)?.address });
       if (decision instanceof Response) return decision;
@@ -90,7 +104,16 @@ export async function createApp(deps: AppDeps) {
     });
 
   // no-cache: browsers revalidate with the ETag, so a deploy's new page script is picked up at once.
-  app.use(await staticPlugin({ assets: deps.publicDir, prefix: "/", alwaysStatic: true, silent: true, directive: "no-cache", maxAge: null }));
+  app.use(
+    await staticPlugin({
+      assets: deps.publicDir,
+      prefix: "/",
+      alwaysStatic: true,
+      silent: true,
+      directive: "no-cache",
+      maxAge: null,
+    }),
+  );
   return app;
 }
 

@@ -10,15 +10,15 @@ import { MemoryHistoryStore } from "./history/memory";
 import { RedisHistoryStore } from "./history/redis";
 import type { Logger } from "./observability/logger";
 import type { Metrics } from "./observability/metrics";
-import type { PresenceStore } from "./presence/presence";
 import { MemoryPresenceStore } from "./presence/memory";
+import type { PresenceStore } from "./presence/presence";
 import { RedisPresenceStore } from "./presence/redis";
 import type { RedisClients } from "./redis/clients";
 import { withFallback } from "./redis/fallback";
 import { redisKeys } from "./redis/keys";
-import type { SessionStore } from "./sessions/sessions";
 import { MemorySessionStore } from "./sessions/memory";
 import { RedisSessionStore } from "./sessions/redis";
+import type { SessionStore } from "./sessions/sessions";
 
 /** The swappable backends. Memory ones are the defaults; the composition root may pass Redis ones. */
 export interface Backends {
@@ -32,7 +32,10 @@ export interface Backends {
   close(): Promise<void>;
 }
 
-type StoreConfig = Pick<Config, "instanceId" | "historySize" | "historyTtlSeconds" | "dedupWindowSeconds" | "presenceTtlSeconds" | "redisKeyPrefix">;
+type StoreConfig = Pick<
+  Config,
+  "instanceId" | "historySize" | "historyTtlSeconds" | "dedupWindowSeconds" | "presenceTtlSeconds" | "redisKeyPrefix"
+>;
 
 function memoryStores(config: StoreConfig) {
   return {
@@ -55,7 +58,11 @@ export function memoryBackends(config: StoreConfig, hub?: MemoryHub): Backends {
 }
 
 /** Redis for everything shared, each store with an in-memory twin for when Redis is unreachable. */
-export function redisBackends(config: StoreConfig, clients: RedisClients, deps: { metrics: Metrics; logger: Logger }): Backends {
+export function redisBackends(
+  config: StoreConfig,
+  clients: RedisClients,
+  deps: { metrics: Metrics; logger: Logger },
+): Backends {
   const keys = redisKeys(config.redisKeyPrefix);
   const { commands, subscriber } = clients;
   const local = memoryStores(config);
@@ -75,12 +82,21 @@ export function redisBackends(config: StoreConfig, clients: RedisClients, deps: 
     ),
     presence: withFallback<PresenceStore>(
       "presence",
-      new RedisPresenceStore(commands, keys, { instanceId: config.instanceId, ttlSeconds: config.presenceTtlSeconds, logger: deps.logger }),
+      new RedisPresenceStore(commands, keys, {
+        instanceId: config.instanceId,
+        ttlSeconds: config.presenceTtlSeconds,
+        logger: deps.logger,
+      }),
       local.presence,
       { ...guard, primaryOnly: ["onExpired"] },
     ),
     sessions: withFallback<SessionStore>("sessions", new RedisSessionStore(commands, keys), local.sessions, guard),
-    dedup: withFallback<DedupStore>("dedup", new RedisDedupStore(commands, keys, config.dedupWindowSeconds), local.dedup, guard),
+    dedup: withFallback<DedupStore>(
+      "dedup",
+      new RedisDedupStore(commands, keys, config.dedupWindowSeconds),
+      local.dedup,
+      guard,
+    ),
     usesRedis: true,
     close: () => clients.close(),
   };

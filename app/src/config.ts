@@ -95,7 +95,10 @@ const anyText: Parser<string> = (raw) => raw;
 const list =
   (item: RegExp, accepts: string): Parser<string[]> =>
   (raw, name) => {
-    const items = raw.split(",").map((x) => x.trim()).filter(Boolean);
+    const items = raw
+      .split(",")
+      .map((x) => x.trim())
+      .filter(Boolean);
     for (const x of items) if (!item.test(x)) throw new ConfigError(name, accepts, raw);
     return items;
   };
@@ -152,42 +155,142 @@ export const VARIABLES = {
   MAX_CONNECTIONS: v("maxConnections", integer(1, 1_000_000), "10000", "open WebSockets allowed per instance"),
   HEARTBEAT_INTERVAL: v("heartbeatIntervalMs", integer(100, 600_000), "30000", "ms between heartbeat frames and pings"),
   PONG_TIMEOUT: v("pongTimeoutMs", integer(100, 600_000), "10000", "ms of silence allowed past the heartbeat interval"),
-  CONNECTION_TIMEOUT: v("connectionTimeoutMs", integer(0, 86_400_000), "300000", "ms without a client frame before closing; 0 disables"),
+  CONNECTION_TIMEOUT: v(
+    "connectionTimeoutMs",
+    integer(0, 86_400_000),
+    "300000",
+    "ms without a client frame before closing; 0 disables",
+  ),
   MAX_TEXT_LENGTH: v("maxTextLength", integer(1, 1_000_000), "4000", "characters allowed in a message text"),
-  MAX_MESSAGE_BYTES: v("maxMessageBytes", integer(128, 16_777_216), "10240", "largest client frame in bytes; larger closes with 1009"),
+  MAX_MESSAGE_BYTES: v(
+    "maxMessageBytes",
+    integer(128, 16_777_216),
+    "10240",
+    "largest client frame in bytes; larger closes with 1009",
+  ),
   HISTORY_SIZE: v("historySize", integer(0, 1_000_000), "100", "messages kept per room"),
-  HISTORY_TTL: v("historyTtlSeconds", integer(1, 365 * DAY), String(7 * DAY), "seconds a room's history lives after its last message"),
-  SESSION_TTL: v("sessionTtlSeconds", integer(1, 7 * DAY), "120", "seconds a session can be resumed after a disconnect"),
+  HISTORY_TTL: v(
+    "historyTtlSeconds",
+    integer(1, 365 * DAY),
+    String(7 * DAY),
+    "seconds a room's history lives after its last message",
+  ),
+  SESSION_TTL: v(
+    "sessionTtlSeconds",
+    integer(1, 7 * DAY),
+    "120",
+    "seconds a session can be resumed after a disconnect",
+  ),
   DEDUP_WINDOW: v("dedupWindowSeconds", integer(1, 7 * DAY), "300", "seconds a clientMsgId is remembered per user"),
-  PRESENCE_TTL: v("presenceTtlSeconds", integer(3, 3600), "30", "seconds before a dead instance's members leave presence"),
-  DRAIN_TIMEOUT: v("drainTimeoutMs", integer(0, 3_600_000), "30000", "ms allowed to close every connection on shutdown"),
-  DRAIN_JITTER_MS: v("drainJitterMs", integer(0, 600_000), "5000", "spread of goodbye retryAfterMs so clients do not reconnect at once"),
-  LOG_LEVEL: v("logLevel", oneOf("error", "warn", "info", "http", "verbose", "debug", "silly"), "info", "winston log level"),
+  PRESENCE_TTL: v(
+    "presenceTtlSeconds",
+    integer(3, 3600),
+    "30",
+    "seconds before a dead instance's members leave presence",
+  ),
+  DRAIN_TIMEOUT: v(
+    "drainTimeoutMs",
+    integer(0, 3_600_000),
+    "30000",
+    "ms allowed to close every connection on shutdown",
+  ),
+  DRAIN_JITTER_MS: v(
+    "drainJitterMs",
+    integer(0, 600_000),
+    "5000",
+    "spread of goodbye retryAfterMs so clients do not reconnect at once",
+  ),
+  LOG_LEVEL: v(
+    "logLevel",
+    oneOf("error", "warn", "info", "http", "verbose", "debug", "silly"),
+    "info",
+    "winston log level",
+  ),
   LOG_DIR: v("logDir", anyText, "", "directory for rotated JSON log files; empty logs to stdout only"),
   COLOR: v("color", oneOf("blue", "green", "none"), "none", "deployment color of this instance"),
-  INSTANCE_ID: v("instanceId", text(/^[A-Za-z0-9_.:-]{1,64}$/, "1-64 characters of A-Z a-z 0-9 _ . : -"), () => `${hostname()}-${process.pid}`, "name of this instance in logs, metrics and frames"),
-  METRICS_TOKEN: v("metricsToken", anyText, "", "bearer token for /metrics; empty allows loopback and private addresses only"),
+  INSTANCE_ID: v(
+    "instanceId",
+    text(/^[A-Za-z0-9_.:-]{1,64}$/, "1-64 characters of A-Z a-z 0-9 _ . : -"),
+    () => `${hostname()}-${process.pid}`,
+    "name of this instance in logs, metrics and frames",
+  ),
+  METRICS_TOKEN: v(
+    "metricsToken",
+    anyText,
+    "",
+    "bearer token for /metrics; empty allows loopback and private addresses only",
+  ),
   ADMIN_TOKEN: v("adminToken", anyText, "", "bearer token for /admin routes; empty disables them"),
   REDIS_URL: v("redisUrl", redisUrl, "", "redis:// URL; empty keeps everything in memory on this instance"),
   REDIS_REQUIRED: v("redisRequired", boolean, "false", "report not ready while Redis is unreachable"),
-  REDIS_KEY_PREFIX: v("redisKeyPrefix", text(/^[A-Za-z0-9_.:-]{0,64}$/, "0-64 characters of A-Z a-z 0-9 _ . : -"), "chat:", "prefix of every Redis key and channel"),
+  REDIS_KEY_PREFIX: v(
+    "redisKeyPrefix",
+    text(/^[A-Za-z0-9_.:-]{0,64}$/, "0-64 characters of A-Z a-z 0-9 _ . : -"),
+    "chat:",
+    "prefix of every Redis key and channel",
+  ),
   MAX_ROOMS_PER_CONNECTION: v("maxRoomsPerConnection", integer(1, 10_000), "50", "rooms one connection may join"),
   APP_VERSION: v("version", anyText, () => BUILD_VERSION, "version reported in /health and frames"),
-  AUTH_REQUIRED: v("authRequired", boolean, "false", "require a JWT on connect; false lets anyone pick a user id (development only)"),
+  AUTH_REQUIRED: v(
+    "authRequired",
+    boolean,
+    "false",
+    "require a JWT on connect; false lets anyone pick a user id (development only)",
+  ),
   JWT_SECRET: v("jwtSecret", secret, "", "HS256 secret (at least 32 characters) for connect tokens"),
-  JWT_JWKS_URL: v("jwtJwksUrl", httpUrl, "", "JWKS URL for asymmetric connect tokens; used instead of JWT_SECRET when set"),
+  JWT_JWKS_URL: v(
+    "jwtJwksUrl",
+    httpUrl,
+    "",
+    "JWKS URL for asymmetric connect tokens; used instead of JWT_SECRET when set",
+  ),
   JWT_ISSUER: v("jwtIssuer", anyText, "", "required `iss` of tokens; empty accepts any"),
   JWT_AUDIENCE: v("jwtAudience", anyText, "", "required `aud` of tokens; empty accepts any"),
-  ALLOWED_ORIGINS: v("allowedOrigins", list(/^(\*|https?:\/\/[^\s/]+)$/, "a comma-separated list of origins like https://chat.example.com"), "", "origins allowed to open WebSockets; empty allows any"),
-  TRUSTED_PROXIES: v("trustedProxies", list(/^(private|[0-9a-fA-F.:]+(\/\d{1,3})?)$/, "a comma-separated list of IPs, CIDRs or the word private"), "", "peers whose X-Forwarded-For is believed (Traefik); empty believes none"),
-  CONNECT_RATE_PER_IP: v("connectRatePerIp", integer(1, 100_000), "10", "WebSocket upgrades per second allowed per client IP"),
+  ALLOWED_ORIGINS: v(
+    "allowedOrigins",
+    list(/^(\*|https?:\/\/[^\s/]+)$/, "a comma-separated list of origins like https://chat.example.com"),
+    "",
+    "origins allowed to open WebSockets; empty allows any",
+  ),
+  TRUSTED_PROXIES: v(
+    "trustedProxies",
+    list(/^(private|[0-9a-fA-F.:]+(\/\d{1,3})?)$/, "a comma-separated list of IPs, CIDRs or the word private"),
+    "",
+    "peers whose X-Forwarded-For is believed (Traefik); empty believes none",
+  ),
+  CONNECT_RATE_PER_IP: v(
+    "connectRatePerIp",
+    integer(1, 100_000),
+    "10",
+    "WebSocket upgrades per second allowed per client IP",
+  ),
   CONNECT_BURST_PER_IP: v("connectBurstPerIp", integer(1, 100_000), "20", "burst of upgrades allowed per client IP"),
-  MAX_CONNECTIONS_PER_USER: v("maxConnectionsPerUser", integer(1, 100_000), "10", "open connections allowed per user on one instance"),
+  MAX_CONNECTIONS_PER_USER: v(
+    "maxConnectionsPerUser",
+    integer(1, 100_000),
+    "10",
+    "open connections allowed per user on one instance",
+  ),
   FRAME_RATE: v("frameRate", integer(1, 100_000), "20", "client frames per second allowed per connection"),
   FRAME_BURST: v("frameBurst", integer(1, 100_000), "40", "burst of client frames allowed per connection"),
-  RESTRICTED_ROOM_PREFIXES: v("restrictedRoomPrefixes", list(/^[A-Za-z0-9_.-]{1,32}$/, "a comma-separated list of role names"), "admin", "rooms named <role>:* need that role in the token"),
-  MAX_REQUEST_BODY_BYTES: v("maxRequestBodyBytes", integer(1024, 16_777_216), "65536", "largest HTTP request body accepted"),
-  BACKPRESSURE_LIMIT_BYTES: v("backpressureLimitBytes", integer(16_384, 1_048_576), "1048576", "bytes buffered for a slow client before it is closed with 4008"),
+  RESTRICTED_ROOM_PREFIXES: v(
+    "restrictedRoomPrefixes",
+    list(/^[A-Za-z0-9_.-]{1,32}$/, "a comma-separated list of role names"),
+    "admin",
+    "rooms named <role>:* need that role in the token",
+  ),
+  MAX_REQUEST_BODY_BYTES: v(
+    "maxRequestBodyBytes",
+    integer(1024, 16_777_216),
+    "65536",
+    "largest HTTP request body accepted",
+  ),
+  BACKPRESSURE_LIMIT_BYTES: v(
+    "backpressureLimitBytes",
+    integer(16_384, 1_048_576),
+    "1048576",
+    "bytes buffered for a slow client before it is closed with 4008",
+  ),
 } as const;
 
 declare const __APP_VERSION__: string | undefined;

@@ -1,11 +1,11 @@
 // Composition root: config -> dependencies -> app -> listen -> shutdown hooks.
 import { resolvePublicDir } from "./assets";
-import { ConfigError, loadConfig } from "./config";
+import { type Config, ConfigError, loadConfig } from "./config";
 import { createLogger, flushLogger } from "./observability/logger";
 import { createRedisClients } from "./redis/clients";
 import { memoryBackends, redisBackends, startServer } from "./server";
 
-let config;
+let config: Readonly<Config>;
 try {
   config = loadConfig();
 } catch (error) {

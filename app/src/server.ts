@@ -8,10 +8,10 @@ import { ConnectionRegistry } from "./connections/registry";
 import { createLifecycle } from "./lifecycle";
 import type { Logger } from "./observability/logger";
 import { createMetrics, type Metrics } from "./observability/metrics";
-import { RoomManager, type LocalPublisher } from "./rooms/rooms";
+import { type LocalPublisher, RoomManager } from "./rooms/rooms";
 import { drainConnections } from "./shutdown";
 
-export { memoryBackends, redisBackends, type Backends } from "./backends";
+export { type Backends, memoryBackends, redisBackends } from "./backends";
 
 /**
  * Wires one server instance: dependencies, app, listen, heartbeat. `shutdown()` runs the drain

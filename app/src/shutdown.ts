@@ -42,7 +42,8 @@ export async function drainConnections(
   const batchSize = Math.ceil(connections.length / Math.max(1, batches));
   const pause = batches > 1 ? Math.min(1000, Math.floor(options.drainTimeoutMs / 2 / batches)) : 0;
   for (let i = 0; i < connections.length; i += batchSize) {
-    for (const connection of connections.slice(i, i + batchSize)) connection.close(CloseCode.ServiceRestart, "server shutting down");
+    for (const connection of connections.slice(i, i + batchSize))
+      connection.close(CloseCode.ServiceRestart, "server shutting down");
     if (pause > 0 && i + batchSize < connections.length) await sleep(pause);
   }
 

@@ -6,8 +6,8 @@
 //                      data; Elysia's shared websocket handler then calls it with Bun's own socket
 // Usage: PORT=<port> ELYSIA_WS=route|upgrade bun bench/baselines/elysia-ws.ts
 
-import { Elysia } from "elysia";
 import type { ServerWebSocket } from "bun";
+import { Elysia } from "elysia";
 
 interface Frame {
   type?: string;

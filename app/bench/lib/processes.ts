@@ -36,7 +36,11 @@ for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
 
 export class BenchError extends Error {}
 
-export function spawnChild(name: string, cmd: string[], options: { env?: Record<string, string>; cwd: string; minOpenFiles?: number }): Child {
+export function spawnChild(
+  name: string,
+  cmd: string[],
+  options: { env?: Record<string, string>; cwd: string; minOpenFiles?: number },
+): Child {
   const proc = Bun.spawn(cmd, {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },
@@ -94,10 +98,13 @@ export function spawnChild(name: string, cmd: string[], options: { env?: Record<
           await stdoutDone;
           const late = lines.shift();
           if (late !== undefined) return late;
-          throw new BenchError(`${name} exited (${proc.exitCode ?? proc.signalCode}) while ${what}:\n${indent(this.tail())}`);
+          throw new BenchError(
+            `${name} exited (${proc.exitCode ?? proc.signalCode}) while ${what}:\n${indent(this.tail())}`,
+          );
         }
         const left = deadline - Date.now();
-        if (left <= 0) throw new BenchError(`${name}: no answer within ${timeoutMs} ms while ${what}:\n${indent(this.tail())}`);
+        if (left <= 0)
+          throw new BenchError(`${name}: no answer within ${timeoutMs} ms while ${what}:\n${indent(this.tail())}`);
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, Math.min(left, 1000));
           wake = () => {
@@ -115,10 +122,13 @@ function ensureOpenFiles(name: string, pid: number, needed: number) {
   const { soft, hard } = openFileLimits(pid);
   if (soft >= needed) return;
   if (hard < needed) {
-    throw new BenchError(`${name} needs ${needed} open files but the hard limit is ${hard}: use fewer connections or more load processes`);
+    throw new BenchError(
+      `${name} needs ${needed} open files but the hard limit is ${hard}: use fewer connections or more load processes`,
+    );
   }
   const result = Bun.spawnSync(["prlimit", `--pid=${pid}`, `--nofile=${hard}:${hard}`]);
-  if (result.exitCode !== 0) throw new BenchError(`could not raise the open-file limit of ${name}: ${result.stderr.toString().trim()}`);
+  if (result.exitCode !== 0)
+    throw new BenchError(`could not raise the open-file limit of ${name}: ${result.stderr.toString().trim()}`);
 }
 
 /** Asks politely, then forces: resolves once the process is gone. */
@@ -139,13 +149,16 @@ export async function waitHealthy(child: Child, port: number, timeoutMs: number,
   let delay = 25;
   for (;;) {
     if (child.proc.exitCode !== null || child.proc.signalCode !== null) {
-      throw new BenchError(`${child.name} exited (${child.proc.exitCode ?? child.proc.signalCode}) before it was ready:\n${indent(child.tail())}`);
+      throw new BenchError(
+        `${child.name} exited (${child.proc.exitCode ?? child.proc.signalCode}) before it was ready:\n${indent(child.tail())}`,
+      );
     }
     try {
       const response = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(1000) });
       if (response.ok) return;
     } catch {}
-    if (Date.now() > deadline) throw new BenchError(`${child.name} did not answer ${path} within ${timeoutMs} ms:\n${indent(child.tail())}`);
+    if (Date.now() > deadline)
+      throw new BenchError(`${child.name} did not answer ${path} within ${timeoutMs} ms:\n${indent(child.tail())}`);
     await Bun.sleep(delay);
     delay = Math.min(delay * 2, 500);
   }

@@ -24,7 +24,10 @@ export const BINARY = join(APP_DIR, "dist", "realtime-server");
  * heartbeats out of the way, limits raised out of the way. `env` adds or overrides variables (the
  * scale-out benchmark sets REDIS_URL, REDIS_KEY_PREFIX and INSTANCE_ID).
  */
-export function chatCommand(port: number, env: Record<string, string> = {}): { cmd: string[]; env: Record<string, string> } {
+export function chatCommand(
+  port: number,
+  env: Record<string, string> = {},
+): { cmd: string[]; env: Record<string, string> } {
   return {
     cmd: existsSync(BINARY) ? [BINARY] : [process.execPath, join(APP_DIR, "src", "index.ts")],
     env: {
@@ -52,7 +55,9 @@ export function chatCommand(port: number, env: Record<string, string> = {}): { c
 }
 
 export function chatDescription(): string {
-  return existsSync(BINARY) ? "dist/realtime-server (compiled binary)" : "bun src/index.ts (no compiled binary in dist/)";
+  return existsSync(BINARY)
+    ? "dist/realtime-server (compiled binary)"
+    : "bun src/index.ts (no compiled binary in dist/)";
 }
 
 export function targets(): Target[] {
@@ -95,7 +100,10 @@ export function targets(): Target[] {
         id: `elysia-${mode}`,
         label: `Elysia ${mode === "route" ? ".ws() route" : "GET + server.upgrade"}`,
         describe: `ELYSIA_WS=${mode} bun bench/baselines/elysia-ws.ts`,
-        command: (port) => ({ cmd: [bun, join(BENCH_DIR, "baselines", "elysia-ws.ts")], env: { PORT: String(port), ELYSIA_WS: mode } }),
+        command: (port) => ({
+          cmd: [bun, join(BENCH_DIR, "baselines", "elysia-ws.ts")],
+          env: { PORT: String(port), ELYSIA_WS: mode },
+        }),
         broadcastPathPrefix: "/ws/bench",
         idlePathPrefix: "/ws/idle",
         greets: false,

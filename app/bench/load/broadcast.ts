@@ -8,8 +8,8 @@
 //
 // Usage: bun bench/load/broadcast.ts '<json options>'
 
-import { connectAndJoin, WireClient, encodeClientFrame } from "./wire";
 import { cpuSeconds, processCpuSeconds } from "../lib/cpu";
+import { connectAndJoin, encodeClientFrame, WireClient } from "./wire";
 
 export interface BroadcastOptions {
   ports: number[];
@@ -148,7 +148,9 @@ const sample = () => {
 
 const stall = setInterval(() => {
   if (performance.now() - lastProgressAt > STALL_MS) {
-    die(`no message reached every client for ${STALL_MS} ms (sent ${sent}, slowest client received ${minReceived()}): frames dropped?`);
+    die(
+      `no message reached every client for ${STALL_MS} ms (sent ${sent}, slowest client received ${minReceived()}): frames dropped?`,
+    );
   }
 }, 500);
 
@@ -165,7 +167,8 @@ while (minReceived() < sent && performance.now() < drainUntil) await Bun.sleep(2
 const missing = clients.reduce((n, c) => n + (sent - c.messages), 0);
 
 const refused = clients.reduce((n, c) => n + c.errors, 0);
-if (refused > 0) die(`the server answered ${refused} messages with an error, first: ${clients.find((c) => c.firstError)?.firstError}`);
+if (refused > 0)
+  die(`the server answered ${refused} messages with an error, first: ${clients.find((c) => c.firstError)?.firstError}`);
 
 const seconds = (end.at - start.at) / 1000;
 const deliveries = end.deliveries - start.deliveries;

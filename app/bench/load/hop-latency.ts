@@ -13,9 +13,9 @@
 //
 // Usage: bun bench/load/hop-latency.ts '<json options>'
 
-import { connectAndJoin, WireClient } from "./wire";
 import { cpuSeconds, processCpuSeconds } from "../lib/cpu";
-import { percentiles, type Percentiles } from "../lib/stats";
+import { type Percentiles, percentiles } from "../lib/stats";
+import { connectAndJoin, WireClient } from "./wire";
 
 export interface HopLatencyOptions {
   ports: number[];
@@ -129,7 +129,9 @@ const send = (s: number) => {
     measured++;
   }
   const text = JSON.stringify({ sentAt, sender: s, seq });
-  clients[s]!.sendText(JSON.stringify({ type: "message", room: options.room, text, clientMsgId: `${runId}-${s}-${seq}` }));
+  clients[s]!.sendText(
+    JSON.stringify({ type: "message", room: options.room, text, clientMsgId: `${runId}-${s}-${seq}` }),
+  );
 };
 let finishSending!: () => void;
 const sendingDone = new Promise<void>((resolve) => (finishSending = resolve));
@@ -150,7 +152,11 @@ const ticker = setInterval(() => {
 }, 1);
 
 await Bun.sleep(options.warmupMs);
-const start = { at: performance.now(), load: processCpuSeconds(), cpu: options.processes.map((p) => cpuSeconds(p.pid)) };
+const start = {
+  at: performance.now(),
+  load: processCpuSeconds(),
+  cpu: options.processes.map((p) => cpuSeconds(p.pid)),
+};
 await sendingDone;
 const end = { at: performance.now(), load: processCpuSeconds(), cpu: options.processes.map((p) => cpuSeconds(p.pid)) };
 
@@ -166,7 +172,8 @@ while (received() < expected && performance.now() < drainUntil) await Bun.sleep(
 stopping = true;
 
 const refused = clients.reduce((n, c) => n + c.errors, 0);
-if (refused > 0) die(`the server answered ${refused} messages with an error, first: ${clients.find((c) => c.firstError)?.firstError}`);
+if (refused > 0)
+  die(`the server answered ${refused} messages with an error, first: ${clients.find((c) => c.firstError)?.firstError}`);
 
 const median = (values: number[]) => percentiles(values).p50;
 

@@ -6,7 +6,7 @@
 //
 // Usage: bun bench/load/idle.ts '<json options>'
 
-import { WireClient, pool } from "./wire";
+import { pool, WireClient } from "./wire";
 
 interface IdleOptions {
   port: number;
@@ -57,7 +57,10 @@ for (let n = 0; n < options.count; n++) {
 const withTimeout = async (what: string, work: Promise<unknown>) => {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${options.timeoutMs} ms`)), options.timeoutMs);
+    timer = setTimeout(
+      () => reject(new Error(`${what} did not finish within ${options.timeoutMs} ms`)),
+      options.timeoutMs,
+    );
   });
   try {
     await Promise.race([work, timeout]);
@@ -86,7 +89,9 @@ const commands = async () => {
       buffered = buffered.slice(newline + 1);
       if (command === "join") {
         const t = performance.now();
-        clients.forEach((client, n) => client.sendText(JSON.stringify({ type: "join", room: `idle-${options.first + n}` })));
+        clients.forEach((client, n) => {
+          client.sendText(JSON.stringify({ type: "join", room: `idle-${options.first + n}` }));
+        });
         await withTimeout("joins", Promise.all(joinAck));
         process.stdout.write(`${JSON.stringify({ joined: clients.length, ms: Math.round(performance.now() - t) })}\n`);
       } else if (command === "exit") {

@@ -7,7 +7,7 @@
 // Usage: bun bench/load/pubsub-latency.ts '<json options>'
 
 import Redis from "ioredis";
-import { percentiles, type Percentiles } from "../lib/stats";
+import { type Percentiles, percentiles } from "../lib/stats";
 
 export interface PubSubLatencyOptions {
   url: string;

@@ -235,7 +235,13 @@ export class WireClient {
  * Connects every client, sends each a `join` of `room` and waits until every join is answered
  * (`joined` resolves when a client's answer arrives); `die` when that takes longer than `timeoutMs`.
  */
-export async function connectAndJoin(clients: WireClient[], joined: Promise<void>[], room: string, timeoutMs: number, die: (message: string) => never) {
+export async function connectAndJoin(
+  clients: WireClient[],
+  joined: Promise<void>[],
+  room: string,
+  timeoutMs: number,
+  die: (message: string) => never,
+) {
   const deadline = setTimeout(() => die(`clients did not connect and join within ${timeoutMs} ms`), timeoutMs);
   await Promise.all(clients.map((c) => c.connect(timeoutMs))).catch((e: Error) => die(e.message));
   for (const client of clients) client.sendText(JSON.stringify({ type: "join", room }));

@@ -8,7 +8,11 @@ export function $(selector: string, root: ParentNode = document): HTMLElement {
 type Props = { className?: string; title?: string; dateTime?: string; dataset?: Record<string, string> };
 
 /** Creates an element; children given as strings become text nodes, never HTML. */
-export function el<K extends keyof HTMLElementTagNameMap>(tag: K, props: Props = {}, children: (Node | string)[] = []): HTMLElementTagNameMap[K] {
+export function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: Props = {},
+  children: (Node | string)[] = [],
+): HTMLElementTagNameMap[K] {
   const node = document.createElement(tag);
   if (props.className) node.className = props.className;
   if (props.title) node.title = props.title;

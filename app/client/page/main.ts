@@ -1,6 +1,6 @@
 // The test page: a small chat UI on top of the client library. Bundled to public/chat.js.
-import { connect, randomId, type ChatClient, type ConnectionState } from "../index";
-import { $, formatTime, el } from "./dom";
+import { type ChatClient, type ConnectionState, connect, randomId } from "../index";
+import { $, el, formatTime } from "./dom";
 
 interface Item {
   key: string;
@@ -83,7 +83,8 @@ function start(name: string, room: string) {
   page.client = client;
   client.on("state", ({ state, delayMs }) => {
     renderStatus(state);
-    if (state === "reconnecting" && delayMs !== undefined) page.notice = `Connection lost; retrying in ${Math.ceil(delayMs / 100) / 10} s`;
+    if (state === "reconnecting" && delayMs !== undefined)
+      page.notice = `Connection lost; retrying in ${Math.ceil(delayMs / 100) / 10} s`;
     if (state === "open") page.notice = "";
     if (state === "closed") page.notice = client === page.client ? "Disconnected" : page.notice;
     renderQueue();
@@ -115,7 +116,15 @@ function start(name: string, room: string) {
   });
   client.on("message", (m) => {
     stopTyping(m.room, m.from);
-    addItem(`room:${m.room}`, { key: `${m.from}/${m.clientMsgId}`, from: m.from, text: m.text, ts: m.ts, offset: m.offset, epoch: page.epochs.get(m.room), pending: false });
+    addItem(`room:${m.room}`, {
+      key: `${m.from}/${m.clientMsgId}`,
+      from: m.from,
+      text: m.text,
+      ts: m.ts,
+      offset: m.offset,
+      epoch: page.epochs.get(m.room),
+      pending: false,
+    });
     markRead();
   });
   client.on("direct", (d) => {
@@ -173,7 +182,15 @@ async function sendCurrent(text: string) {
       void client.typing(room, false).catch(() => {});
       page.lastTypingSent = 0;
       const sent = await client.send(room, text, clientMsgId);
-      addItem(convKey, { key, from: page.me, text, ts: sent.ts, offset: sent.offset, epoch: page.epochs.get(room), pending: false });
+      addItem(convKey, {
+        key,
+        from: page.me,
+        text,
+        ts: sent.ts,
+        offset: sent.offset,
+        epoch: page.epochs.get(room),
+        pending: false,
+      });
     } else {
       const sent = await client.sendDirect(convKey.slice(3), text, clientMsgId);
       addItem(convKey, { key, from: page.me, text, ts: sent.ts, pending: false });
@@ -205,10 +222,12 @@ function onComposerInput() {
 /** Tells the room what this user has seen, once per new offset, while the page is visible. */
 function markRead() {
   const client = page.client;
-  if (!client || client.state !== "open" || document.visibilityState !== "visible" || !page.current.startsWith("room:")) return;
+  if (client?.state !== "open" || document.visibilityState !== "visible" || !page.current.startsWith("room:")) return;
   const room = page.current.slice(5);
   const epoch = page.epochs.get(room);
-  const newest = conversation(page.current).items.filter((i) => i.offset !== undefined && i.epoch === epoch && i.from !== page.me).at(-1);
+  const newest = conversation(page.current)
+    .items.filter((i) => i.offset !== undefined && i.epoch === epoch && i.from !== page.me)
+    .at(-1);
   if (!newest?.offset || (page.readSent.get(`${room}@${epoch}`) ?? 0) >= newest.offset) return;
   page.readSent.set(`${room}@${epoch}`, newest.offset);
   void client.markRead(room, newest.offset).catch(() => {});
@@ -220,7 +239,10 @@ function showTyping(room: string, from: string) {
   let users = page.typing.get(room);
   if (!users) page.typing.set(room, (users = new Map()));
   clearTimeout(users.get(from));
-  users.set(from, setTimeout(() => stopTyping(room, from), TYPING_SHOWN_MS));
+  users.set(
+    from,
+    setTimeout(() => stopTyping(room, from), TYPING_SHOWN_MS),
+  );
   renderTyping();
 }
 
@@ -287,7 +309,9 @@ function renderLists() {
   const members = $("#members");
   members.replaceChildren();
   for (const user of [...(page.members.get(room ?? "") ?? [])].sort()) {
-    const li = el("li", { title: user === page.me ? "you" : `Direct message ${user}`, dataset: { user } }, [user === page.me ? `${user} (you)` : user]);
+    const li = el("li", { title: user === page.me ? "you" : `Direct message ${user}`, dataset: { user } }, [
+      user === page.me ? `${user} (you)` : user,
+    ]);
     if (user !== page.me) li.addEventListener("click", () => select(`dm:${user}`));
     members.append(li);
   }
@@ -302,10 +326,17 @@ function renderMessages() {
   const seenBy = room ? receipts(room, c.items) : new Map<Item, string[]>();
   for (const item of c.items) {
     const mine = item.from === page.me;
-    const li = el("li", { className: `msg${mine ? " mine" : ""}${item.pending ? " pending" : ""}`, dataset: { key: item.key } }, [
-      el("div", { className: "meta" }, [el("span", { className: "from" }, [item.from]), el("time", { dateTime: new Date(item.ts).toISOString() }, [formatTime(item.ts)])]),
-      el("div", { className: "text" }, [item.text]),
-    ]);
+    const li = el(
+      "li",
+      { className: `msg${mine ? " mine" : ""}${item.pending ? " pending" : ""}`, dataset: { key: item.key } },
+      [
+        el("div", { className: "meta" }, [
+          el("span", { className: "from" }, [item.from]),
+          el("time", { dateTime: new Date(item.ts).toISOString() }, [formatTime(item.ts)]),
+        ]),
+        el("div", { className: "text" }, [item.text]),
+      ],
+    );
     const readers = seenBy.get(item);
     if (item.pending) li.append(el("div", { className: "state" }, ["sending…"]));
     else if (readers?.length) li.append(el("div", { className: "state seen" }, [`Seen by ${readers.join(", ")}`]));
@@ -329,7 +360,8 @@ function receipts(room: string, items: Item[]): Map<Item, string[]> {
 function renderTyping() {
   const room = page.current.startsWith("room:") ? page.current.slice(5) : "";
   const users = [...(page.typing.get(room)?.keys() ?? [])].filter((u) => u !== page.me);
-  $("#typing").textContent = users.length === 0 ? "" : `${users.join(", ")} ${users.length === 1 ? "is" : "are"} typing…`;
+  $("#typing").textContent =
+    users.length === 0 ? "" : `${users.join(", ")} ${users.length === 1 ? "is" : "are"} typing…`;
 }
 
 // ---- wiring ----------------------------------------------------------------------------------

@@ -2,9 +2,17 @@
 // join the VU's room, send messages at MSG_RATE with {sentAt} in the text, record the latency of
 // every room message received, and close after SESSION (or when the scenario ends).
 import exec from "k6/execution";
-import { setInterval, setTimeout, clearInterval, clearTimeout } from "k6/timers";
+import { clearInterval, clearTimeout, setInterval, setTimeout } from "k6/timers";
 import { WebSocket } from "k6/websockets";
-import { errorFrames, errors, messagesReceived, messagesSent, msgLatency, sessionSuccess, unexpectedCloses } from "./metrics.js";
+import {
+  errorFrames,
+  errors,
+  messagesReceived,
+  messagesSent,
+  msgLatency,
+  sessionSuccess,
+  unexpectedCloses,
+} from "./metrics.js";
 
 /** Time allowed from the start of the handshake to the join's message_response. */
 const JOIN_DEADLINE_MS = 10_000;

@@ -19,14 +19,16 @@ export function env(name, fallback) {
 export function positiveInt(name, fallback) {
   const raw = env(name, String(fallback));
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 1) throw new Error(`invalid ${name}=${JSON.stringify(raw)}: expected a positive integer`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new Error(`invalid ${name}=${JSON.stringify(raw)}: expected a positive integer`);
   return n;
 }
 
 export function positiveNumber(name, fallback) {
   const raw = env(name, String(fallback));
   const n = Number(raw);
-  if (!Number.isFinite(n) || n <= 0) throw new Error(`invalid ${name}=${JSON.stringify(raw)}: expected a positive number`);
+  if (!Number.isFinite(n) || n <= 0)
+    throw new Error(`invalid ${name}=${JSON.stringify(raw)}: expected a positive number`);
   return n;
 }
 
@@ -46,7 +48,8 @@ export function parseDuration(raw, name = "duration") {
     total += Number(match[1]) * units[match[2]];
     consumed += match[0].length;
   }
-  if (consumed !== raw.length || total <= 0) throw new Error(`invalid ${name}=${JSON.stringify(raw)}: expected a duration such as 30s or 2m`);
+  if (consumed !== raw.length || total <= 0)
+    throw new Error(`invalid ${name}=${JSON.stringify(raw)}: expected a duration such as 30s or 2m`);
   return total;
 }
 
@@ -56,7 +59,11 @@ export function seconds(ms) {
 
 function wsOrigins() {
   const list = env("WS_URLS", "");
-  if (list) return list.split(",").map((s) => s.trim().replace(/\/+$/, "")).filter(Boolean);
+  if (list)
+    return list
+      .split(",")
+      .map((s) => s.trim().replace(/\/+$/, ""))
+      .filter(Boolean);
   const ws = env("WS_URL", "");
   if (ws) return [ws.replace(/\/+$/, "")];
   const base = env("BASE_URL", "http://127.0.0.1:3001").replace(/\/+$/, "");
@@ -78,6 +85,7 @@ export function loadConfig(defaults) {
     roomPrefix: env("ROOM_PREFIX", "load"),
   };
   // The server allows FRAME_RATE (default 20) frames per second per connection; stay under it.
-  if (config.msgRate > 15) throw new Error(`invalid MSG_RATE=${config.msgRate}: at most 15 messages per second per user`);
+  if (config.msgRate > 15)
+    throw new Error(`invalid MSG_RATE=${config.msgRate}: at most 15 messages per second per user`);
   return Object.freeze(config);
 }

@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose";
+import { createRemoteJWKSet, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from "jose";
 import type { Config } from "../config";
 
 /** Who a connection belongs to, from its token (or, without auth, from the `user` parameter). */
@@ -23,7 +23,9 @@ export interface Authenticator {
   verify(token: string): Promise<Identity>;
 }
 
-export function createAuthenticator(config: Pick<Config, "jwtSecret" | "jwtJwksUrl" | "jwtIssuer" | "jwtAudience">): Authenticator | undefined {
+export function createAuthenticator(
+  config: Pick<Config, "jwtSecret" | "jwtJwksUrl" | "jwtIssuer" | "jwtAudience">,
+): Authenticator | undefined {
   let key: Uint8Array | JWTVerifyGetKey;
   let algorithms: string[];
   if (config.jwtJwksUrl) {
@@ -95,7 +97,10 @@ export function tokenFromRequest(request: Request, query: Record<string, string 
 export function chosenProtocol(request: Request): string | undefined {
   const offered = request.headers.get("sec-websocket-protocol");
   if (!offered) return undefined;
-  const list = offered.split(",").map((p) => p.trim()).filter(Boolean);
+  const list = offered
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean);
   return list.includes(CHAT_PROTOCOL) ? CHAT_PROTOCOL : list[0];
 }
 

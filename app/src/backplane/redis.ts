@@ -71,7 +71,7 @@ export class RedisBackplane implements Backplane {
     }
     try {
       await this.deps.subscriber.subscribe(this.deps.keys.channel(topic));
-    } catch (error) {
+    } catch (_error) {
       // Kept in `topics`: ioredis subscribes again on reconnect only channels it knows, so retry then.
       this.deps.metrics.backplaneErrors.labels("subscribe").inc();
       this.pending.add(topic);
@@ -85,9 +85,9 @@ export class RedisBackplane implements Backplane {
     const topics = [...this.pending];
     this.pending.clear();
     if (topics.length === 0) return;
-    this.deps.subscriber
-      .subscribe(...topics.map((t) => this.deps.keys.channel(t)))
-      .catch(() => topics.forEach((t) => this.pending.add(t)));
+    this.deps.subscriber.subscribe(...topics.map((t) => this.deps.keys.channel(t))).catch(() => {
+      for (const t of topics) this.pending.add(t);
+    });
   }
 
   async unsubscribe(topic: string) {
@@ -105,7 +105,9 @@ export class RedisBackplane implements Backplane {
   }
 
   status() {
-    return this.deps.publisher.status === "ready" && this.deps.subscriber.status === "ready" ? ("up" as const) : ("down" as const);
+    return this.deps.publisher.status === "ready" && this.deps.subscriber.status === "ready"
+      ? ("up" as const)
+      : ("down" as const);
   }
 
   async close() {

@@ -83,7 +83,8 @@ export class RoomSequencer {
       const known = new Map<number, string>();
       try {
         const replay = await this.history.since(room, seq.last, seq.epoch);
-        for (const message of replay.messages) if (message.offset > seq.last) known.set(message.offset, frames.message(message));
+        for (const message of replay.messages)
+          if (message.offset > seq.last) known.set(message.offset, frames.message(message));
       } catch {
         // History unreachable: deliver what arrived rather than hold the room back.
       }

@@ -1,21 +1,21 @@
 import { randomUUIDv7 } from "bun";
+import { AuthError, type Authenticator, type Identity, mayEnter } from "../auth/auth";
 import type { Backplane, Envelope } from "../backplane/backplane";
 import type { Config } from "../config";
 import { Connection, type RoomMembership as Membership, type Socket } from "../connections/connection";
 import type { ConnectionRegistry } from "../connections/registry";
 import type { DedupStore } from "../dedup/dedup";
 import type { HistoryStore } from "../history/history";
+import { TokenBucket } from "../limits/token-bucket";
 import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
 import type { PresenceStore } from "../presence/presence";
-import { parseClientFrame, validateClientFrame, type ClientFrame, type FrameOf } from "../protocol/client-frames";
+import { type ClientFrame, type FrameOf, parseClientFrame, validateClientFrame } from "../protocol/client-frames";
 import { CloseCode, ErrorCode, INVALID_FRAME_LIMIT, INVALID_FRAME_WINDOW_MS } from "../protocol/codes";
 import { frames } from "../protocol/server-frames";
 import type { LocalPublisher, RoomManager } from "../rooms/rooms";
-import { roomTopic, userTopic, BROADCAST_TOPIC } from "../rooms/topics";
+import { BROADCAST_TOPIC, roomTopic, userTopic } from "../rooms/topics";
 import type { SessionStore } from "../sessions/sessions";
-import { AuthError, mayEnter, type Authenticator, type Identity } from "../auth/auth";
-import { TokenBucket } from "../limits/token-bucket";
 import { ChatError } from "./errors";
 import { RoomSequencer } from "./sequencer";
 
@@ -35,7 +35,6 @@ export interface ChatDeps {
   authenticator?: Authenticator;
   now?: () => number;
 }
-
 
 /**
  * The chat protocol: what each client frame does, and what happens when a connection opens and
@@ -59,7 +58,9 @@ export class ChatService {
       (count) => deps.metrics.gapsFilled.inc(count),
     );
     deps.backplane.onEnvelope((envelope) => this.deliverRemote(envelope));
-    deps.presence.onExpired((room, userIds) => this.publish(roomTopic(room), frames.presenceDiff(room, [], userIds), "presence_diff"));
+    deps.presence.onExpired((room, userIds) =>
+      this.publish(roomTopic(room), frames.presenceDiff(room, [], userIds), "presence_diff"),
+    );
     void deps.backplane.subscribe(BROADCAST_TOPIC).catch(() => {});
   }
 
@@ -156,12 +157,19 @@ export class ChatService {
     const memberships = connection.rooms;
     const sessionRooms: Record<string, { epoch: string; offset: number }> = {};
     for (const [room, membership] of memberships) {
-      sessionRooms[room] = { epoch: membership.epoch, offset: this.sequencer.last(room, membership.epoch) ?? membership.liveFrom };
+      sessionRooms[room] = {
+        epoch: membership.epoch,
+        offset: this.sequencer.last(room, membership.epoch) ?? membership.liveFrom,
+      };
     }
     if (this.deps.backplane.distributed) this.deps.rooms.release(userTopic(connection.userId));
     try {
       for (const room of memberships.keys()) await this.leaveRoom(connection, room);
-      await this.deps.sessions.save(connection.id, { userId: connection.userId, rooms: sessionRooms }, config.sessionTtlSeconds);
+      await this.deps.sessions.save(
+        connection.id,
+        { userId: connection.userId, rooms: sessionRooms },
+        config.sessionTtlSeconds,
+      );
     } catch (error) {
       logger.warn("releasing a closed connection failed", {
         connectionId: connection.id,
@@ -195,7 +203,12 @@ export class ChatService {
     if (connection.ready) await connection.ready;
     if (value instanceof Uint8Array || value instanceof ArrayBuffer) {
       this.deps.metrics.countIn("binary");
-      return this.invalid(connection, ErrorCode.BinaryNotSupported, "binary frames are not supported; send JSON text", undefined);
+      return this.invalid(
+        connection,
+        ErrorCode.BinaryNotSupported,
+        "binary frames are not supported; send JSON text",
+        undefined,
+      );
     }
     const maxText = this.deps.config.maxTextLength;
     const parsed = typeof value === "string" ? parseClientFrame(value, maxText) : validateClientFrame(value, maxText);
@@ -237,7 +250,12 @@ export class ChatService {
     }
     // The frame is not parsed (that is the work being refused); a plain ref is still found for the answer.
     const ref = typeof value === "string" ? REF_PATTERN.exec(value)?.[1] : undefined;
-    this.sendError(connection, ErrorCode.RateLimited, `more than ${config.frameRate} frames per second; slow down`, ref);
+    this.sendError(
+      connection,
+      ErrorCode.RateLimited,
+      `more than ${config.frameRate} frames per second; slow down`,
+      ref,
+    );
   }
 
   private dispatch(connection: Connection, frame: ClientFrame): Promise<void> | void {
@@ -275,9 +293,13 @@ export class ChatService {
     try {
       identity = await authenticator.verify(frame.token);
     } catch (error) {
-      throw new ChatError(ErrorCode.InvalidToken, error instanceof AuthError ? error.message : "the token is not valid");
+      throw new ChatError(
+        ErrorCode.InvalidToken,
+        error instanceof AuthError ? error.message : "the token is not valid",
+      );
     }
-    if (identity.userId !== connection.userId) throw new ChatError(ErrorCode.Forbidden, "the token belongs to another user");
+    if (identity.userId !== connection.userId)
+      throw new ChatError(ErrorCode.Forbidden, "the token belongs to another user");
     connection.roles = identity.roles;
     connection.expiresAt = identity.expiresAt;
     this.respond(connection, "auth", frame.ref, { expiresAt: identity.expiresAt ?? null });
@@ -292,7 +314,10 @@ export class ChatService {
     let membership = memberships.get(room);
     if (!membership) {
       if (memberships.size >= this.deps.config.maxRoomsPerConnection) {
-        throw new ChatError(ErrorCode.TooManyRooms, `a connection may join at most ${this.deps.config.maxRoomsPerConnection} rooms`);
+        throw new ChatError(
+          ErrorCode.TooManyRooms,
+          `a connection may join at most ${this.deps.config.maxRoomsPerConnection} rooms`,
+        );
       }
       membership = await this.enterRoom(connection, room);
     }
@@ -357,7 +382,14 @@ export class ChatService {
     const { room, text, clientMsgId } = frame;
     if (!connection.rooms.has(room)) throw notInRoom(room);
     // The store deduplicates (sender, clientMsgId) in the same step as it stores.
-    const result = await this.deps.history.append({ room, id: randomUUIDv7(), from: connection.userId, text, ts: this.now(), clientMsgId });
+    const result = await this.deps.history.append({
+      room,
+      id: randomUUIDv7(),
+      from: connection.userId,
+      text,
+      ts: this.now(),
+      clientMsgId,
+    });
     if (result.status === "pending") throw stillProcessing();
     if (result.status === "duplicate") {
       this.respond(connection, "message", frame.ref, { ...result.receipt, duplicate: true });
@@ -369,7 +401,8 @@ export class ChatService {
     if (!published || this.deps.backplane.status() !== "up") {
       const payload = frames.message(message);
       this.sequencer.offer(room, epoch, message.offset, payload);
-      if (!published) this.deps.backplane.publish({ topic: roomTopic(room), frame: payload, epoch, offset: message.offset });
+      if (!published)
+        this.deps.backplane.publish({ topic: roomTopic(room), frame: payload, epoch, offset: message.offset });
     }
     this.respond(connection, "message", frame.ref, { room, id: message.id, offset: message.offset, ts: message.ts });
   }
@@ -421,7 +454,12 @@ export class ChatService {
 
   private typing(connection: Connection, frame: FrameOf<"typing">) {
     if (!connection.rooms.has(frame.room)) throw notInRoom(frame.room);
-    this.publishFromSender(connection, frame.room, frames.typing(frame.room, connection.userId, frame.active), "typing");
+    this.publishFromSender(
+      connection,
+      frame.room,
+      frames.typing(frame.room, connection.userId, frame.active),
+      "typing",
+    );
     this.respond(connection, "typing", frame.ref, { room: frame.room });
   }
 

@@ -24,7 +24,10 @@ export interface HeartbeatOptions {
 export function startHeartbeat(registry: ConnectionRegistry, options: HeartbeatOptions) {
   const now = options.now ?? Date.now;
   const silenceLimit = options.heartbeatIntervalMs + options.pongTimeoutMs;
-  const tickMs = Math.max(50, Math.min(1000, Math.floor(Math.min(options.heartbeatIntervalMs, options.pongTimeoutMs) / 4)));
+  const tickMs = Math.max(
+    50,
+    Math.min(1000, Math.floor(Math.min(options.heartbeatIntervalMs, options.pongTimeoutMs) / 4)),
+  );
 
   const limit = options.backpressureLimitBytes ?? 0;
   const tick = () => {

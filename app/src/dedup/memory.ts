@@ -62,7 +62,7 @@ export class MemoryDedupStore implements DedupStore {
   lookup(userId: string, clientMsgId: string): { readonly answer: DedupAnswer | undefined } | undefined {
     const now = this.now();
     this.settle(now);
-    const key = userId + "\u0000" + clientMsgId;
+    const key = `${userId}\u0000${clientMsgId}`;
     const entry = this.find(key);
     if (entry && entry.expiresAt > now) return entry;
     if (entry) this.forget(key);
@@ -71,7 +71,7 @@ export class MemoryDedupStore implements DedupStore {
 
   /** Starts a pair's window, holding `answer` (undefined: claimed, answer to come). */
   record(userId: string, clientMsgId: string, answer: DedupAnswer | undefined) {
-    this.recent.set(userId + "\u0000" + clientMsgId, { answer, expiresAt: this.now() + this.windowSeconds * 1000 });
+    this.recent.set(`${userId}\u0000${clientMsgId}`, { answer, expiresAt: this.now() + this.windowSeconds * 1000 });
   }
 
   async claim(userId: string, clientMsgId: string) {
@@ -82,12 +82,12 @@ export class MemoryDedupStore implements DedupStore {
   }
 
   async remember(userId: string, clientMsgId: string, answer: DedupAnswer) {
-    const entry = this.find(userId + "\u0000" + clientMsgId);
+    const entry = this.find(`${userId}\u0000${clientMsgId}`);
     if (entry) entry.answer = answer;
   }
 
   async release(userId: string, clientMsgId: string) {
-    this.forget(userId + "\u0000" + clientMsgId);
+    this.forget(`${userId}\u0000${clientMsgId}`);
   }
 
   async close() {

@@ -15,7 +15,10 @@ export class RedisDedupStore implements DedupStore {
     private readonly waitMs = 2000,
   ) {}
 
-  async claim(userId: string, clientMsgId: string): Promise<{ claimed: true } | { claimed: false; answer?: DedupAnswer }> {
+  async claim(
+    userId: string,
+    clientMsgId: string,
+  ): Promise<{ claimed: true } | { claimed: false; answer?: DedupAnswer }> {
     const key = this.keys.dedup(userId, clientMsgId);
     const won = await this.redis.set(key, PENDING, "EX", this.windowSeconds, "NX");
     if (won === "OK") return { claimed: true };

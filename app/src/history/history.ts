@@ -54,6 +54,10 @@ export interface HistoryStore {
   /** Messages after `afterOffset` when `epoch` (if given) is still the room's epoch. */
   since(room: string, afterOffset: number, epoch?: string): Promise<Replay>;
   /** Up to `limit` newest messages with an offset below `before` (all when omitted), oldest first. */
-  before(room: string, before: number | undefined, limit: number): Promise<{ messages: RoomMessage[]; hasMore: boolean }>;
+  before(
+    room: string,
+    before: number | undefined,
+    limit: number,
+  ): Promise<{ messages: RoomMessage[]; hasMore: boolean }>;
   close(): Promise<void>;
 }

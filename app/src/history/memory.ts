@@ -1,7 +1,7 @@
 import { randomUUIDv7 } from "bun";
 import { MemoryDedupStore } from "../dedup/memory";
-import type { AppendReceipt, AppendResult, HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
 import type { RoomMessage } from "../protocol/server-frames";
+import type { AppendReceipt, AppendResult, HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
 
 interface RoomLog {
   epoch: string;

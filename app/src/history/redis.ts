@@ -1,9 +1,9 @@
-import type Redis from "ioredis";
 import { randomUUIDv7 } from "bun";
+import type Redis from "ioredis";
 import type { RoomMessage } from "../protocol/server-frames";
 import type { RedisKeys } from "../redis/keys";
-import { roomTopic } from "../rooms/topics";
 import { RedisScript } from "../redis/script";
+import { roomTopic } from "../rooms/topics";
 import type { AppendReceipt, AppendResult, HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
 
 // A room is two keys: a hash {epoch, offset} and a stream whose entry ids are `<offset>-0`, so a
@@ -139,17 +139,29 @@ export class RedisHistoryStore implements HistoryStore {
           }
         });
       },
-      (error) => batch.forEach((pending) => pending.reject(error)),
+      (error) => {
+        for (const pending of batch) pending.reject(error);
+      },
     );
   }
 
   private store(batch: PendingAppend[]): Promise<AppendReply[]> {
     const { keys, options } = this;
     const keyList: string[] = [];
-    const args: (string | number)[] = [options.ttlSeconds, options.historySize, options.publishAs ?? "", Date.now(), options.dedupWindowSeconds];
+    const args: (string | number)[] = [
+      options.ttlSeconds,
+      options.historySize,
+      options.publishAs ?? "",
+      Date.now(),
+      options.dedupWindowSeconds,
+    ];
     for (const { draft } of batch) {
       const topic = roomTopic(draft.room);
-      keyList.push(keys.roomMeta(draft.room), keys.roomLog(draft.room), keys.dedup(draft.from, `message:${draft.clientMsgId}`));
+      keyList.push(
+        keys.roomMeta(draft.room),
+        keys.roomLog(draft.room),
+        keys.dedup(draft.from, `message:${draft.clientMsgId}`),
+      );
       // The offset is only known inside the script, which writes `{"offset":<n>,` before these.
       args.push(
         randomUUIDv7(),
@@ -175,10 +187,11 @@ export class RedisHistoryStore implements HistoryStore {
   }
 
   async head(room: string): Promise<RoomHead> {
-    const [epoch, offset] = (await HEAD.run(this.redis, [this.keys.roomMeta(room), this.keys.roomLog(room)], [
-      randomUUIDv7(),
-      this.options.ttlSeconds,
-    ])) as [string, number];
+    const [epoch, offset] = (await HEAD.run(
+      this.redis,
+      [this.keys.roomMeta(room), this.keys.roomLog(room)],
+      [randomUUIDv7(), this.options.ttlSeconds],
+    )) as [string, number];
     return { epoch, offset: Number(offset) };
   }
 

@@ -1,4 +1,4 @@
-import { AuthError, chosenProtocol, tokenFromRequest, type Authenticator, type Identity } from "../auth/auth";
+import { AuthError, type Authenticator, chosenProtocol, type Identity, tokenFromRequest } from "../auth/auth";
 import type { Config } from "../config";
 import type { ConnectionRegistry } from "../connections/registry";
 import type { Lifecycle } from "../lifecycle";
@@ -48,7 +48,13 @@ export function createAdmission(deps: {
   const accepted = new WeakMap<Request, Admission>();
   const allowedOrigins = new Set(config.allowedOrigins);
 
-  const refuse = (reason: string, status: number, code: string, message: string, headers: Record<string, string> = {}) => {
+  const refuse = (
+    reason: string,
+    status: number,
+    code: string,
+    message: string,
+    headers: Record<string, string> = {},
+  ) => {
     metrics.rejected.labels(reason).inc();
     return jsonError(status, code, message, headers);
   };
@@ -56,7 +62,12 @@ export function createAdmission(deps: {
   async function decide(up: UpgradeRequest): Promise<Admission | Response> {
     const { request, params, query } = up;
     if (!CONNECTION_ID_PATTERN.test(params.connectionId)) {
-      return refuse("invalid_connection_id", 400, "invalid_connection_id", "connectionId must be 8-64 characters of A-Z a-z 0-9 _ -");
+      return refuse(
+        "invalid_connection_id",
+        400,
+        "invalid_connection_id",
+        "connectionId must be 8-64 characters of A-Z a-z 0-9 _ -",
+      );
     }
     if (query.user && !USER_PATTERN.test(query.user)) {
       return refuse("invalid_user", 400, "invalid_user", "user must be 1-64 characters");
@@ -70,10 +81,14 @@ export function createAdmission(deps: {
       return refuse("origin", 403, "forbidden_origin", "this origin may not open chat connections");
     }
     if (lifecycle.draining) {
-      return refuse("draining", 503, "draining", "this instance is shutting down; reconnect to another", { "retry-after": "1" });
+      return refuse("draining", 503, "draining", "this instance is shutting down; reconnect to another", {
+        "retry-after": "1",
+      });
     }
     if (registry.size >= config.maxConnections) {
-      return refuse("capacity", 503, "over_capacity", "this instance is at its connection limit", { "retry-after": CAPACITY_RETRY_SECONDS });
+      return refuse("capacity", 503, "over_capacity", "this instance is at its connection limit", {
+        "retry-after": CAPACITY_RETRY_SECONDS,
+      });
     }
     const ip = clientIp(up.peer, request.headers.get("x-forwarded-for"), config.trustedProxies);
     const waitMs = ipLimiter.take(ip);
@@ -94,18 +109,30 @@ export function createAdmission(deps: {
         return refuse("unauthorized", 401, code, (error as Error).message, { "www-authenticate": "Bearer" });
       }
     } else if (config.authRequired) {
-      return refuse("unauthorized", 401, "missing_token", "a token is required: ?token=, Sec-WebSocket-Protocol bearer.<token>, or the chat_token cookie", {
-        "www-authenticate": "Bearer",
-      });
+      return refuse(
+        "unauthorized",
+        401,
+        "missing_token",
+        "a token is required: ?token=, Sec-WebSocket-Protocol bearer.<token>, or the chat_token cookie",
+        {
+          "www-authenticate": "Bearer",
+        },
+      );
     } else {
       identity = { userId: query.user || params.connectionId, roles: NO_ROLES, expiresAt: undefined };
     }
 
     if (registry.countForUser(identity.userId) >= config.maxConnectionsPerUser) {
       metrics.rateLimited.labels("user").inc();
-      return refuse("too_many_connections", 429, "too_many_connections", `a user may hold at most ${config.maxConnectionsPerUser} connections`, {
-        "retry-after": "5",
-      });
+      return refuse(
+        "too_many_connections",
+        429,
+        "too_many_connections",
+        `a user may hold at most ${config.maxConnectionsPerUser} connections`,
+        {
+          "retry-after": "5",
+        },
+      );
     }
     return { identity, connectionId: params.connectionId, ip, protocol: chosenProtocol(request) };
   }

@@ -47,7 +47,13 @@ export class ChatSocketData {
 export class ChatSocketHandlers {
   constructor(
     readonly chat: ChatService,
-    private readonly deps: { config: Readonly<Config>; registry: ConnectionRegistry; lifecycle: Lifecycle; metrics: Metrics; maxMessageBytes: number },
+    private readonly deps: {
+      config: Readonly<Config>;
+      registry: ConnectionRegistry;
+      lifecycle: Lifecycle;
+      metrics: Metrics;
+      maxMessageBytes: number;
+    },
   ) {}
 
   /**
@@ -57,7 +63,8 @@ export class ChatSocketHandlers {
    */
   frame(connection: Connection, message: string | Buffer) {
     const max = this.deps.maxMessageBytes;
-    const size = typeof message === "string" ? (message.length * 3 <= max ? 0 : Buffer.byteLength(message)) : message.byteLength;
+    const size =
+      typeof message === "string" ? (message.length * 3 <= max ? 0 : Buffer.byteLength(message)) : message.byteLength;
     if (size > max) {
       connection.close(CloseCode.TooLarge, "frame larger than MAX_MESSAGE_BYTES");
       return;

@@ -8,7 +8,10 @@ import { isPrivateAddress } from "./net";
 export function clientIp(peer: string | undefined, forwardedFor: string | null, trusted: readonly string[]): string {
   const address = normalize(peer ?? "unknown");
   if (!forwardedFor || !isTrusted(address, trusted)) return address;
-  const hops = forwardedFor.split(",").map((h) => normalize(h.trim())).filter(Boolean);
+  const hops = forwardedFor
+    .split(",")
+    .map((h) => normalize(h.trim()))
+    .filter(Boolean);
   for (let i = hops.length - 1; i >= 0; i--) if (!isTrusted(hops[i]!, trusted)) return hops[i]!;
   return hops[0] ?? address;
 }

@@ -14,7 +14,11 @@ export function metricsRoute(metrics: Metrics, token: string) {
         return jsonError(401, "unauthorized", "a valid bearer token is required", { "www-authenticate": "Bearer" });
       }
     } else if (!isPrivateAddress(server?.requestIP(request)?.address)) {
-      return jsonError(403, "forbidden", "metrics are served to private addresses only; set METRICS_TOKEN to allow others");
+      return jsonError(
+        403,
+        "forbidden",
+        "metrics are served to private addresses only; set METRICS_TOKEN to allow others",
+      );
     }
     return new Response(await metrics.registry.metrics(), {
       headers: { "content-type": metrics.registry.contentType },

@@ -19,15 +19,26 @@ export function createLogger(config: Pick<Config, "logLevel" | "logDir" | "insta
   }
   const logger = winston.createLogger({
     level: config.logLevel,
-    format: winston.format.combine(winston.format.timestamp(), winston.format.errors({ stack: true }), winston.format.json()),
-    defaultMeta: { service: "realtime-chat", instanceId: config.instanceId, color: config.color, version: config.version },
+    format: winston.format.combine(
+      winston.format.timestamp(),
+      winston.format.errors({ stack: true }),
+      winston.format.json(),
+    ),
+    defaultMeta: {
+      service: "realtime-chat",
+      instanceId: config.instanceId,
+      color: config.color,
+      version: config.version,
+    },
     transports,
     exitOnError: false,
   });
   for (const transport of transports) {
     transport.on("error", (error: Error) => {
       // A full disk or a failed rotation must not take the chat down; say it on stderr once per error.
-      process.stderr.write(`${JSON.stringify({ level: "error", message: "log transport failed", error: error.message })}\n`);
+      process.stderr.write(
+        `${JSON.stringify({ level: "error", message: "log transport failed", error: error.message })}\n`,
+      );
     });
   }
   return logger;

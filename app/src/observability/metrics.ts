@@ -1,12 +1,14 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import { FastHistogram } from "./fast-histogram";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Config } from "../config";
+import { FastHistogram } from "./fast-histogram";
 
 /**
  * Every metric the server exports, on a registry of its own so that two app instances in one
  * process (as in tests) never share counters.
  */
-export function createMetrics(config: Pick<Config, "version" | "color" | "instanceId" | "maxConnections" | "redisUrl">) {
+export function createMetrics(
+  config: Pick<Config, "version" | "color" | "instanceId" | "maxConnections" | "redisUrl">,
+) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 

@@ -17,7 +17,7 @@ export class MemoryPresenceStore implements PresenceStore {
   async remove(room: string, userId: string, connectionId: string) {
     const users = this.rooms.get(room);
     const connections = users?.get(userId);
-    if (!users || !connections || !connections.delete(connectionId)) return false;
+    if (!users || !connections?.delete(connectionId)) return false;
     if (connections.size > 0) return false;
     users.delete(userId);
     if (users.size === 0) this.rooms.delete(room);

@@ -108,7 +108,14 @@ export class RedisPresenceStore implements PresenceStore {
 
   async remove(room: string, userId: string, connectionId: string) {
     const { keys } = this;
-    const last = await this.redis.eval(REMOVE, 2, keys.presenceConnections(room), keys.presenceUsers(room), this.field(connectionId), userId);
+    const last = await this.redis.eval(
+      REMOVE,
+      2,
+      keys.presenceConnections(room),
+      keys.presenceUsers(room),
+      this.field(connectionId),
+      userId,
+    );
     return last === 1;
   }
 

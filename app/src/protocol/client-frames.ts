@@ -2,8 +2,8 @@
 // Each frame type has its own compiled checker so an unknown type and a bad field get distinct codes
 // and the check on the hot path is a single generated function call.
 
-import { t, type Static, type TSchema } from "elysia";
-import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
+import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
+import { type Static, type TSchema, t } from "elysia";
 import { ErrorCode } from "./codes";
 
 export const ROOM_PATTERN = "^[A-Za-z0-9_:.-]{1,64}$";
@@ -33,14 +33,8 @@ export const ClientFrameSchemas = {
     strict,
   ),
   leave: t.Object({ type: t.Literal("leave"), ref: Ref, room: Room }, strict),
-  message: t.Object(
-    { type: t.Literal("message"), ref: Ref, room: Room, text: Text, clientMsgId: ClientMsgId },
-    strict,
-  ),
-  direct: t.Object(
-    { type: t.Literal("direct"), ref: Ref, to: UserId, text: Text, clientMsgId: ClientMsgId },
-    strict,
-  ),
+  message: t.Object({ type: t.Literal("message"), ref: Ref, room: Room, text: Text, clientMsgId: ClientMsgId }, strict),
+  direct: t.Object({ type: t.Literal("direct"), ref: Ref, to: UserId, text: Text, clientMsgId: ClientMsgId }, strict),
   typing: t.Object({ type: t.Literal("typing"), ref: Ref, room: Room, active: t.Boolean() }, strict),
   read: t.Object({ type: t.Literal("read"), ref: Ref, room: Room, offset: Offset }, strict),
   history: t.Object(
@@ -98,7 +92,12 @@ export function validateClientFrame(value: unknown, maxTextLength: number): Pars
   // Own-property lookup in a Map: `type: "__proto__"` or "constructor" is simply unknown.
   const checker = checkers.get(type);
   if (!checker) {
-    return { ok: false, code: ErrorCode.UnknownType, message: `unknown frame type ${JSON.stringify(type.slice(0, 32))}`, ref };
+    return {
+      ok: false,
+      code: ErrorCode.UnknownType,
+      message: `unknown frame type ${JSON.stringify(type.slice(0, 32))}`,
+      ref,
+    };
   }
   if (!checker.Check(value)) {
     const first = checker.Errors(value).First();

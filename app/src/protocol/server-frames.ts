@@ -1,7 +1,7 @@
 // Builders for every server frame of protocol v1. Each returns the JSON text ready to send, so a
 // frame fanned out to many sockets is serialised once.
 
-import { PROTOCOL_VERSION, TEMPORARY_ERRORS, type ErrorCode } from "./codes";
+import { type ErrorCode, PROTOCOL_VERSION, TEMPORARY_ERRORS } from "./codes";
 
 /** A room message as stored in history and delivered in `message` frames. */
 export interface RoomMessage {
@@ -54,7 +54,16 @@ export const frames = {
     json({ type: "goodbye", reason, reconnect, retryAfterMs }),
 
   message: (m: RoomMessage) =>
-    json({ type: "message", room: m.room, id: m.id, offset: m.offset, from: m.from, text: m.text, ts: m.ts, clientMsgId: m.clientMsgId }),
+    json({
+      type: "message",
+      room: m.room,
+      id: m.id,
+      offset: m.offset,
+      from: m.from,
+      text: m.text,
+      ts: m.ts,
+      clientMsgId: m.clientMsgId,
+    }),
 
   direct: (m: DirectMessage) =>
     json({ type: "direct", id: m.id, from: m.from, to: m.to, text: m.text, ts: m.ts, clientMsgId: m.clientMsgId }),
@@ -65,7 +74,8 @@ export const frames = {
 
   presence: (room: string, members: string[], ref?: string) => json({ type: "presence", ref, room, members }),
 
-  presenceDiff: (room: string, joins: string[], leaves: string[]) => json({ type: "presence_diff", room, joins, leaves }),
+  presenceDiff: (room: string, joins: string[], leaves: string[]) =>
+    json({ type: "presence_diff", room, joins, leaves }),
 
   history: (room: string, messages: RoomMessage[], hasMore: boolean, ref?: string) =>
     json({ type: "history", ref, room, messages, hasMore }),

@@ -30,7 +30,11 @@ export function withFallback<T extends { close(): Promise<void> }>(
           // Redis answered with an error: a bug or bad data, not an outage. Serving it locally would hide it.
           if ((error as Error).name === "ReplyError") throw error;
           deps.metrics.backplaneErrors.labels(name).inc();
-          deps.logger.warn("redis call failed; served locally", { store: name, op: String(property), error: (error as Error).message });
+          deps.logger.warn("redis call failed; served locally", {
+            store: name,
+            op: String(property),
+            error: (error as Error).message,
+          });
           return local.apply(fallback, args);
         }
       };

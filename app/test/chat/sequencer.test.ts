@@ -7,13 +7,24 @@ async function storedRoom(n: number, historySize = 100) {
   const history = new MemoryHistoryStore({ historySize, ttlSeconds: 600, dedupWindowSeconds: 300 });
   const stored: { message: RoomMessage; epoch: string }[] = [];
   for (let i = 1; i <= n; i++) {
-    const result = await history.append({ room: "r", id: `id${i}`, from: "u", text: `t${i}`, ts: i, clientMsgId: `c${i}` });
+    const result = await history.append({
+      room: "r",
+      id: `id${i}`,
+      from: "u",
+      text: `t${i}`,
+      ts: i,
+      clientMsgId: `c${i}`,
+    });
     if (result.status !== "stored") throw new Error(`message ${i} was not stored: ${result.status}`);
     stored.push(result);
   }
   const delivered: number[] = [];
   const gaps: number[] = [];
-  const seq = new RoomSequencer(history, (_room, frame) => delivered.push(JSON.parse(frame).offset), (n) => gaps.push(n));
+  const seq = new RoomSequencer(
+    history,
+    (_room, frame) => delivered.push(JSON.parse(frame).offset),
+    (n) => gaps.push(n),
+  );
   const epoch = stored[0]!.epoch;
   const offer = (offset: number) => seq.offer("r", epoch, offset, frames.message(stored[offset - 1]!.message));
   const settle = async () => {

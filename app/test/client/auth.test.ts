@@ -8,12 +8,20 @@ import { Recorder } from "./support";
 
 let srv: TestServer;
 beforeAll(async () => {
-  srv = await startTestServer({ AUTH_REQUIRED: "true", JWT_SECRET: TEST_SECRET, HEARTBEAT_INTERVAL: "200", PONG_TIMEOUT: "5000" });
+  srv = await startTestServer({
+    AUTH_REQUIRED: "true",
+    JWT_SECRET: TEST_SECRET,
+    HEARTBEAT_INTERVAL: "200",
+    PONG_TIMEOUT: "5000",
+  });
 });
 afterAll(() => srv.stop());
 
 test("authenticate renews the token on the open connection and for later reconnects", async () => {
-  const client = connect(srv.httpUrl, { connectionId: connId("renew"), token: await hsToken("rita", { expiresInSeconds: 2 }) });
+  const client = connect(srv.httpUrl, {
+    connectionId: connId("renew"),
+    token: await hsToken("rita", { expiresInSeconds: 2 }),
+  });
   const events = new Recorder(client);
   await events.state("open");
   const fresh = await hsToken("rita", { expiresInSeconds: 600 });
@@ -27,7 +35,10 @@ test("authenticate renews the token on the open connection and for later reconne
 });
 
 test("without renewal the connection closes with 4401 and the client does not reconnect", async () => {
-  const client = connect(srv.httpUrl, { connectionId: connId("lapse"), token: await hsToken("lena", { expiresInSeconds: 2 }) });
+  const client = connect(srv.httpUrl, {
+    connectionId: connId("lapse"),
+    token: await hsToken("lena", { expiresInSeconds: 2 }),
+  });
   const events = new Recorder(client);
   await events.state("open");
   const closed = await events.next("state", (s) => s.state === "closed", 6000);

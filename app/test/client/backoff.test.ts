@@ -1,6 +1,6 @@
 // Reconnect waits: exponential with full jitter within [minMs, maxMs], measured on real attempts.
 import { afterEach, describe, expect, test } from "bun:test";
-import { backoffCeiling, backoffDelay, connect, DEFAULT_BACKOFF, type ChatClient } from "../../client";
+import { backoffCeiling, backoffDelay, type ChatClient, connect, DEFAULT_BACKOFF } from "../../client";
 import { connId, startTestServer } from "../helpers/server";
 import { Recorder, refusingListener, TcpProxy } from "./support";
 
@@ -64,7 +64,10 @@ describe("measured reconnect attempts", () => {
     const proxy = new TcpProxy(srv.port);
     try {
       // A backoff far longer than any retryAfterMs: an attempt in time can only come from the goodbye.
-      const client = connect(`ws://127.0.0.1:${proxy.port}`, { connectionId: connId("goodbye"), backoff: { minMs: 5_000, maxMs: 5_000 } });
+      const client = connect(`ws://127.0.0.1:${proxy.port}`, {
+        connectionId: connId("goodbye"),
+        backoff: { minMs: 5_000, maxMs: 5_000 },
+      });
       clients.push(client);
       const events = new Recorder(client);
       await events.state("open");
@@ -72,7 +75,8 @@ describe("measured reconnect attempts", () => {
       const goodbye = await events.next("goodbye");
       const closed = await events.nextEntry("state", (s) => s.state === "reconnecting");
       expect(closed.value.delayMs).toBe(goodbye.retryAfterMs);
-      while (proxy.accepted.length < 2) await events.next("state", (s) => s.state === "reconnecting" && s.attempt === 2, 3_000);
+      while (proxy.accepted.length < 2)
+        await events.next("state", (s) => s.state === "reconnecting" && s.attempt === 2, 3_000);
       const gap = proxy.accepted[1]! - closed.at;
       expect(gap).toBeGreaterThanOrEqual(goodbye.retryAfterMs - 2);
       expect(gap).toBeLessThanOrEqual(goodbye.retryAfterMs + 60);
@@ -86,7 +90,10 @@ describe("measured reconnect attempts", () => {
     const srv = await startTestServer();
     const proxy = new TcpProxy(srv.port);
     try {
-      const client = connect(`ws://127.0.0.1:${proxy.port}`, { connectionId: connId("reset"), backoff: { minMs: 20, maxMs: 200 } });
+      const client = connect(`ws://127.0.0.1:${proxy.port}`, {
+        connectionId: connId("reset"),
+        backoff: { minMs: 20, maxMs: 200 },
+      });
       clients.push(client);
       const events = new Recorder(client);
       await events.state("open");
@@ -96,7 +103,9 @@ describe("measured reconnect attempts", () => {
       proxy.refuse(false);
       await events.next("state", (s) => s.state === "open");
       proxy.cut();
-      expect(await events.next("state", (s) => s.state === "reconnecting" && s.previous === "open")).toMatchObject({ attempt: 1 });
+      expect(await events.next("state", (s) => s.state === "reconnecting" && s.previous === "open")).toMatchObject({
+        attempt: 1,
+      });
     } finally {
       proxy.stop();
       await srv.stop();

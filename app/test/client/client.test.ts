@@ -1,6 +1,6 @@
 // The client library against a real in-process server: requests and their answers, events, queueing.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { ChatClientError, connect, type ChatClient, type ConnectOptions } from "../../client";
+import { type ChatClient, ChatClientError, type ConnectOptions, connect } from "../../client";
 import { connId, startTestServer, type TestServer } from "../helpers/server";
 import { Recorder } from "./support";
 
@@ -33,7 +33,13 @@ describe("requests", () => {
     const sent = await alice.client.send("lib-basic", "hello bob");
     expect(sent).toMatchObject({ room: "lib-basic", offset: 1, duplicate: false });
     const got = await bob.events.next("message");
-    expect(got).toMatchObject({ id: sent.id, from: "alice", text: "hello bob", offset: 1, clientMsgId: sent.clientMsgId });
+    expect(got).toMatchObject({
+      id: sent.id,
+      from: "alice",
+      text: "hello bob",
+      offset: 1,
+      clientMsgId: sent.clientMsgId,
+    });
     expect((await alice.events.next("message")).id).toBe(sent.id);
     expect(bob.client.joinedRooms).toEqual([{ room: "lib-basic", epoch: joined.epoch, offset: 1 }]);
   });
@@ -63,7 +69,9 @@ describe("requests", () => {
     const gina = await open("gina");
     await frank.client.join("lib-presence");
     await gina.client.join("lib-presence");
-    expect(await frank.events.next("presence_diff", (d) => d.joins.includes("gina"))).toMatchObject({ room: "lib-presence" });
+    expect(await frank.events.next("presence_diff", (d) => d.joins.includes("gina"))).toMatchObject({
+      room: "lib-presence",
+    });
     expect((await frank.client.presence("lib-presence")).sort()).toEqual(["frank", "gina"]);
 
     await gina.client.typing("lib-presence", true);
@@ -80,7 +88,11 @@ describe("requests", () => {
 describe("while disconnected", () => {
   test("messages wait in a bounded queue; a full queue rejects at once; close rejects the rest", async () => {
     // Nothing listens on this port: the client stays disconnected.
-    const client = connect("ws://127.0.0.1:9", { connectionId: connId("queue"), maxQueue: 2, backoff: { minMs: 5_000, maxMs: 5_000 } });
+    const client = connect("ws://127.0.0.1:9", {
+      connectionId: connId("queue"),
+      maxQueue: 2,
+      backoff: { minMs: 5_000, maxMs: 5_000 },
+    });
     clients.push(client);
     const events = new Recorder(client);
     await events.state("reconnecting");

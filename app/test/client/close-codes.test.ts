@@ -1,7 +1,7 @@
 // After a close code that says "do not come back" the client stops for good; after the others it
 // reconnects. Each code here is produced by the real server, not simulated.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { connect, RECONNECTABLE_CLOSE_CODES, type ChatClient } from "../../client";
+import { type ChatClient, connect, RECONNECTABLE_CLOSE_CODES } from "../../client";
 import { TestClient } from "../helpers/client";
 import { connId, startTestServer, type TestServer } from "../helpers/server";
 import { Recorder, TcpProxy } from "./support";
@@ -54,7 +54,9 @@ describe("terminal close codes", () => {
 
   test("1003: too many invalid frames", async () => {
     const c = await openThroughProxy("ivy");
-    const answers = await Promise.all(Array.from({ length: 11 }, (_, i) => c.client.join(`not a room ${i}!`).catch((e) => e)));
+    const answers = await Promise.all(
+      Array.from({ length: 11 }, (_, i) => c.client.join(`not a room ${i}!`).catch((e) => e)),
+    );
     expect(answers[0]).toMatchObject({ code: "invalid_frame" });
     await expectStopped(c, 1003);
     // Everything after the close is refused at once, not queued.

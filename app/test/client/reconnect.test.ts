@@ -4,8 +4,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { connect, type ChatClient, type ConnectOptions } from "../../client";
-import { freePort, startBinary, type RunningBinary } from "../helpers/binary";
+import { type ChatClient, type ConnectOptions, connect } from "../../client";
+import { freePort, type RunningBinary, startBinary } from "../helpers/binary";
 import { connId, startTestServer, type TestServer } from "../helpers/server";
 import { Recorder, TcpProxy } from "./support";
 
@@ -67,7 +67,10 @@ describe("server restart", () => {
     bobsLink.refuse(false);
     expect(acks.map((a) => a.offset)).toEqual([1, 2, 3]);
     expect((await direct).duplicate).toBe(false);
-    expect(alice.client.session).toMatchObject({ instanceId: "restart-second", connectionId: alice.client.connectionId });
+    expect(alice.client.session).toMatchObject({
+      instanceId: "restart-second",
+      connectionId: alice.client.connectionId,
+    });
     for (const text of texts) await bob.events.next("message", (m) => m.text === text);
     await alice.events.next("direct", (d) => d.text === "a direct message while down");
 

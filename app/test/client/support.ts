@@ -47,12 +47,20 @@ export class Recorder {
     return this.log.filter((e) => e.type === type).map((e) => e.value as ChatEvents[K]);
   }
 
-  async next<K extends EventType>(type: K, match: (value: ChatEvents[K]) => boolean = () => true, timeoutMs = 5000): Promise<ChatEvents[K]> {
+  async next<K extends EventType>(
+    type: K,
+    match: (value: ChatEvents[K]) => boolean = () => true,
+    timeoutMs = 5000,
+  ): Promise<ChatEvents[K]> {
     const entry = await this.nextEntry(type, match, timeoutMs);
     return entry.value;
   }
 
-  async nextEntry<K extends EventType>(type: K, match: (value: ChatEvents[K]) => boolean = () => true, timeoutMs = 5000): Promise<Recorded<K>> {
+  async nextEntry<K extends EventType>(
+    type: K,
+    match: (value: ChatEvents[K]) => boolean = () => true,
+    timeoutMs = 5000,
+  ): Promise<Recorded<K>> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const found = this.log.find((e) => e.type === type && !this.taken.has(e) && match(e.value as ChatEvents[K]));
@@ -62,7 +70,10 @@ export class Recorder {
       }
       const left = deadline - Date.now();
       if (left <= 0) {
-        const seen = this.log.slice(-12).map((e) => `${e.type} ${JSON.stringify(e.value)}`).join("\n  ");
+        const seen = this.log
+          .slice(-12)
+          .map((e) => `${e.type} ${JSON.stringify(e.value)}`)
+          .join("\n  ");
         throw new Error(`no ${type} event matching within ${timeoutMs} ms; last events:\n  ${seen}`);
       }
       await new Promise<void>((resolve) => {

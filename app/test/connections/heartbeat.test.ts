@@ -13,7 +13,11 @@ const PONG_TIMEOUT = 200;
 describe("without an idle limit", () => {
   let srv: TestServer;
   beforeAll(async () => {
-    srv = await startTestServer({ HEARTBEAT_INTERVAL: String(INTERVAL), PONG_TIMEOUT: String(PONG_TIMEOUT), CONNECTION_TIMEOUT: "0" });
+    srv = await startTestServer({
+      HEARTBEAT_INTERVAL: String(INTERVAL),
+      PONG_TIMEOUT: String(PONG_TIMEOUT),
+      CONNECTION_TIMEOUT: "0",
+    });
   });
   afterAll(() => srv.stop());
 
@@ -43,12 +47,20 @@ describe("without an idle limit", () => {
     expect(Date.now() - lastFrame).toBeGreaterThanOrEqual(INTERVAL + PONG_TIMEOUT);
     expect(silent.pings()).toBeGreaterThanOrEqual(1);
 
-    expect(await watcher.next((f) => f.type === "presence_diff" && f.leaves.length > 0, 2000)).toEqual({ type: "presence_diff", room: "hb-room", joins: [], leaves: ["silent"] });
+    expect(await watcher.next((f) => f.type === "presence_diff" && f.leaves.length > 0, 2000)).toEqual({
+      type: "presence_diff",
+      room: "hb-room",
+      joins: [],
+      leaves: ["silent"],
+    });
     expect((await watcher.request({ type: "presence", room: "hb-room" })).members).toEqual(["watcher"]);
     await waitFor(() => srv.server.registry.size === 1, { what: "the silent connection released" });
     const after = await scrape(srv.httpUrl);
     expect(sample(after, "websocket_connections_total")).toBe(1);
-    expect(sample(after, "websocket_disconnects_total", { code: "4000" }) - sample(before, "websocket_disconnects_total", { code: "4000" })).toBe(1);
+    expect(
+      sample(after, "websocket_disconnects_total", { code: "4000" }) -
+        sample(before, "websocket_disconnects_total", { code: "4000" }),
+    ).toBe(1);
   });
 
   test("a client that answers pings stays open across many intervals without sending a frame", async () => {
@@ -72,7 +84,11 @@ describe("without an idle limit", () => {
 describe("with CONNECTION_TIMEOUT", () => {
   let srv: TestServer;
   beforeAll(async () => {
-    srv = await startTestServer({ HEARTBEAT_INTERVAL: String(INTERVAL), PONG_TIMEOUT: String(PONG_TIMEOUT), CONNECTION_TIMEOUT: "800" });
+    srv = await startTestServer({
+      HEARTBEAT_INTERVAL: String(INTERVAL),
+      PONG_TIMEOUT: String(PONG_TIMEOUT),
+      CONNECTION_TIMEOUT: "800",
+    });
   });
   afterAll(() => srv.stop());
 

@@ -15,7 +15,10 @@ test("the upgrade past MAX_CONNECTIONS gets 503 with Retry-After; a freed slot i
   const first = await srv.connect();
   const second = await srv.connect();
   expect((await fetch(`${srv.httpUrl}/health/ready`)).status).toBe(503);
-  expect(await (await fetch(`${srv.httpUrl}/health/ready`)).json()).toMatchObject({ ready: false, reason: "at_capacity" });
+  expect(await (await fetch(`${srv.httpUrl}/health/ready`)).json()).toMatchObject({
+    ready: false,
+    reason: "at_capacity",
+  });
 
   const refused = await rawUpgrade(srv.port, `/ws/chat/${connId()}`);
   expect(refused.status).toBe(503);

@@ -24,7 +24,12 @@ describe("replace", () => {
     await watcher.next((f) => f.type === "presence_diff" && f.joins.includes("rep-user"));
 
     const fresh = await srv.connect(id, "user=rep-user", { waitEstablished: false });
-    expect(await fresh.next("connection_established")).toMatchObject({ connectionId: id, userId: "rep-user", resumed: true, rooms: ["rep-room"] });
+    expect(await fresh.next("connection_established")).toMatchObject({
+      connectionId: id,
+      userId: "rep-user",
+      resumed: true,
+      rooms: ["rep-room"],
+    });
     expect(await old.closed).toEqual({ code: 4001, reason: "replaced by a newer connection" });
 
     // The user never left: no presence change, and the new socket gets the room's messages.
@@ -32,11 +37,18 @@ describe("replace", () => {
     expect((await fresh.next("message")).text).toBe("still there?");
     await watcher.sync();
     expect(watcher.frames.filter((f) => f.type === "presence_diff" && f.leaves.length > 0)).toEqual([]);
-    expect((await watcher.request({ type: "presence", room: "rep-room" })).members).toEqual(["rep-user", "rep-watcher"]);
+    expect((await watcher.request({ type: "presence", room: "rep-room" })).members).toEqual([
+      "rep-user",
+      "rep-watcher",
+    ]);
     expect((await fresh.request({ type: "typing", room: "rep-room", active: true })).ok).toBe(true);
 
-    await waitFor(() => srv.server.registry.get(id) !== undefined && srv.server.registry.size === 2, { what: "one live socket per connectionId" });
-    expect(sample(await scrape(srv.httpUrl), "websocket_disconnects_total", { code: "4001" })).toBeGreaterThanOrEqual(1);
+    await waitFor(() => srv.server.registry.get(id) !== undefined && srv.server.registry.size === 2, {
+      what: "one live socket per connectionId",
+    });
+    expect(sample(await scrape(srv.httpUrl), "websocket_disconnects_total", { code: "4001" })).toBeGreaterThanOrEqual(
+      1,
+    );
   });
 
   test("a second socket of another user with the same connectionId replaces it without its rooms", async () => {
@@ -44,9 +56,16 @@ describe("replace", () => {
     const old = await srv.connect(id, "user=owner");
     await old.request({ type: "join", room: "rep-other" });
     const intruder = await srv.connect(id, "user=intruder", { waitEstablished: false });
-    expect(await intruder.next("connection_established")).toMatchObject({ userId: "intruder", resumed: false, rooms: [] });
+    expect(await intruder.next("connection_established")).toMatchObject({
+      userId: "intruder",
+      resumed: false,
+      rooms: [],
+    });
     expect((await old.closed).code).toBe(4001);
-    expect(await intruder.request({ type: "history", room: "rep-other" })).toMatchObject({ type: "error", code: "not_in_room" });
+    expect(await intruder.request({ type: "history", room: "rep-other" })).toMatchObject({
+      type: "error",
+      code: "not_in_room",
+    });
   });
 });
 
@@ -68,12 +87,19 @@ describe("resume", () => {
 
     client = await srv.connect(id, "user=res-user", { waitEstablished: false });
     expect(await client.next("connection_established")).toMatchObject({ resumed: true, rooms: ["res-room"] });
-    expect(await sender.next((f) => f.type === "presence_diff" && f.joins.includes("res-user"))).toMatchObject({ leaves: [] });
+    expect(await sender.next((f) => f.type === "presence_diff" && f.joins.includes("res-user"))).toMatchObject({
+      leaves: [],
+    });
     // Sent after the resume and before the join: delivered live, not replayed again.
     await sender.request({ type: "message", room: "res-room", text: "m4", clientMsgId: "r4" });
     expect((await client.next("message")).text).toBe("m4");
 
-    const answer = await client.request({ type: "join", room: "res-room", lastOffset: seen.offset, epoch: joined.epoch });
+    const answer = await client.request({
+      type: "join",
+      room: "res-room",
+      lastOffset: seen.offset,
+      epoch: joined.epoch,
+    });
     expect(answer).toMatchObject({ for: "join", room: "res-room", recovered: true, offset: 4, epoch: joined.epoch });
     await sender.request({ type: "message", room: "res-room", text: "m5", clientMsgId: "r5" });
     expect((await client.next((f) => f.type === "message" && f.text === "m5")).offset).toBe(5);
@@ -104,7 +130,11 @@ describe("resume", () => {
     await owner.close();
     await waitFor(() => srv.server.registry.get(id) === undefined, { what: "the owner's socket released" });
     const other = await srv.connect(id, "user=res-thief", { waitEstablished: false });
-    expect(await other.next("connection_established")).toMatchObject({ userId: "res-thief", resumed: false, rooms: [] });
+    expect(await other.next("connection_established")).toMatchObject({
+      userId: "res-thief",
+      resumed: false,
+      rooms: [],
+    });
   });
 
   test("after SESSION_TTL the connectionId starts afresh", async () => {

@@ -36,18 +36,28 @@ function connection() {
 }
 
 const logger = createLogger({ logLevel: "error", logDir: "", instanceId: "contract", color: "none", version: "test" });
-const metrics = () => createMetrics({ version: "t", color: "none", instanceId: "contract", maxConnections: 1, redisUrl: "" });
+const metrics = () =>
+  createMetrics({ version: "t", color: "none", instanceId: "contract", maxConnections: 1, redisUrl: "" });
 
 export interface Factory {
   name: string;
   /** `dedupWindowSeconds` defaults to 300. */
-  history(options: { historySize: number; ttlSeconds: number; dedupWindowSeconds?: number }): import("../../src/history/history").HistoryStore;
+  history(options: {
+    historySize: number;
+    ttlSeconds: number;
+    dedupWindowSeconds?: number;
+  }): import("../../src/history/history").HistoryStore;
   /** Two history stores seen from two instances of one deployment. */
-  historyPair(options: { historySize: number; ttlSeconds: number }): [import("../../src/history/history").HistoryStore, import("../../src/history/history").HistoryStore];
+  historyPair(options: {
+    historySize: number;
+    ttlSeconds: number;
+  }): [import("../../src/history/history").HistoryStore, import("../../src/history/history").HistoryStore];
   dedup(windowSeconds: number): import("../../src/dedup/dedup").DedupStore;
   sessions(): import("../../src/sessions/sessions").SessionStore;
   /** Two stores seen from two instances of one deployment. */
-  presencePair(ttlSeconds: number): [import("../../src/presence/presence").PresenceStore, import("../../src/presence/presence").PresenceStore];
+  presencePair(
+    ttlSeconds: number,
+  ): [import("../../src/presence/presence").PresenceStore, import("../../src/presence/presence").PresenceStore];
   /** Backplanes of `n` instances connected to each other. */
   backplanes(n: number): Promise<import("../../src/backplane/backplane").Backplane[]>;
 }
@@ -99,7 +109,15 @@ export const redisFactory: Factory = {
     const keys = redisKeys(redis!.prefix());
     const planes = Array.from(
       { length: n },
-      () => new RedisBackplane({ instanceId: `r${++ids}`, publisher: connection(), subscriber: connection(), keys, metrics: metrics(), logger }),
+      () =>
+        new RedisBackplane({
+          instanceId: `r${++ids}`,
+          publisher: connection(),
+          subscriber: connection(),
+          keys,
+          metrics: metrics(),
+          logger,
+        }),
     );
     // ioredis reports "ready" asynchronously; publishing before it is ready is dropped by design.
     for (const c of connections) if (c.status !== "ready") await new Promise((r) => c.once("ready", r));

@@ -5,7 +5,14 @@ import { factories, redisHistoryWithKeys, useRedis } from "./backends";
 
 useRedis();
 
-const draft = (room: string, n: number, from = "u") => ({ room, id: `id-${n}`, from, text: `text ${n}`, ts: 1000 + n, clientMsgId: `c-${n}` });
+const draft = (room: string, n: number, from = "u") => ({
+  room,
+  id: `id-${n}`,
+  from,
+  text: `text ${n}`,
+  ts: 1000 + n,
+  clientMsgId: `c-${n}`,
+});
 
 function stored(result: AppendResult) {
   if (result.status !== "stored") throw new Error(`expected the message to be stored, got ${JSON.stringify(result)}`);
@@ -30,7 +37,11 @@ describe.each(factories)("history contract ($name)", (f) => {
     const { epoch } = await h.head("s");
     const recent = await h.since("s", 2, epoch);
     expect(recent.complete).toBe(true);
-    expect(recent.messages.map((m) => [m.offset, m.text])).toEqual([[3, "text 3"], [4, "text 4"], [5, "text 5"]]);
+    expect(recent.messages.map((m) => [m.offset, m.text])).toEqual([
+      [3, "text 3"],
+      [4, "text 4"],
+      [5, "text 5"],
+    ]);
     expect((await h.since("s", 1, epoch)).complete).toBe(false);
     expect(await h.since("s", 5, epoch)).toEqual({ epoch, messages: [], complete: true });
     expect((await h.since("s", 3, "another-epoch")).complete).toBe(false);
@@ -46,16 +57,24 @@ describe.each(factories)("history contract ($name)", (f) => {
     expect(stored(await h.append(draft("d", 1, "someone-else"))).message.offset).toBe(2);
     expect(stored(await h.append(draft("d", 2))).message.offset).toBe(3);
     const { messages } = await h.since("d", 0, first.epoch);
-    expect(messages.map((m) => [m.offset, m.from, m.text])).toEqual([[1, "u", "text 1"], [2, "someone-else", "text 1"], [3, "u", "text 2"]]);
+    expect(messages.map((m) => [m.offset, m.from, m.text])).toEqual([
+      [1, "u", "text 1"],
+      [2, "someone-else", "text 1"],
+      [3, "u", "text 2"],
+    ]);
   });
 
   test("of concurrent appends of one message on two instances exactly one is stored", async () => {
     const [a, b] = f.historyPair({ historySize: 10, ttlSeconds: 600 });
-    const results = await Promise.all(Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).append({ ...draft("c", 1), id: `try-${i}` })));
+    const results = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => (i % 2 ? a : b).append({ ...draft("c", 1), id: `try-${i}` })),
+    );
     const winners = results.filter((r) => r.status === "stored");
     expect(winners).toHaveLength(1);
     const id = stored(winners[0]!).message.id;
-    for (const r of results) if (r.status !== "stored") expect(r).toEqual({ status: "duplicate", receipt: { room: "c", id, offset: 1, ts: 1001 } });
+    for (const r of results)
+      if (r.status !== "stored")
+        expect(r).toEqual({ status: "duplicate", receipt: { room: "c", id, offset: 1, ts: 1001 } });
     expect((await a.head("c")).offset).toBe(1);
   });
 
@@ -63,7 +82,9 @@ describe.each(factories)("history contract ($name)", (f) => {
     const h = f.history({ historySize: 100, ttlSeconds: 600 });
     // More than one script call's worth (64), interleaved over three rooms.
     const sends = Array.from({ length: 150 }, (_, i) => ({ room: `m${i % 3}`, n: Math.floor(i / 3) + 1 }));
-    const results = await Promise.all(sends.map(({ room, n }) => h.append({ ...draft(room, n), clientMsgId: `${room}-${n}` })));
+    const results = await Promise.all(
+      sends.map(({ room, n }) => h.append({ ...draft(room, n), clientMsgId: `${room}-${n}` })),
+    );
     expect(results.map((r) => stored(r).message.offset)).toEqual(sends.map(({ n }) => n));
     for (const room of ["m0", "m1", "m2"]) {
       const head = await h.head(room);
@@ -96,7 +117,11 @@ describe.each(factories)("history contract ($name)", (f) => {
 test("Redis history: both keys of a room written in one batch carry the history TTL", async () => {
   const { history, client, keys } = redisHistoryWithKeys({ historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 });
   // One batch: two rooms, three messages.
-  await Promise.all([history.append(draft("ttl-a", 1)), history.append(draft("ttl-b", 2)), history.append(draft("ttl-a", 3))]);
+  await Promise.all([
+    history.append(draft("ttl-a", 1)),
+    history.append(draft("ttl-b", 2)),
+    history.append(draft("ttl-a", 3)),
+  ]);
   for (const room of ["ttl-a", "ttl-b"]) {
     for (const key of [keys.roomMeta(room), keys.roomLog(room)]) {
       const ttl = await client.ttl(key);
@@ -120,8 +145,16 @@ test("Redis history answers pending while a server of an older release holds the
   await client.set(keys.dedup("u", "message:c-1"), "", "EX", 300);
   expect(await history.append(draft("old", 1))).toEqual({ status: "pending" });
   expect((await history.head("old")).offset).toBe(0);
-  await client.set(keys.dedup("u", "message:c-1"), JSON.stringify({ room: "old", id: "first", offset: 7, ts: 1 }), "EX", 300);
-  expect(await history.append(draft("old", 1))).toEqual({ status: "duplicate", receipt: { room: "old", id: "first", offset: 7, ts: 1 } });
+  await client.set(
+    keys.dedup("u", "message:c-1"),
+    JSON.stringify({ room: "old", id: "first", offset: 7, ts: 1 }),
+    "EX",
+    300,
+  );
+  expect(await history.append(draft("old", 1))).toEqual({
+    status: "duplicate",
+    receipt: { room: "old", id: "first", offset: 7, ts: 1 },
+  });
 });
 
 describe.each(factories)("dedup contract ($name)", (f) => {

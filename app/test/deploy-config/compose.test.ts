@@ -25,12 +25,14 @@ interface ComposeFile {
  */
 function interpolate(value: Json): Json {
   if (typeof value === "string") {
-    return value.replace(/\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g, (match, _name, def) =>
-      match === "$$" ? "$" : (def ?? ""),
+    return value.replace(
+      /\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)/g,
+      (match, _name, def) => (match === "$$" ? "$" : (def ?? "")),
     );
   }
   if (Array.isArray(value)) return value.map(interpolate);
-  if (value && typeof value === "object") return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v)]));
+  if (value && typeof value === "object")
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolate(v)]));
   return value;
 }
 
@@ -46,7 +48,14 @@ function mergeCompose(base: Json, override: Json): Json {
     const seen = new Set(base.map((v) => JSON.stringify(v)));
     return [...base, ...override.filter((v) => !seen.has(JSON.stringify(v)))];
   }
-  if (base && override && typeof base === "object" && typeof override === "object" && !Array.isArray(base) && !Array.isArray(override)) {
+  if (
+    base &&
+    override &&
+    typeof base === "object" &&
+    typeof override === "object" &&
+    !Array.isArray(base) &&
+    !Array.isArray(override)
+  ) {
     const out: Record<string, Json> = { ...base };
     for (const [k, v] of Object.entries(override)) out[k] = k in out ? mergeCompose(out[k]!, v) : v;
     return out;
@@ -75,7 +84,9 @@ function createValidator() {
 
 const validate = createValidator();
 const errorsOf = (doc: unknown): string[] =>
-  validate(doc) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath || "/"} ${e.message} ${JSON.stringify(e.params)}`);
+  validate(doc)
+    ? []
+    : (validate.errors ?? []).map((e) => `${e.instancePath || "/"} ${e.message} ${JSON.stringify(e.params)}`);
 
 /** Milliseconds in a compose duration such as 45s or 1m30s. */
 function durationMs(text: string): number {
@@ -87,7 +98,8 @@ function durationMs(text: string): number {
 
 function environmentOf(service: Service): Record<string, string> {
   const env = service.environment ?? {};
-  if (Array.isArray(env)) return Object.fromEntries(env.map((line: string) => [line.split("=")[0], line.slice(line.indexOf("=") + 1)]));
+  if (Array.isArray(env))
+    return Object.fromEntries(env.map((line: string) => [line.split("=")[0], line.slice(line.indexOf("=") + 1)]));
   return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v == null ? "" : String(v)]));
 }
 
@@ -152,7 +164,11 @@ describe("docker-compose.yml", () => {
   test("Traefik reads the dynamic directory, not a single file, and the static file", () => {
     const mounts = mountsOf(main.services.traefik!);
     expect(mounts).toContainEqual({ source: "./traefik/dynamic", target: "/etc/traefik/dynamic", readOnly: true });
-    expect(mounts).toContainEqual({ source: "./traefik/traefik.yml", target: "/etc/traefik/traefik.yml", readOnly: true });
+    expect(mounts).toContainEqual({
+      source: "./traefik/traefik.yml",
+      target: "/etc/traefik/traefik.yml",
+      readOnly: true,
+    });
     expect(main.services.traefik!.image).toMatch(/^traefik:v3\.\d+$/);
   });
 
@@ -239,7 +255,9 @@ describe("docker-compose.yml", () => {
       expect(absolute.startsWith(`${rulesMount.target}/`)).toBe(true);
     }
 
-    const dashboardsMount = mountsOf(main.services.grafana!).find((m) => m.source === "./monitoring/grafana/dashboards")!;
+    const dashboardsMount = mountsOf(main.services.grafana!).find(
+      (m) => m.source === "./monitoring/grafana/dashboards",
+    )!;
     const providersDir = join(repoRoot, "monitoring", "grafana", "provisioning", "dashboards");
     for (const file of readdirSync(providersDir).filter((f) => /\.ya?ml$/.test(f))) {
       const { providers } = parse(await Bun.file(join(providersDir, file)).text());
@@ -251,7 +269,11 @@ describe("docker-compose.yml", () => {
     for (const [name, service] of Object.entries(merged.services)) {
       expect({ name, restart: service.restart }).toEqual({ name, restart: "unless-stopped" });
       const limits = service.deploy?.resources?.limits ?? {};
-      expect({ name, cpus: typeof limits.cpus, memory: typeof limits.memory }).toEqual({ name, cpus: "string", memory: "string" });
+      expect({ name, cpus: typeof limits.cpus, memory: typeof limits.memory }).toEqual({
+        name,
+        cpus: "string",
+        memory: "string",
+      });
     }
   });
 
@@ -263,7 +285,10 @@ describe("docker-compose.yml", () => {
         }
       }
     }
-    for (const [name, target] of [["prometheus", "/prometheus"], ["grafana", "/var/lib/grafana"]] as const) {
+    for (const [name, target] of [
+      ["prometheus", "/prometheus"],
+      ["grafana", "/var/lib/grafana"],
+    ] as const) {
       const mount = mountsOf(main.services[name]!).find((m) => m.target === target);
       expect(mount && isNamedVolume(mount.source)).toBe(true);
     }
@@ -279,7 +304,8 @@ describe("docker-compose.yml", () => {
     for (const [name, service] of Object.entries(merged.services)) {
       const labels: Record<string, string> = service.labels ?? {};
       for (const [key, value] of Object.entries(labels)) {
-        if (/^traefik\.http\.routers\.[^.]+\.entrypoints$/.test(key)) expect({ name, value }).toEqual({ name, value: "traefik" });
+        if (/^traefik\.http\.routers\.[^.]+\.entrypoints$/.test(key))
+          expect({ name, value }).toEqual({ name, value: "traefik" });
       }
       if (colors.includes(name as (typeof colors)[number])) expect(labels["traefik.enable"]).toBeUndefined();
     }
@@ -295,13 +321,21 @@ describe("docker-compose.logging.yml", () => {
     const filebeat = logging.services.filebeat!;
     const mounts = mountsOf(filebeat);
     const config = parse(await Bun.file(join(repoRoot, "monitoring", "filebeat", "filebeat.yml")).text());
-    expect(mounts).toContainEqual({ source: "./monitoring/filebeat/filebeat.yml", target: "/usr/share/filebeat/filebeat.yml", readOnly: true });
+    expect(mounts).toContainEqual({
+      source: "./monitoring/filebeat/filebeat.yml",
+      target: "/usr/share/filebeat/filebeat.yml",
+      readOnly: true,
+    });
 
     for (const c of colors) {
-      const logVolume = mountsOf(main.services[c]!).find((m) => m.target === environmentOf(main.services[c]!).LOG_DIR)!.source;
+      const logVolume = mountsOf(main.services[c]!).find(
+        (m) => m.target === environmentOf(main.services[c]!).LOG_DIR,
+      )!.source;
       const mount = mounts.find((m) => m.source === logVolume);
       expect(mount?.readOnly).toBe(true);
-      const input = config["filebeat.inputs"].find((i: any) => i.paths.some((p: string) => p.startsWith(`${mount!.target}/`)));
+      const input = config["filebeat.inputs"].find((i: any) =>
+        i.paths.some((p: string) => p.startsWith(`${mount!.target}/`)),
+      );
       expect(input?.type).toBe("filestream");
       expect(input.parsers.some((p: any) => "ndjson" in p)).toBe(true);
     }

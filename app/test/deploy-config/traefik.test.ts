@@ -19,14 +19,18 @@ function compile(schema: object) {
   const ajv = new Ajv({ allErrors: true, strict: false });
   const validate = ajv.compile(schema);
   return (doc: unknown): string[] =>
-    validate(doc) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath || "/"} ${e.message} ${JSON.stringify(e.params)}`);
+    validate(doc)
+      ? []
+      : (validate.errors ?? []).map((e) => `${e.instancePath || "/"} ${e.message} ${JSON.stringify(e.params)}`);
 }
 
 const staticErrors = compile(await readJson(join(schemasDir, "traefik-v3.json")));
 const dynamicErrors = compile(await readJson(join(schemasDir, "traefik-v3-file-provider.json")));
 
 const staticConfig = await readYaml(join(repoRoot, "traefik", "traefik.yml"));
-const dynamicFiles = readdirSync(dynamicDir).filter((f) => f.endsWith(".yml") || f.endsWith(".yaml")).sort();
+const dynamicFiles = readdirSync(dynamicDir)
+  .filter((f) => f.endsWith(".yml") || f.endsWith(".yaml"))
+  .sort();
 const dynamic: Record<string, any> = Object.fromEntries(
   await Promise.all(dynamicFiles.map(async (f) => [f, (await readYaml(join(dynamicDir, f))) ?? {}] as const)),
 );
@@ -151,17 +155,22 @@ describe("traefik/dynamic", () => {
   test("every router serves chat-active; every referenced middleware and service exists", () => {
     expect(routers.length).toBeGreaterThan(0);
     for (const router of routers) {
-      expect({ router: router.name, service: router.body.service }).toEqual({ router: router.name, service: "chat-active" });
-      for (const name of router.body.middlewares ?? []) expect({ router: router.name, middleware: name, defined: !!middleware(name) }).toMatchObject({ defined: true });
+      expect({ router: router.name, service: router.body.service }).toEqual({
+        router: router.name,
+        service: "chat-active",
+      });
+      for (const name of router.body.middlewares ?? [])
+        expect({ router: router.name, middleware: name, defined: !!middleware(name) }).toMatchObject({ defined: true });
     }
     for (const s of services.filter((s) => s.body.weighted)) {
-      for (const target of s.body.weighted.services) expect(services.map((x) => x.name)).toContain(target.name.replace(/@file$/, ""));
+      for (const target of s.body.weighted.services)
+        expect(services.map((x) => x.name)).toContain(target.name.replace(/@file$/, ""));
     }
   });
 
   test("WebSocket routers: /ws, rate limited to 5 upgrades/s per client IP, never compressed", () => {
     const ws = routers.filter((r) => isWebSocketRouter(r.body));
-    expect(ws.map((r) => r.body.entryPoints).flat().sort()).toEqual(["web", "websecure"]);
+    expect(ws.flatMap((r) => r.body.entryPoints).sort()).toEqual(["web", "websecure"]);
     for (const router of ws) {
       const chain = middlewareChain(router.body);
       expect(chain.some((m) => "compress" in m)).toBe(false);
@@ -174,7 +183,7 @@ describe("traefik/dynamic", () => {
 
   test("HTTP routers: everything else but /metrics and /admin, 10 requests/s per client IP, compressed", () => {
     const http = routers.filter((r) => !isWebSocketRouter(r.body));
-    expect(http.map((r) => r.body.entryPoints).flat().sort()).toEqual(["web", "websecure"]);
+    expect(http.flatMap((r) => r.body.entryPoints).sort()).toEqual(["web", "websecure"]);
     for (const router of http) {
       expect(router.body.rule).toContain("!PathPrefix(`/ws`)");
       expect(router.body.rule).toContain("!PathPrefix(`/metrics`)");

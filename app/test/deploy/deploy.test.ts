@@ -2,8 +2,8 @@
 // both colors, a real Redis and real k6, behind the Traefik double. Each test gets its own ports,
 // state directory, copy of traefik/dynamic and Redis key prefix.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { startRedis, type TestRedis } from "../helpers/redis";
 import { TestClient } from "../helpers/client";
+import { startRedis, type TestRedis } from "../helpers/redis";
 import { waitFor } from "../helpers/wait";
 import { DeploySetup } from "./harness";
 
@@ -59,7 +59,14 @@ describe("deploy", () => {
     // Prometheus is told to scrape green alone: ServerDown stays quiet about the stopped blue.
     expect(s.scraped()).toEqual(s.expectedScrape("green"));
     const [entry] = s.history();
-    expect(entry!.split("\t").slice(1, 7)).toEqual(["deploy-test", "deploy", "blue", "green", expect.any(String), "ok"]);
+    expect(entry!.split("\t").slice(1, 7)).toEqual([
+      "deploy-test",
+      "deploy",
+      "blue",
+      "green",
+      expect.any(String),
+      "ok",
+    ]);
   }, 90_000);
 
   test("green never ready: no switch, green stopped, blue keeps serving", async () => {
@@ -112,17 +119,25 @@ describe("deploy", () => {
     const onBlue = await TestClient.connect(`${s.front.wsUrl}/ws/chat/gate-blue-1?user=ub`);
     const deploy = s.start(["deploy"], { GATE_SECONDS: "8", GATE_MAX_ERROR_RATIO: "0.2", GATE_MIN_FRAMES: "10" });
     // Once new connections reach green, a client there makes most of green's frames fail.
-    await waitFor(() => deploy.output().includes("<== verify the front door reaches green"), { timeoutMs: 40_000, what: "the switch" });
-    const onGreen = await TestClient.connect(`${s.front.wsUrl}/ws/chat/gate-green-1?user=ug`, { waitEstablished: false });
+    await waitFor(() => deploy.output().includes("<== verify the front door reaches green"), {
+      timeoutMs: 40_000,
+      what: "the switch",
+    });
+    const onGreen = await TestClient.connect(`${s.front.wsUrl}/ws/chat/gate-green-1?user=ug`, {
+      waitEstablished: false,
+    });
     expect((await onGreen.next("connection_established")).color).toBe("green");
     let sent = 0;
     const misbehave = setInterval(() => {
-      if (onGreen.ws.readyState === WebSocket.OPEN) onGreen.send({ type: "message", room: "never-joined", text: "x", clientMsgId: `bad-${sent++}` });
+      if (onGreen.ws.readyState === WebSocket.OPEN)
+        onGreen.send({ type: "message", room: "never-joined", text: "x", clientMsgId: `bad-${sent++}` });
     }, 50);
     const run = await deploy.done;
     clearInterval(misbehave);
     expect(run.code).toBe(1);
-    expect(lastLine(run.stderr)).toMatch(/^deploy failed: error rate on green \d+\/\d+ frames is above GATE_MAX_ERROR_RATIO=0\.2; rolled back to blue$/);
+    expect(lastLine(run.stderr)).toMatch(
+      /^deploy failed: error rate on green \d+\/\d+ frames is above GATE_MAX_ERROR_RATIO=0\.2; rolled back to blue$/,
+    );
     expect(s.activeFile()).toContain("- name: websocket-blue");
     expect(await s.frontColor()).toBe("blue");
     expect(s.running("blue")).toBe(true);
@@ -145,7 +160,9 @@ describe("deploy", () => {
     deploy.signal("SIGINT");
     const run = await deploy.done;
     expect(run.code).toBe(1);
-    expect(lastLine(run.stderr)).toBe("deploy failed: interrupted by SIGINT; traffic is on green, blue may still be draining");
+    expect(lastLine(run.stderr)).toBe(
+      "deploy failed: interrupted by SIGINT; traffic is on green, blue may still be draining",
+    );
     expect(await s.frontColor()).toBe("green");
     expect(s.scraped()).toEqual(s.expectedScrape("green"));
     onBlue.close();
@@ -154,10 +171,15 @@ describe("deploy", () => {
   test("a second deploy while one runs is refused with a clear message", async () => {
     const s = await blueServing();
     const first = s.start(["deploy"]);
-    await waitFor(() => first.output().includes("<== take the deploy lock"), { timeoutMs: 10_000, what: "the first deploy's lock" });
+    await waitFor(() => first.output().includes("<== take the deploy lock"), {
+      timeoutMs: 10_000,
+      what: "the first deploy's lock",
+    });
     const second = await s.run(["deploy"]);
     expect(second.code).toBe(1);
-    expect(lastLine(second.stderr)).toMatch(/^error: another deploy is running \(pid \d+, deploy by deploy-test since .+\); wait for it/);
+    expect(lastLine(second.stderr)).toMatch(
+      /^error: another deploy is running \(pid \d+, deploy by deploy-test since .+\); wait for it/,
+    );
     const status = await s.run(["status"]);
     expect(status.stdout).toMatch(/deploy in progress: pid \d+, deploy by deploy-test/);
     expect((await first.done).code).toBe(0);
@@ -177,7 +199,9 @@ describe("rollback, status, history", () => {
     expect(status.stdout).toMatch(/^front door: +green /m);
     expect(status.stdout).toMatch(/^green +yes +yes +yes +ok +\S+ +0 +websocket-green$/m);
     expect(status.stdout).toMatch(/^blue +no +no +- +- +- +- +-$/m);
-    expect(status.stdout).toMatch(/^last deploys:\nTIME +USER +ACTION +FROM +TO +VERSION +RESULT +DURATION +REASON\n\S+ +deploy-test +deploy +blue +green +\S+ +ok +\d+s +-$/m);
+    expect(status.stdout).toMatch(
+      /^last deploys:\nTIME +USER +ACTION +FROM +TO +VERSION +RESULT +DURATION +REASON\n\S+ +deploy-test +deploy +blue +green +\S+ +ok +\d+s +-$/m,
+    );
 
     const rollback = await s.run(["rollback"]);
     expect(rollback.code).toBe(0);
@@ -204,8 +228,12 @@ describe("rollback, status, history", () => {
     const dry = await s.run(["--dry-run", "deploy"]);
     expect(dry.code).toBe(0);
     expect(dry.stdout).toContain("[dry-run] kill -TERM");
-    expect(dry.stdout).toMatch(/\[dry-run\] spawn \S+green\/server\.pid \S+ env -i REDIS_URL=redis:\/\/127\.0\.0\.1:\d+ /);
-    expect(dry.stdout).toMatch(/\[dry-run\] replace_active_file \S+\/active-color\.next\.yml\n +chat-active -> websocket-green\n/);
+    expect(dry.stdout).toMatch(
+      /\[dry-run\] spawn \S+green\/server\.pid \S+ env -i REDIS_URL=redis:\/\/127\.0\.0\.1:\d+ /,
+    );
+    expect(dry.stdout).toMatch(
+      /\[dry-run\] replace_active_file \S+\/active-color\.next\.yml\n +chat-active -> websocket-green\n/,
+    );
     expect(dry.stdout).toContain(`[dry-run] ${s.targetsFile} <- green\n`);
     expect(s.scraped()).toBeUndefined();
     expect(s.activeFile()).toContain("- name: websocket-blue");

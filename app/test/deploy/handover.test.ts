@@ -21,7 +21,8 @@ afterAll(async () => {
   await setup?.stop();
 });
 
-const percentile = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+const percentile = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 
 test("200 clients chat through a blue to green deploy: nothing lost, nothing duplicated, all on green", async () => {
   const s = (setup = await DeploySetup.create());
@@ -29,7 +30,8 @@ test("200 clients chat through a blue to green deploy: nothing lost, nothing dup
   const run = Math.random().toString(36).slice(2, 8);
   const clients = Array.from(
     { length: CLIENTS },
-    (_, i) => new ResumingClient(s.front.wsUrl, `dc-${run}-${i}`, `user-${i}`, `room-${run}-${Math.floor(i / ROOM_SIZE)}`),
+    (_, i) =>
+      new ResumingClient(s.front.wsUrl, `dc-${run}-${i}`, `user-${i}`, `room-${run}-${Math.floor(i / ROOM_SIZE)}`),
   );
   await Promise.all(clients.map((c) => c.start()));
   expect(clients.every((c) => c.color === "blue")).toBe(true);
@@ -53,7 +55,10 @@ test("200 clients chat through a blue to green deploy: nothing lost, nothing dup
   if (deploy.code !== 0) throw new Error(`deploy failed:\n${deploy.stdout}\n${deploy.stderr}`);
 
   // Every send acknowledged, then every acknowledged message delivered to every member of its room.
-  await waitFor(() => clients.every((c) => c.unacknowledged === 0), { timeoutMs: 15_000, what: "every send to be acknowledged" });
+  await waitFor(() => clients.every((c) => c.unacknowledged === 0), {
+    timeoutMs: 15_000,
+    what: "every send to be acknowledged",
+  });
   const byRoom = new Map<string, Set<string>>();
   for (const c of clients) {
     const ids = byRoom.get(c.room) ?? new Set<string>();
@@ -61,7 +66,10 @@ test("200 clients chat through a blue to green deploy: nothing lost, nothing dup
     byRoom.set(c.room, ids);
   }
   const missing = (c: ResumingClient) => [...byRoom.get(c.room)!].filter((id) => !c.received.has(id)).length;
-  await waitFor(() => clients.every((c) => missing(c) === 0), { timeoutMs: 10_000, what: "every message to reach every member" }).catch(() => {});
+  await waitFor(() => clients.every((c) => missing(c) === 0), {
+    timeoutMs: 10_000,
+    what: "every message to reach every member",
+  }).catch(() => {});
 
   const sent = clients.reduce((n, c) => n + c.acked.size, 0);
   const lost = clients.reduce((n, c) => n + missing(c), 0);
@@ -72,7 +80,11 @@ test("200 clients chat through a blue to green deploy: nothing lost, nothing dup
   const wireDuplicates = clients.reduce((n, c) => n + [...c.received.values()].filter((k) => k > 1).length, 0);
   const handovers = clients.flatMap((c) => c.handovers);
   const sorted = (f: (h: (typeof handovers)[number]) => number) => handovers.map(f).sort((a, b) => a - b);
-  const spread = (values: number[]) => ({ p50: Math.round(percentile(values, 50)), p99: Math.round(percentile(values, 99)), max: Math.round(values.at(-1) ?? NaN) });
+  const spread = (values: number[]) => ({
+    p50: Math.round(percentile(values, 50)),
+    p99: Math.round(percentile(values, 99)),
+    max: Math.round(values.at(-1) ?? NaN),
+  });
   const figures = {
     clients: CLIENTS,
     rooms: CLIENTS / ROOM_SIZE,
@@ -99,7 +111,11 @@ test("200 clients chat through a blue to green deploy: nothing lost, nothing dup
   writeFileSync(join(out, "deploy-200.json"), `${JSON.stringify(figures, null, 2)}\n`);
   console.log(`blue-green deploy with ${CLIENTS} clients: ${JSON.stringify(figures)}`);
   if (wireDuplicates > 0) {
-    const sample = clients.flatMap((c) => [...c.trace].filter(([, t]) => t.length > 1).map(([id, t]) => ({ client: c.connectionId, id, t }))).slice(0, 3);
+    const sample = clients
+      .flatMap((c) =>
+        [...c.trace].filter(([, t]) => t.length > 1).map(([id, t]) => ({ client: c.connectionId, id, t })),
+      )
+      .slice(0, 3);
     console.log(`frames sent twice to one socket, first ${sample.length}: ${JSON.stringify(sample)}`);
   }
 

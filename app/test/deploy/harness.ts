@@ -107,7 +107,12 @@ export class DeploySetup {
   /** Starts the real script; resolves `done` when it exits. */
   start(args: string[], extra: Record<string, string> = {}): RunningScript {
     const started = Date.now();
-    const proc = Bun.spawn(["bash", SCRIPT, ...args], { cwd: REPO, env: this.env(extra), stdout: "pipe", stderr: "pipe" });
+    const proc = Bun.spawn(["bash", SCRIPT, ...args], {
+      cwd: REPO,
+      env: this.env(extra),
+      stdout: "pipe",
+      stderr: "pipe",
+    });
     let stdout = "";
     let stderr = "";
     const pump = async (stream: ReadableStream<Uint8Array>, add: (s: string) => void) => {
@@ -122,7 +127,8 @@ export class DeploySetup {
         const code = await proc.exited;
         await pumped;
         // DEPLOY_TEST_VERBOSE=1 shows what the script printed, for reading a run.
-        if (process.env.DEPLOY_TEST_VERBOSE) process.stderr.write(`\n$ blue-green-deploy.sh ${args.join(" ")} (exit ${code})\n${stdout}${stderr}`);
+        if (process.env.DEPLOY_TEST_VERBOSE)
+          process.stderr.write(`\n$ blue-green-deploy.sh ${args.join(" ")} (exit ${code})\n${stdout}${stderr}`);
         return { code, stdout, stderr, ms: Date.now() - started };
       })(),
     };
@@ -174,7 +180,12 @@ export class DeploySetup {
 
   /** Settings only one color reads (<state>/<color>.env), such as a broken configuration. */
   colorEnv(color: Color, env: Record<string, string>) {
-    writeFileSync(join(this.stateDir, `${color}.env`), Object.entries(env).map(([k, v]) => `${k}=${v}\n`).join(""));
+    writeFileSync(
+      join(this.stateDir, `${color}.env`),
+      Object.entries(env)
+        .map(([k, v]) => `${k}=${v}\n`)
+        .join(""),
+    );
   }
 
   async health(color: Color): Promise<{ ready: boolean; color?: string } | undefined> {
@@ -202,7 +213,10 @@ export class DeploySetup {
   /** The colors the targets file tells Prometheus to scrape, with their addresses and labels. */
   scraped(): { color: string; target: string; instance: string }[] | undefined {
     if (!existsSync(this.targetsFile)) return undefined;
-    const groups = parse(readFileSync(this.targetsFile, "utf8")) as { targets: string[]; labels: Record<string, string> }[];
+    const groups = parse(readFileSync(this.targetsFile, "utf8")) as {
+      targets: string[];
+      labels: Record<string, string>;
+    }[];
     return groups.map((g) => ({ color: g.labels.color!, target: g.targets.join(","), instance: g.labels.instance! }));
   }
 

@@ -157,7 +157,9 @@ export class ResumingClient {
         this.received.set(frame.id, (this.received.get(frame.id) ?? 0) + 1);
         const trace = this.trace.get(frame.id) ?? [];
         const where = this.established ? this.color : "before connection_established";
-        trace.push(`socket ${this.sockets} (${where}) ${this.joined ? "live" : "before the rejoin answer"}, offset ${frame.offset}, lastOffset ${this.offset}`);
+        trace.push(
+          `socket ${this.sockets} (${where}) ${this.joined ? "live" : "before the rejoin answer"}, offset ${frame.offset}, lastOffset ${this.offset}`,
+        );
         this.trace.set(frame.id, trace);
         const ids = this.storedAs.get(frame.clientMsgId) ?? new Set<string>();
         ids.add(frame.id);

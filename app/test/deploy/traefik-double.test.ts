@@ -21,7 +21,11 @@ function backend(color: string): Server<{ color: string }> {
     hostname: "127.0.0.1",
     fetch(req, server) {
       if (server.upgrade(req, { data: { color } })) return undefined;
-      return Response.json({ color, path: new URL(req.url).pathname, forwardedFor: req.headers.get("x-forwarded-for") });
+      return Response.json({
+        color,
+        path: new URL(req.url).pathname,
+        forwardedFor: req.headers.get("x-forwarded-for"),
+      });
     },
     websocket: {
       message(ws, message) {

@@ -11,7 +11,7 @@
 //   code passed through (1012 from a draining instance reaches the client as 1012);
 // - answers GET /api/http/services/chat-active@file like Traefik's API.
 // Middlewares (rate limits, headers) are not reproduced.
-import { readdirSync, readFileSync, watch, type FSWatcher } from "node:fs";
+import { type FSWatcher, readdirSync, readFileSync, watch } from "node:fs";
 import { join } from "node:path";
 import type { Server, ServerWebSocket } from "bun";
 import { parse } from "yaml";
@@ -200,7 +200,12 @@ function load(dir: string): WeightedService[] | undefined {
       if (!service) continue;
       const services = service.weighted?.services;
       if (!Array.isArray(services) || services.length === 0) return undefined;
-      found.push(services.map((s: { name: unknown; weight?: unknown }) => ({ name: String(s.name), weight: Number(s.weight ?? 1) })));
+      found.push(
+        services.map((s: { name: unknown; weight?: unknown }) => ({
+          name: String(s.name),
+          weight: Number(s.weight ?? 1),
+        })),
+      );
     }
   } catch {
     return undefined;
@@ -227,7 +232,9 @@ function closeWith(ws: ServerWebSocket<SocketData>, code: number, reason: string
 
 /** Codes an endpoint may send in a close frame (1005, 1006 and 1015 are reserved for reporting). */
 function closable(code: number): boolean {
-  return code === 1000 || (code >= 1001 && code <= 1014 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999);
+  return (
+    code === 1000 || (code >= 1001 && code <= 1014 && code !== 1005 && code !== 1006) || (code >= 3000 && code <= 4999)
+  );
 }
 
 function fail(message: string): never {

@@ -4,7 +4,7 @@
 // or read as text where there is nothing to import), never from a copy kept here.
 
 import { describe, expect, test } from "bun:test";
-import { accessSync, constants, existsSync, readFileSync, readdirSync } from "node:fs";
+import { accessSync, constants, existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { ConfigError, VARIABLES } from "../../src/config";
 import { ClientFrameSchemas } from "../../src/protocol/client-frames";
@@ -39,7 +39,12 @@ function tableRows(text: string): string[][] {
   const lines = text.split("\n").map((line) => line.trim());
   return lines
     .filter((line, i) => line.startsWith("|") && !separator.test(line) && !separator.test(lines[i + 1] ?? ""))
-    .map((line) => line.slice(1, -1).split("|").map((cell) => cell.trim()));
+    .map((line) =>
+      line
+        .slice(1, -1)
+        .split("|")
+        .map((cell) => cell.trim()),
+    );
 }
 
 /** Rows keyed by their first cell when it is a single `code span`. */
@@ -90,7 +95,10 @@ describe("README", () => {
     for (const [name, cells] of rowsByCode(section(readme, "## Configuration"))) {
       const variable = VARIABLES[name as keyof typeof VARIABLES];
       if (typeof variable.default !== "string") continue;
-      expect({ name, default: cells[1] }).toEqual({ name, default: variable.default === "" ? "(empty)" : `\`${variable.default}\`` });
+      expect({ name, default: cells[1] }).toEqual({
+        name,
+        default: variable.default === "" ? "(empty)" : `\`${variable.default}\``,
+      });
     }
   });
 
@@ -141,7 +149,10 @@ describe("protocol.md: error codes", () => {
 
   test("`temporary` matches TEMPORARY_ERRORS", () => {
     for (const code of Object.values(ErrorCode)) {
-      expect({ code, temporary: rows.get(code)?.[1] }).toEqual({ code, temporary: TEMPORARY_ERRORS.has(code) ? "yes" : "no" });
+      expect({ code, temporary: rows.get(code)?.[1] }).toEqual({
+        code,
+        temporary: TEMPORARY_ERRORS.has(code) ? "yes" : "no",
+      });
     }
   });
 });
@@ -180,7 +191,10 @@ describe("protocol.md: client frames", () => {
       const required = new Set<string>(schema.required ?? []);
       expect([...rows.keys()].sort()).toEqual(fields.sort());
       for (const field of fields) {
-        expect({ field, required: rows.get(field)?.[2] }).toEqual({ field, required: required.has(field) ? "yes" : "no" });
+        expect({ field, required: rows.get(field)?.[2] }).toEqual({
+          field,
+          required: required.has(field) ? "yes" : "no",
+        });
       }
     });
   }
@@ -235,7 +249,11 @@ describe("protocol.md: server frames", () => {
       const frame = JSON.parse(build()) as Record<string, unknown>;
       const rows = rowsByCode(section(serverSection, `### \`${frame.type}\``));
       for (const field of Object.keys(frame).filter((k) => k !== "type")) {
-        expect({ type: frame.type, field, documented: rows.has(field) }).toEqual({ type: frame.type, field, documented: true });
+        expect({ type: frame.type, field, documented: rows.has(field) }).toEqual({
+          type: frame.type,
+          field,
+          documented: true,
+        });
       }
     });
   }
@@ -267,7 +285,9 @@ describe("operations.md: metrics and HTTP answers", () => {
     // A status followed by a code: the arguments of jsonError() and of the helpers that wrap it.
     const codes = sources.flatMap((file) => [...file.text.matchAll(/\b[1-5]\d\d,\s*"([a-z_]+)"/g)].map((m) => m[1]!));
     expect(codes).toContain("over_capacity");
-    const missing = [...new Set(codes)].filter((code) => !protocol.includes(`\`${code}\``) && !operations.includes(`\`${code}\``));
+    const missing = [...new Set(codes)].filter(
+      (code) => !protocol.includes(`\`${code}\``) && !operations.includes(`\`${code}\``),
+    );
     expect(missing).toEqual([]);
   });
 

@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pkg from "../../package.json";
-import { startBinary, type RunningBinary } from "../helpers/binary";
+import { type RunningBinary, startBinary } from "../helpers/binary";
 import { TestClient } from "../helpers/client";
 import { connId } from "../helpers/server";
 
@@ -22,7 +22,13 @@ afterAll(async () => {
 test("/health answers with the instance and the version built in", async () => {
   const res = await fetch(`${server.httpUrl}/health`);
   expect(res.status).toBe(200);
-  expect(await res.json()).toMatchObject({ status: "ok", instanceId: "e2e-1", color: "green", version: pkg.version, connections: 0 });
+  expect(await res.json()).toMatchObject({
+    status: "ok",
+    instanceId: "e2e-1",
+    color: "green",
+    version: pkg.version,
+    connections: 0,
+  });
   expect((await fetch(`${server.httpUrl}/health/ready`)).status).toBe(200);
 });
 
@@ -39,11 +45,26 @@ test("a chat round trip between two clients", async () => {
   const alice = await TestClient.connect(url(connId(), "alice"));
   const bob = await TestClient.connect(url(connId(), "bob"));
   try {
-    expect(await alice.request({ type: "join", room: "lobby" })).toMatchObject({ ok: true, for: "join", recovered: false });
+    expect(await alice.request({ type: "join", room: "lobby" })).toMatchObject({
+      ok: true,
+      for: "join",
+      recovered: false,
+    });
     expect(await bob.request({ type: "join", room: "lobby" })).toMatchObject({ ok: true, for: "join" });
-    const sent = await alice.request({ type: "message", room: "lobby", text: "hello from the binary", clientMsgId: "e2e-1" });
+    const sent = await alice.request({
+      type: "message",
+      room: "lobby",
+      text: "hello from the binary",
+      clientMsgId: "e2e-1",
+    });
     expect(sent).toMatchObject({ ok: true, for: "message", offset: 1 });
-    expect(await bob.next("message")).toMatchObject({ room: "lobby", from: "alice", text: "hello from the binary", offset: 1, id: sent.id });
+    expect(await bob.next("message")).toMatchObject({
+      room: "lobby",
+      from: "alice",
+      text: "hello from the binary",
+      offset: 1,
+      id: sent.id,
+    });
     const reply = await bob.request({ type: "direct", to: "alice", text: "hi alice", clientMsgId: "e2e-2" });
     expect(await alice.next("direct")).toMatchObject({ from: "bob", to: "alice", text: "hi alice", id: reply.id });
   } finally {

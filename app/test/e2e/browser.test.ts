@@ -4,8 +4,8 @@ import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { chromium, type BrowserContext, type Page } from "playwright-core";
-import { freePort, startBinary, type RunningBinary } from "../helpers/binary";
+import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { freePort, type RunningBinary, startBinary } from "../helpers/binary";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
 const OUTPUT = join(import.meta.dir, "..", "..", "test-output");
@@ -22,11 +22,19 @@ let alice: Page;
 let bob: Page;
 
 function serverEnv(instance: string, color: string) {
-  return { PORT: String(port), INSTANCE_ID: instance, COLOR: color, LOG_LEVEL: "error", DRAIN_JITTER_MS: "500", DRAIN_TIMEOUT: "5000" };
+  return {
+    PORT: String(port),
+    INSTANCE_ID: instance,
+    COLOR: color,
+    LOG_LEVEL: "error",
+    DRAIN_JITTER_MS: "500",
+    DRAIN_TIMEOUT: "5000",
+  };
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)`);
+  if (!existsSync(CHROMIUM))
+    throw new Error(`${CHROMIUM} is missing: install Debian's chromium (scripts/test.sh does)`);
   mkdirSync(OUTPUT, { recursive: true });
   port = freePort();
   // An empty working directory: the page and bundle can only come from inside the binary.
@@ -135,7 +143,9 @@ describe("test page in Chromium", () => {
       await page.locator("#instance .name", { hasText: "e2e-green" }).waitFor();
     }
     await message(bob, "Sent while the server was down").waitFor();
-    await message(alice, "Sent while the server was down").locator(".state", { hasText: "sending" }).waitFor({ state: "detached" });
+    await message(alice, "Sent while the server was down")
+      .locator(".state", { hasText: "sending" })
+      .waitFor({ state: "detached" });
 
     // Nothing lost, nothing twice: the conversation from before is still there, the new message once.
     await send(bob, "Welcome back");
@@ -151,7 +161,9 @@ describe("test page in Chromium", () => {
 
   test("the page fits a narrow screen", async () => {
     await alice.setViewportSize({ width: 375, height: 760 });
-    const overflow = await alice.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    const overflow = await alice.evaluate(
+      () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+    );
     expect(overflow).toBeLessThanOrEqual(0);
     await expect(alice.locator("#composer").isVisible()).resolves.toBe(true);
     await alice.screenshot({ path: join(OUTPUT, "e2e-narrow.png"), fullPage: true });

@@ -24,12 +24,22 @@ export function freePort(): number {
 }
 
 /** Starts the binary with the given environment and waits until /health answers. */
-export async function startBinary(env: Record<string, string> = {}, options: { cwd?: string; timeoutMs?: number } = {}): Promise<RunningBinary> {
+export async function startBinary(
+  env: Record<string, string> = {},
+  options: { cwd?: string; timeoutMs?: number } = {},
+): Promise<RunningBinary> {
   if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: run 'bun run build' in app/ first`);
   const port = env.PORT ? Number(env.PORT) : freePort();
   const proc = Bun.spawn([BINARY], {
     cwd: options.cwd ?? join(import.meta.dir, ".."),
-    env: { PATH: process.env.PATH ?? "", HOST: "127.0.0.1", LOG_LEVEL: "info", ...UNLIMITED, ...env, PORT: String(port) },
+    env: {
+      PATH: process.env.PATH ?? "",
+      HOST: "127.0.0.1",
+      LOG_LEVEL: "info",
+      ...UNLIMITED,
+      ...env,
+      PORT: String(port),
+    },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",

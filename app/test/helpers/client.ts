@@ -72,8 +72,13 @@ export class TestClient {
       }
       const left = deadline - Date.now();
       if (left <= 0) {
-        const seen = this.frames.slice(-10).map((f) => JSON.stringify(f)).join("\n  ");
-        throw new Error(`no frame matching ${typeof match === "string" ? match : "predicate"} within ${timeoutMs} ms; last frames:\n  ${seen}`);
+        const seen = this.frames
+          .slice(-10)
+          .map((f) => JSON.stringify(f))
+          .join("\n  ");
+        throw new Error(
+          `no frame matching ${typeof match === "string" ? match : "predicate"} within ${timeoutMs} ms; last frames:\n  ${seen}`,
+        );
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);

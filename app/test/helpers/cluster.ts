@@ -6,7 +6,11 @@ import type { TestRedis } from "./redis";
 import { startTestServer, type TestServer } from "./server";
 
 /** Starts an instance on a free port backed by Redis under `prefix`. */
-export function startRedisInstance(redis: TestRedis, prefix: string, env: Record<string, string> = {}): Promise<TestServer> {
+export function startRedisInstance(
+  redis: TestRedis,
+  prefix: string,
+  env: Record<string, string> = {},
+): Promise<TestServer> {
   return startTestServer({ REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, ...env }, (config, metrics) => {
     const logger = createLogger(config);
     return redisBackends(config, createRedisClients(config.redisUrl, { logger, metrics }), { logger, metrics });

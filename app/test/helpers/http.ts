@@ -8,7 +8,12 @@ export interface UpgradeAnswer {
   body: string;
 }
 
-export function rawUpgrade(port: number, path: string, timeoutMs = 3000, extraHeaders: Record<string, string> = {}): Promise<UpgradeAnswer> {
+export function rawUpgrade(
+  port: number,
+  path: string,
+  timeoutMs = 3000,
+  extraHeaders: Record<string, string> = {},
+): Promise<UpgradeAnswer> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, "127.0.0.1");
     let data = "";

@@ -1,12 +1,12 @@
 // Starts a real server instance inside the test process, on a free loopback port.
 import { join } from "node:path";
-import { TestClient } from "./client";
-import { waitFor } from "./wait";
+import type { Config } from "../../src/config";
 import { loadConfig } from "../../src/config";
 import { createLogger } from "../../src/observability/logger";
-import { memoryBackends, startServer, type Backends, type RunningServer } from "../../src/server";
-import type { Config } from "../../src/config";
 import type { Metrics } from "../../src/observability/metrics";
+import { type Backends, memoryBackends, type RunningServer, startServer } from "../../src/server";
+import { TestClient } from "./client";
+import { waitFor } from "./wait";
 
 export const PUBLIC_DIR = join(import.meta.dir, "..", "..", "public");
 
@@ -61,7 +61,8 @@ export async function startTestServer(
     publicDir: PUBLIC_DIR,
   });
   const port = server.port!;
-  const wsUrl = (connectionId: string, query?: string) => `ws://127.0.0.1:${port}/ws/chat/${connectionId}${query ? `?${query}` : ""}`;
+  const wsUrl = (connectionId: string, query?: string) =>
+    `ws://127.0.0.1:${port}/ws/chat/${connectionId}${query ? `?${query}` : ""}`;
   const clients = new Set<TestClient>();
   return {
     server,
@@ -78,7 +79,9 @@ export async function startTestServer(
       await Promise.all([...clients].map((c) => c.close()));
       // A socket the client closed while the drain also closes it keeps Bun's listener from stopping
       // (see server.ts), so let the server see every client close first.
-      await waitFor(() => server.registry.size === 0, { timeoutMs: 2000, what: "connections released" }).catch(() => {});
+      await waitFor(() => server.registry.size === 0, { timeoutMs: 2000, what: "connections released" }).catch(
+        () => {},
+      );
       await server.shutdown();
     },
   };

@@ -17,7 +17,9 @@ test("a connectionId that is not 8-64 characters of [A-Za-z0-9_-] gets 400 JSON,
     expect(res.headers["content-type"]).toContain("application/json");
     expect(JSON.parse(res.body)).toMatchObject({ error: "invalid_connection_id" });
   }
-  expect(sample(await scrape(srv.httpUrl), "websocket_upgrades_rejected_total", { reason: "invalid_connection_id" })).toBe(6);
+  expect(
+    sample(await scrape(srv.httpUrl), "websocket_upgrades_rejected_total", { reason: "invalid_connection_id" }),
+  ).toBe(6);
 });
 
 test("the bounds of a valid connectionId upgrade", async () => {

@@ -38,7 +38,13 @@ describe("with METRICS_TOKEN", () => {
   afterAll(() => srv.stop());
 
   test("no token or a wrong one gets 401 JSON with a Bearer challenge", async () => {
-    for (const authorization of [undefined, "Bearer wrong", "Bearer s3cret-token-longer", "Basic czNjcmV0LXRva2Vu", "s3cret-token"]) {
+    for (const authorization of [
+      undefined,
+      "Bearer wrong",
+      "Bearer s3cret-token-longer",
+      "Basic czNjcmV0LXRva2Vu",
+      "s3cret-token",
+    ]) {
       const res = await fetch(`${srv.httpUrl}/metrics`, { headers: authorization ? { authorization } : {} });
       expect(res.status, String(authorization)).toBe(401);
       expect(res.headers.get("www-authenticate")).toBe("Bearer");

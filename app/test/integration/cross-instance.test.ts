@@ -29,7 +29,10 @@ async function joined(instance: TestServer, user: string, room: string, id = con
 
 describe("scale-out through Redis", () => {
   test("direct messages reach every connection of the recipient on any instance", async () => {
-    const { instances: [a, b, c], stop } = await cluster(3);
+    const {
+      instances: [a, b, c],
+      stop,
+    } = await cluster(3);
     const sender = await TestClient.connect(a!.wsUrl(connId(), "user=carol"));
     const tab1 = await TestClient.connect(b!.wsUrl(connId(), "user=dave"));
     const tab2 = await TestClient.connect(c!.wsUrl(connId(), "user=dave"));
@@ -49,7 +52,9 @@ describe("scale-out through Redis", () => {
     const clients = await Promise.all(instances.map((inst, i) => joined(inst, `writer${i}`, "busy")));
     const answers = await Promise.all(
       clients.flatMap((client, i) =>
-        Array.from({ length: perInstance }, (_, k) => client.request({ type: "message", room: "busy", text: `m${i}-${k}`, clientMsgId: `w${i}-${k}` }, 10_000)),
+        Array.from({ length: perInstance }, (_, k) =>
+          client.request({ type: "message", room: "busy", text: `m${i}-${k}`, clientMsgId: `w${i}-${k}` }, 10_000),
+        ),
       ),
     );
     const offsets = answers.map((a) => a.offset).sort((x, y) => x - y);
@@ -65,7 +70,10 @@ describe("scale-out through Redis", () => {
   });
 
   test("a clientMsgId sent again to another instance gets the original answer and is not broadcast again", async () => {
-    const { instances: [a, b], stop } = await cluster(2);
+    const {
+      instances: [a, b],
+      stop,
+    } = await cluster(2);
     const watcher = await joined(b!, "watcher", "dedup");
     const first = await joined(a!, "erin", "dedup");
     const original = await first.request({ type: "message", room: "dedup", text: "once", clientMsgId: "same-id" });
@@ -80,7 +88,10 @@ describe("scale-out through Redis", () => {
   });
 
   test("a session resumes on another instance and replays exactly what was missed", async () => {
-    const { instances: [a, b], stop } = await cluster(2);
+    const {
+      instances: [a, b],
+      stop,
+    } = await cluster(2);
     const id = connId("resume");
     const talker = await joined(b!, "talker", "resume-room");
     const reader = await joined(a!, "reader", "resume-room", id);
@@ -89,7 +100,11 @@ describe("scale-out through Redis", () => {
     const epoch = (await reader.request({ type: "join", room: "resume-room" })).epoch;
     await reader.close();
     const missed: number[] = [];
-    for (let i = 1; i <= 5; i++) missed.push((await talker.request({ type: "message", room: "resume-room", text: `missed ${i}`, clientMsgId: `t${i}` })).offset);
+    for (let i = 1; i <= 5; i++)
+      missed.push(
+        (await talker.request({ type: "message", room: "resume-room", text: `missed ${i}`, clientMsgId: `t${i}` }))
+          .offset,
+      );
 
     const back = await TestClient.connect(b!.wsUrl(id, "user=reader"), { waitEstablished: false });
     const established = await back.next("connection_established");
@@ -107,7 +122,10 @@ describe("scale-out through Redis", () => {
   });
 
   test("presence counts a user once across instances: first connection in, last connection out", async () => {
-    const { instances: [a, b], stop } = await cluster(2);
+    const {
+      instances: [a, b],
+      stop,
+    } = await cluster(2);
     const observer = await joined(a!, "observer", "pres");
     await observer.next((f) => f.type === "presence_diff" && f.joins.includes("observer"));
     const tab1 = await joined(a!, "frank", "pres");
@@ -126,10 +144,17 @@ describe("scale-out through Redis", () => {
   });
 
   test("admin broadcast reaches connections on every instance", async () => {
-    const { instances: [a, b], stop } = await cluster(2, { ADMIN_TOKEN: "secret-admin" });
+    const {
+      instances: [a, b],
+      stop,
+    } = await cluster(2, { ADMIN_TOKEN: "secret-admin" });
     const one = await TestClient.connect(a!.wsUrl(connId(), "user=one"));
     const two = await TestClient.connect(b!.wsUrl(connId(), "user=two"));
-    const denied = await fetch(`${a!.httpUrl}/admin/broadcast`, { method: "POST", body: JSON.stringify({ text: "x" }), headers: { "content-type": "application/json" } });
+    const denied = await fetch(`${a!.httpUrl}/admin/broadcast`, {
+      method: "POST",
+      body: JSON.stringify({ text: "x" }),
+      headers: { "content-type": "application/json" },
+    });
     expect(denied.status).toBe(401);
     const res = await fetch(`${a!.httpUrl}/admin/broadcast`, {
       method: "POST",
@@ -138,21 +163,38 @@ describe("scale-out through Redis", () => {
     });
     expect(res.status).toBe(200);
     for (const c of [one, two]) expect((await c.next("system")).text).toBe("maintenance at noon");
-    const presence = await fetch(`${b!.httpUrl}/admin/presence/lobby`, { headers: { authorization: "Bearer secret-admin" } });
+    const presence = await fetch(`${b!.httpUrl}/admin/presence/lobby`, {
+      headers: { authorization: "Bearer secret-admin" },
+    });
     expect(await presence.json()).toEqual({ room: "lobby", members: [] });
     await Promise.all([one.close(), two.close()]);
     await stop();
   });
 
   test("a message lost on pub/sub is filled in from the stream, so no offset is skipped", async () => {
-    const { prefix, instances: [a, b], stop } = await cluster(2);
+    const {
+      prefix,
+      instances: [a, b],
+      stop,
+    } = await cluster(2);
     const listener = await joined(b!, "listener", "gappy");
     const writer = await joined(a!, "writer", "gappy");
     await writer.request({ type: "message", room: "gappy", text: "one", clientMsgId: "g1" });
     expect((await listener.next("message")).offset).toBe(1);
     // Stored but never published: what a pub/sub message lost in transit looks like to B.
-    const history = new RedisHistoryStore(redis.client(), redisKeys(prefix), { historySize: 100, ttlSeconds: 600, dedupWindowSeconds: 300 });
-    await history.append({ room: "gappy", id: "lost-id", from: "writer", text: "lost", ts: Date.now(), clientMsgId: "g2" });
+    const history = new RedisHistoryStore(redis.client(), redisKeys(prefix), {
+      historySize: 100,
+      ttlSeconds: 600,
+      dedupWindowSeconds: 300,
+    });
+    await history.append({
+      room: "gappy",
+      id: "lost-id",
+      from: "writer",
+      text: "lost",
+      ts: Date.now(),
+      clientMsgId: "g2",
+    });
     await writer.request({ type: "message", room: "gappy", text: "three", clientMsgId: "g3" });
     const two = await listener.next("message");
     const three = await listener.next("message");

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { startBinary, freePort } from "../helpers/binary";
+import { freePort, startBinary } from "../helpers/binary";
 import { TestClient } from "../helpers/client";
 import { startRedisInstance, waitRedisUp } from "../helpers/cluster";
 import { startRedis, type TestRedis } from "../helpers/redis";
@@ -50,7 +50,8 @@ describe("failures", () => {
     const bob = await TestClient.connect(b.wsUrl(connId(), "user=bob"));
     for (const c of [alice, amy, bob]) await c.request({ type: "join", room: "storm" });
     const stored = [];
-    for (let i = 1; i <= 3; i++) stored.push(await alice.request({ type: "message", room: "storm", text: `kept ${i}`, clientMsgId: `k${i}` }));
+    for (let i = 1; i <= 3; i++)
+      stored.push(await alice.request({ type: "message", room: "storm", text: `kept ${i}`, clientMsgId: `k${i}` }));
     for (let i = 0; i < 3; i++) await bob.next("message");
 
     await redis.kill();

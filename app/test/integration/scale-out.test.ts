@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { TestClient } from "../helpers/client";
-import { sample, scrape } from "../helpers/metrics";
 import { startRedisInstance, waitRedisUp } from "../helpers/cluster";
+import { sample, scrape } from "../helpers/metrics";
 import { startRedis, type TestRedis } from "../helpers/redis";
-import { connId, type TestServer } from "../helpers/server";
+import { connId } from "../helpers/server";
 
 let redis: TestRedis;
 beforeAll(async () => {

@@ -40,13 +40,20 @@ export async function runK6(script: string, env: Record<string, string>, timeout
   const dir = mkdtempSync(join(tmpdir(), "chat-k6-"));
   const summary = join(dir, "summary.json");
   try {
-    const proc = Bun.spawn([k6(), "run", "--quiet", "--no-color", "--summary-export", summary, join(LOADTEST_DIR, script)], {
-      env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? dir, K6_NO_USAGE_REPORT: "true", ...env },
-      stdout: "pipe",
-      stderr: "pipe",
-    });
+    const proc = Bun.spawn(
+      [k6(), "run", "--quiet", "--no-color", "--summary-export", summary, join(LOADTEST_DIR, script)],
+      {
+        env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? dir, K6_NO_USAGE_REPORT: "true", ...env },
+        stdout: "pipe",
+        stderr: "pipe",
+      },
+    );
     const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
-    const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    const [stdout, stderr, exitCode] = await Promise.all([
+      new Response(proc.stdout).text(),
+      new Response(proc.stderr).text(),
+      proc.exited,
+    ]);
     clearTimeout(timer);
     let metrics: Record<string, SummaryMetric> = {};
     try {

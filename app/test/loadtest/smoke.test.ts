@@ -1,7 +1,7 @@
 // The deploy gate's smoke scenario, run by the real k6 against the compiled server: it passes on a
 // healthy server and fails (non-zero exit) when the server is gone, refuses upgrades or drops messages.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { freePort, startBinary, type RunningBinary } from "../helpers/binary";
+import { freePort, type RunningBinary, startBinary } from "../helpers/binary";
 import { runK6 } from "./k6";
 
 const SMALL = { VUS: "4", DURATION: "5s", ROOM_SIZE: "2", MSG_RATE: "2" };
@@ -75,7 +75,12 @@ describe("smoke.js as a gate that can fail", () => {
       },
     });
     try {
-      const run = await runK6("smoke.js", { ...SMALL, DURATION: "3s", BASE_URL: `http://127.0.0.1:${silent.port}`, TOKEN: "s3cret" });
+      const run = await runK6("smoke.js", {
+        ...SMALL,
+        DURATION: "3s",
+        BASE_URL: `http://127.0.0.1:${silent.port}`,
+        TOKEN: "s3cret",
+      });
 
       expect(run.exitCode).not.toBe(0);
       expect(run.metrics.session_success?.value).toBe(1);

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import type { Subprocess } from "bun";
 import { parse, stringify } from "yaml";
-import { freePort, startBinary, type RunningBinary } from "../helpers/binary";
+import { freePort, type RunningBinary, startBinary } from "../helpers/binary";
 import { TestClient } from "../helpers/client";
 import { connId } from "../helpers/server";
 import { DASHBOARDS_DIR, PROMETHEUS_CONFIG, PROMETHEUS_TARGETS, RULES_DIR, tool } from "./paths";
@@ -53,7 +53,10 @@ interface Query {
 function queriesOf(dashboard: any): Query[] {
   const found: Query[] = [];
   const walk = (node: any, title: string) => {
-    if (Array.isArray(node)) return node.forEach((n) => walk(n, title));
+    if (Array.isArray(node)) {
+      for (const n of node) walk(n, title);
+      return;
+    }
     if (!node || typeof node !== "object") return;
     const here = typeof node.title === "string" ? node.title : typeof node.name === "string" ? node.name : title;
     if (typeof node.expr === "string") found.push({ dashboard: dashboard.uid, panel: here, expr: node.expr });
@@ -91,7 +94,11 @@ let dataDir = "";
 const clients: TestClient[] = [];
 let traffic: ReturnType<typeof setInterval> | undefined;
 
-async function promQuery(expr: string): Promise<{ status: string; error?: string; data?: { result: { metric: Record<string, string>; value: [number, string] }[] } }> {
+async function promQuery(expr: string): Promise<{
+  status: string;
+  error?: string;
+  data?: { result: { metric: Record<string, string>; value: [number, string] }[] };
+}> {
   const res = await fetch(`${promUrl}/api/v1/query?${new URLSearchParams({ query: expr })}`);
   return (await res.json()) as any;
 }
@@ -102,7 +109,8 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30
   let delay = 100;
   for (;;) {
     if (await check().catch(() => false)) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\nprometheus output:\n${promOutput.slice(-3000)}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${what}\nprometheus output:\n${promOutput.slice(-3000)}`);
     await Bun.sleep(delay);
     delay = Math.min(delay * 2, 500);
   }
@@ -117,7 +125,9 @@ interface TargetGroup {
 function testTargets(ports: Record<string, number>, colors?: string[]): string {
   const real = parse(readFileSync(PROMETHEUS_TARGETS, "utf8")) as TargetGroup[];
   return stringify(
-    real.filter((g) => !colors || colors.includes(g.labels.color!)).map((g) => ({ targets: [`127.0.0.1:${ports[g.labels.color!]}`], labels: g.labels })),
+    real
+      .filter((g) => !colors || colors.includes(g.labels.color!))
+      .map((g) => ({ targets: [`127.0.0.1:${ports[g.labels.color!]}`], labels: g.labels })),
   );
 }
 
@@ -148,17 +158,25 @@ beforeAll(async () => {
   const redisBin = Bun.which("redis-server");
   if (!redisBin) throw new Error("redis-server is not installed: scripts/test.sh installs it");
   const redisPort = freePort();
-  redis = Bun.spawn([redisBin, "--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-    stdin: "ignore",
-    stdout: "pipe",
-    stderr: "pipe",
-  });
+  redis = Bun.spawn(
+    [redisBin, "--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    {
+      stdin: "ignore",
+      stdout: "pipe",
+      stderr: "pipe",
+    },
+  );
   await until("redis to answer", async () => {
     const socket = await Bun.connect({ hostname: "127.0.0.1", port: redisPort, socket: { data() {} } });
     socket.end();
     return true;
   });
-  const shared = { MAX_CONNECTIONS: "100", LOG_LEVEL: "warn", REDIS_URL: `redis://127.0.0.1:${redisPort}`, REDIS_KEY_PREFIX: `live-${process.pid}:` };
+  const shared = {
+    MAX_CONNECTIONS: "100",
+    LOG_LEVEL: "warn",
+    REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+    REDIS_KEY_PREFIX: `live-${process.pid}:`,
+  };
   [blue, green] = await Promise.all([
     startBinary({ ...shared, COLOR: "blue", INSTANCE_ID: "blue-1" }),
     startBinary({ ...shared, COLOR: "green", INSTANCE_ID: "green-1" }),
@@ -173,7 +191,12 @@ beforeAll(async () => {
   writeFileSync(configFile, testConfig(targetsFile, promPort));
   promUrl = `http://127.0.0.1:${promPort}`;
   prometheus = Bun.spawn(
-    [prometheusBin, `--config.file=${configFile}`, `--storage.tsdb.path=${join(dataDir, "data")}`, `--web.listen-address=127.0.0.1:${promPort}`],
+    [
+      prometheusBin,
+      `--config.file=${configFile}`,
+      `--storage.tsdb.path=${join(dataDir, "data")}`,
+      `--web.listen-address=127.0.0.1:${promPort}`,
+    ],
     { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
   );
   void (async () => {
@@ -235,7 +258,9 @@ describe("dashboards against live data", () => {
       return r.data!.result.length === 2;
     });
     const r = await promQuery('app_info{job="websocket"}');
-    const seen = r.data!.result.map((s) => `${s.metric.color} ${s.metric.instance} ${s.metric.exported_instance}`).sort();
+    const seen = r
+      .data!.result.map((s) => `${s.metric.color} ${s.metric.instance} ${s.metric.exported_instance}`)
+      .sort();
     expect(seen).toEqual(["blue websocket-blue blue-1", "green websocket-green green-1"]);
   }, 20_000);
 
@@ -244,23 +269,32 @@ describe("dashboards against live data", () => {
     expect(queries.length).toBeGreaterThan(30);
     for (const [uid, titles] of Object.entries(MUST_HAVE_DATA)) {
       const known = new Set(queries.filter((q) => q.dashboard === uid).map((q) => q.panel));
-      for (const title of titles) expect(`${uid}: ${known.has(title) ? title : `missing panel ${title}`}`).toBe(`${uid}: ${title}`);
+      for (const title of titles)
+        expect(`${uid}: ${known.has(title) ? title : `missing panel ${title}`}`).toBe(`${uid}: ${title}`);
     }
-    const required = queries.filter((q) => MUST_HAVE_DATA[q.dashboard]?.includes(q.panel) || q.panel.startsWith("variable color") || q.panel.startsWith("variable instance"));
+    const required = queries.filter(
+      (q) =>
+        MUST_HAVE_DATA[q.dashboard]?.includes(q.panel) ||
+        q.panel.startsWith("variable color") ||
+        q.panel.startsWith("variable instance"),
+    );
 
     // Wait until every required query has data: rates need two scrapes after the traffic began.
     const empty = async () => {
       const missing: string[] = [];
       for (const q of required) {
         const r = await promQuery(substitute(q.expr));
-        if (r.status !== "success" || r.data!.result.length === 0) missing.push(`${q.dashboard} / ${q.panel}: ${q.expr}`);
+        if (r.status !== "success" || r.data!.result.length === 0)
+          missing.push(`${q.dashboard} / ${q.panel}: ${q.expr}`);
       }
-        return missing;
+      return missing;
     };
     let missing: string[] = [];
-    await until("the core panels to return data", async () => (missing = await empty()).length === 0, 40_000).catch((error) => {
-      throw new Error(`${(error as Error).message.split("\n")[0]}; still empty:\n  ${missing.join("\n  ")}`);
-    });
+    await until("the core panels to return data", async () => (missing = await empty()).length === 0, 40_000).catch(
+      (error) => {
+        throw new Error(`${(error as Error).message.split("\n")[0]}; still empty:\n  ${missing.join("\n  ")}`);
+      },
+    );
 
     const failures: string[] = [];
     const withData = new Map<string, [number, number]>();

@@ -16,7 +16,12 @@ describe("grafana provisioning", () => {
   test("one Prometheus datasource with a fixed uid", () => {
     expect(datasources.apiVersion).toBe(1);
     expect(datasources.datasources).toHaveLength(1);
-    expect(datasources.datasources[0]).toMatchObject({ uid: "prometheus", type: "prometheus", url: "http://prometheus:9090", isDefault: true });
+    expect(datasources.datasources[0]).toMatchObject({
+      uid: "prometheus",
+      type: "prometheus",
+      url: "http://prometheus:9090",
+      isDefault: true,
+    });
   });
 
   test("a file provider reading the mounted dashboards directory", () => {

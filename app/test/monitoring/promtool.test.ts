@@ -6,7 +6,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:f
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { parse } from "yaml";
-import { PROMETHEUS_CONFIG, PROMETHEUS_DIR, RULES_DIR, RULE_TESTS_DIR, RUNBOOK, run, tool, ymlFiles } from "./paths";
+import { PROMETHEUS_CONFIG, PROMETHEUS_DIR, RULE_TESTS_DIR, RULES_DIR, RUNBOOK, run, tool, ymlFiles } from "./paths";
 
 const promtool = tool("promtool");
 const temps: string[] = [];
@@ -35,7 +35,9 @@ const ruleFiles = ymlFiles(RULES_DIR);
 const alertsByFile = new Map<string, AlertRule[]>(
   ruleFiles.map((file) => [
     basename(file),
-    (parse(readFileSync(file, "utf8")).groups as { rules: AlertRule[] }[]).flatMap((g) => g.rules.filter((r) => r.alert)),
+    (parse(readFileSync(file, "utf8")).groups as { rules: AlertRule[] }[]).flatMap((g) =>
+      g.rules.filter((r) => r.alert),
+    ),
   ]),
 );
 const allAlerts = [...alertsByFile.values()].flat();
@@ -72,7 +74,13 @@ describe("promtool", () => {
     const dir = tempDir();
     const broken = join(dir, "connections.yml");
     const source = readFileSync(join(RULES_DIR, "connections.yml"), "utf8");
-    writeFileSync(broken, source.replace('websocket_connections_total{job="websocket"} > 8000', "sum by (instance (websocket_connections_total) > 8000"));
+    writeFileSync(
+      broken,
+      source.replace(
+        'websocket_connections_total{job="websocket"} > 8000',
+        "sum by (instance (websocket_connections_total) > 8000",
+      ),
+    );
     const { code, output } = run([promtool, "check", "rules", broken]);
     expect(code).not.toBe(0);
     expect(output).toContain("FAILED");
@@ -96,8 +104,8 @@ describe("promtool", () => {
     const source = readFileSync(PROMETHEUS_CONFIG, "utf8");
     const enabled = source
       .replace(/^(\s*)# (authorization:)$/m, "$1$2")
-      .replace(/^(\s*)# (  type: Bearer)$/m, "$1$2")
-      .replace(/^(\s*)# (  credentials_file: ).*$/m, `$1$2${tokenFile}`);
+      .replace(/^(\s*)# ( {2}type: Bearer)$/m, "$1$2")
+      .replace(/^(\s*)# ( {2}credentials_file: ).*$/m, `$1$2${tokenFile}`);
     expect(enabled).not.toBe(source);
     const config = join(dir, "prometheus.yml");
     writeFileSync(config, enabled.replace("rules/*.yml", join(RULES_DIR, "*.yml")));
@@ -114,7 +122,13 @@ describe("alert conventions", () => {
   const runbook = readFileSync(RUNBOOK, "utf8");
   // GitHub's heading anchors: lower case, punctuation dropped, spaces to dashes.
   const anchors = new Set(
-    [...runbook.matchAll(/^#{2,3} (.+)$/gm)].map((m) => m[1]!.trim().toLowerCase().replace(/[^\w\- ]/g, "").replace(/ /g, "-")),
+    [...runbook.matchAll(/^#{2,3} (.+)$/gm)].map((m) =>
+      m[1]!
+        .trim()
+        .toLowerCase()
+        .replace(/[^\w\- ]/g, "")
+        .replace(/ /g, "-"),
+    ),
   );
 
   test("the issue's alerts all exist, each once", () => {
@@ -156,7 +170,11 @@ describe("alert conventions", () => {
         const mine = evals.filter((e) => e.alertname === alert.alert);
         const silent = mine.filter((e) => (e.exp_alerts ?? []).length === 0).map((e) => seconds(e.eval_time));
         const firing = mine.filter((e) => (e.exp_alerts ?? []).length > 0).map((e) => seconds(e.eval_time));
-        expect({ alert: alert.alert, silent: silent.length > 0, firing: firing.length > 0 }).toEqual({ alert: alert.alert, silent: true, firing: true });
+        expect({ alert: alert.alert, silent: silent.length > 0, firing: firing.length > 0 }).toEqual({
+          alert: alert.alert,
+          silent: true,
+          firing: true,
+        });
         // Some silent evaluation comes before some firing one: the `for` window was observed.
         expect(Math.min(...silent)).toBeLessThan(Math.max(...firing));
       }

@@ -23,7 +23,8 @@ test("every counter follows what the clients did", async () => {
 
   await alice.request({ type: "join", room: "metrics" });
   await bob.request({ type: "join", room: "metrics" });
-  for (let i = 0; i < 3; i++) await alice.request({ type: "message", room: "metrics", text: `m${i}`, clientMsgId: `m-${i}` });
+  for (let i = 0; i < 3; i++)
+    await alice.request({ type: "message", room: "metrics", text: `m${i}`, clientMsgId: `m-${i}` });
   for (let i = 0; i < 3; i++) await bob.next("message");
   alice.send("{broken");
   await alice.next("error");
@@ -52,7 +53,16 @@ test("every counter follows what the clients did", async () => {
   await waitFor(() => srv.server.registry.size === 0, { what: "both connections released" });
   const m3 = await scrape(srv.httpUrl);
   expect(sample(m3, "websocket_connections_total")).toBe(0);
-  expect(sample(m3, "websocket_disconnects_total", { code: "1000" }) - sample(m2, "websocket_disconnects_total", { code: "1000" })).toBe(1);
-  expect(sample(m3, "websocket_disconnects_total", { code: "4400" }) - sample(m2, "websocket_disconnects_total", { code: "4400" })).toBe(1);
-  expect(sample(m3, "websocket_connection_duration_seconds_count") - sample(m2, "websocket_connection_duration_seconds_count")).toBe(2);
+  expect(
+    sample(m3, "websocket_disconnects_total", { code: "1000" }) -
+      sample(m2, "websocket_disconnects_total", { code: "1000" }),
+  ).toBe(1);
+  expect(
+    sample(m3, "websocket_disconnects_total", { code: "4400" }) -
+      sample(m2, "websocket_disconnects_total", { code: "4400" }),
+  ).toBe(1);
+  expect(
+    sample(m3, "websocket_connection_duration_seconds_count") -
+      sample(m2, "websocket_connection_duration_seconds_count"),
+  ).toBe(2);
 });

@@ -54,7 +54,14 @@ describe("answers", () => {
   test("join answers message_response with the room's epoch and offset, recovered false", async () => {
     const client = await srv.connect(connId(), "user=joiner");
     const answer = await client.request({ type: "join", room: "frames-join" });
-    expect(answer).toMatchObject({ type: "message_response", ok: true, for: "join", room: "frames-join", offset: 0, recovered: false });
+    expect(answer).toMatchObject({
+      type: "message_response",
+      ok: true,
+      for: "join",
+      room: "frames-join",
+      offset: 0,
+      recovered: false,
+    });
     expect(typeof answer.epoch).toBe("string");
     expect(answer.epoch.length).toBeGreaterThan(0);
   });
@@ -79,7 +86,16 @@ describe("answers", () => {
     expect(answer).toMatchObject({ type: "message_response", ok: true, for: "message", room: "frames-msg", offset: 1 });
     expect(typeof answer.id).toBe("string");
     expect(typeof answer.ts).toBe("number");
-    const expected = { type: "message", room: "frames-msg", id: answer.id, offset: 1, from: "alice", text: "hi bob", ts: answer.ts, clientMsgId: "c-1" };
+    const expected = {
+      type: "message",
+      room: "frames-msg",
+      id: answer.id,
+      offset: 1,
+      from: "alice",
+      text: "hi bob",
+      ts: answer.ts,
+      clientMsgId: "c-1",
+    };
     expect(await bob.next("message")).toEqual(expected);
     // The sender sees its own message in the room's stream too.
     expect(await alice.next("message")).toEqual(expected);
@@ -107,7 +123,15 @@ describe("answers", () => {
     const carol = await srv.connect(connId(), "user=dm-carol");
     const answer = await alice.request({ type: "direct", to: "dm-bob", text: "psst", clientMsgId: "d-1" });
     expect(answer).toMatchObject({ type: "message_response", ok: true, for: "direct", to: "dm-bob" });
-    const expected = { type: "direct", id: answer.id, from: "dm-alice", to: "dm-bob", text: "psst", ts: answer.ts, clientMsgId: "d-1" };
+    const expected = {
+      type: "direct",
+      id: answer.id,
+      from: "dm-alice",
+      to: "dm-bob",
+      text: "psst",
+      ts: answer.ts,
+      clientMsgId: "d-1",
+    };
     expect(await bob.next("direct")).toEqual(expected);
     expect(await aliceTab.next("direct")).toEqual(expected);
     await carol.sync();

@@ -4,8 +4,8 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import type { Frame, TestClient } from "../helpers/client";
 import { sample, scrape } from "../helpers/metrics";
-import { waitFor } from "../helpers/wait";
 import { connId, startTestServer, type TestServer } from "../helpers/server";
+import { waitFor } from "../helpers/wait";
 
 const MAX_TEXT = 50;
 const MAX_BYTES = 2048;
@@ -112,12 +112,24 @@ function generate(rng: Rng): Case {
         base.replace(":", ""),
         `${base},`,
         `{${rng.text(rng.int(40))}`,
-        rng.pick(["nul", "tru", "undefined", "NaN-ish", "{}}", "[[", "", "\u0000", "{\"a\":}"]),
+        rng.pick(["nul", "tru", "undefined", "NaN-ish", "{}}", "[[", "", "\u0000", '{"a":}']),
       ]);
       return { frame: broken, expect: invalid("invalid_json") };
     }
     case 1: {
-      const values = ["1e400", "-1e400", "123456789012345678901234567890", "0", "-0", "[]", "[1,[2,[3]]]", "null", "true", "false", JSON.stringify([validFrame(rng, "ping")])];
+      const values = [
+        "1e400",
+        "-1e400",
+        "123456789012345678901234567890",
+        "0",
+        "-0",
+        "[]",
+        "[1,[2,[3]]]",
+        "null",
+        "true",
+        "false",
+        JSON.stringify([validFrame(rng, "ping")]),
+      ];
       return { frame: rng.pick(values), expect: invalid("invalid_frame") };
     }
     case 2: {
@@ -125,7 +137,18 @@ function generate(rng: Rng): Case {
       return { frame, ref, expect: invalid("invalid_frame") };
     }
     case 3: {
-      const type = rng.pick(["__proto__", "constructor", "prototype", "toString", "valueOf", "hasOwnProperty", "PING", "join ", "", rng.text(1 + rng.int(20))]);
+      const type = rng.pick([
+        "__proto__",
+        "constructor",
+        "prototype",
+        "toString",
+        "valueOf",
+        "hasOwnProperty",
+        "PING",
+        "join ",
+        "",
+        rng.text(1 + rng.int(20)),
+      ]);
       return { frame: JSON.stringify({ type, ref }), ref, expect: invalid("unknown_type") };
     }
     case 4: {
@@ -169,20 +192,37 @@ function generate(rng: Rng): Case {
     }
     case 10: {
       if (rng.next() < 0.2) {
-        const frame = rng.next() < 0.5 ? "x".repeat(MAX_BYTES + 1 + rng.int(MAX_BYTES)) : new Uint8Array(MAX_BYTES + 1 + rng.int(MAX_BYTES));
+        const frame =
+          rng.next() < 0.5
+            ? "x".repeat(MAX_BYTES + 1 + rng.int(MAX_BYTES))
+            : new Uint8Array(MAX_BYTES + 1 + rng.int(MAX_BYTES));
         return { frame, expect: { close: 1009 } };
       }
       // Well-formed requests for a room the connection is not in: refused, but not invalid.
       const type = rng.pick(["leave", "message", "typing", "read", "history", "presence"] as const);
-      return { frame: JSON.stringify({ ...validFrame(rng, type), ref }), ref, expect: { error: "not_in_room", invalid: false } };
+      return {
+        frame: JSON.stringify({ ...validFrame(rng, type), ref }),
+        ref,
+        expect: { error: "not_in_room", invalid: false },
+      };
     }
     default: {
       // Valid frames with odd but allowed values get their normal answer.
       const frame = rng.pick([
         { type: "ping", ref },
-        { type: "direct", ref, to: rng.text(1 + rng.int(64)), text: "😀".repeat(1 + rng.int(MAX_TEXT)), clientMsgId: `c${rng.int(1e9)}` },
+        {
+          type: "direct",
+          ref,
+          to: rng.text(1 + rng.int(64)),
+          text: "😀".repeat(1 + rng.int(MAX_TEXT)),
+          clientMsgId: `c${rng.int(1e9)}`,
+        },
       ]);
-      return { frame: JSON.stringify(frame), ref, expect: { answer: frame.type === "ping" ? "pong" : "message_response" } };
+      return {
+        frame: JSON.stringify(frame),
+        ref,
+        expect: { answer: frame.type === "ping" ? "pong" : "message_response" },
+      };
     }
   }
 }
@@ -251,7 +291,12 @@ test(`${WORKERS * FRAMES_PER_WORKER} malformed frames over many connections leav
     const sent: string[] = [];
     while (fuzzing || sent.length < 50) {
       const text = `calm message ${sent.length + 1}`;
-      const answer = await alice.request({ type: "message", room: "calm", text, clientMsgId: `calm-${sent.length + 1}` });
+      const answer = await alice.request({
+        type: "message",
+        room: "calm",
+        text,
+        clientMsgId: `calm-${sent.length + 1}`,
+      });
       expect(answer).toMatchObject({ type: "message_response", ok: true, offset: sent.length + 1 });
       sent.push(text);
     }
@@ -276,7 +321,9 @@ test(`${WORKERS * FRAMES_PER_WORKER} malformed frames over many connections leav
   expect(bob.all("message")).toEqual([]);
 
   expect(tally.frames).toBeGreaterThanOrEqual(1000);
-  console.log(`fuzz seed ${seed}: ${tally.frames} frames, errors ${JSON.stringify(tally.errors)}, closes ${JSON.stringify(tally.closes)}, chat ${sent.length} messages`);
+  console.log(
+    `fuzz seed ${seed}: ${tally.frames} frames, errors ${JSON.stringify(tally.errors)}, closes ${JSON.stringify(tally.closes)}, chat ${sent.length} messages`,
+  );
   expect(tally.closes[1003]).toBeGreaterThan(0);
   expect(tally.closes[1009]).toBeGreaterThan(0);
   expect(({} as Record<string, unknown>).polluted).toBeUndefined();
@@ -285,11 +332,13 @@ test(`${WORKERS * FRAMES_PER_WORKER} malformed frames over many connections leav
   await waitFor(() => srv.server.registry.size === 2, { what: "fuzzing connections released" });
   const after = await scrape(srv.httpUrl);
   for (const [code, n] of Object.entries(tally.errors)) {
-    const delta = sample(after, "websocket_errors_total", { code }) - sample(before, "websocket_errors_total", { code });
+    const delta =
+      sample(after, "websocket_errors_total", { code }) - sample(before, "websocket_errors_total", { code });
     expect(delta, code).toBe(n);
   }
   for (const [code, n] of Object.entries(tally.closes)) {
-    const delta = sample(after, "websocket_disconnects_total", { code }) - sample(before, "websocket_disconnects_total", { code });
+    const delta =
+      sample(after, "websocket_disconnects_total", { code }) - sample(before, "websocket_disconnects_total", { code });
     expect(delta, `close ${code}`).toBe(n);
   }
   const health = await (await fetch(`${srv.httpUrl}/health`)).json();

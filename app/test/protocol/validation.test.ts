@@ -1,8 +1,8 @@
 // Invalid client frames: each gets an `error` frame with a stable code and the ref, the connection
 // stays open, and only repeated abuse (1003) or an oversized frame (1009) closes it.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { TestClient } from "../helpers/client";
 import { memoryBackends } from "../../src/server";
+import type { TestClient } from "../helpers/client";
 import { connId, startTestServer, type TestServer } from "../helpers/server";
 
 let srv: TestServer;
@@ -20,7 +20,12 @@ describe("error codes", () => {
     const client = await srv.connect();
     for (const raw of ['{"type":"ping"', "{type:ping}", "", "nul", "{'type':'ping'}"]) {
       client.send(raw);
-      expect(await client.next("error")).toEqual({ type: "error", code: "invalid_json", message: "frame is not valid JSON", temporary: false });
+      expect(await client.next("error")).toEqual({
+        type: "error",
+        code: "invalid_json",
+        message: "frame is not valid JSON",
+        temporary: false,
+      });
     }
     await expectStillServing(client);
   });
@@ -117,7 +122,7 @@ describe("error codes", () => {
       expect(await client.next("error")).toMatchObject({ code: "invalid_frame", ref: `p${i + 1}` });
     }
     expect(({} as Record<string, unknown>).polluted).toBeUndefined();
-    expect(Object.prototype.hasOwnProperty.call(Object.prototype, "polluted")).toBe(false);
+    expect(Object.hasOwn(Object.prototype, "polluted")).toBe(false);
     await expectStillServing(client);
   });
 
@@ -133,7 +138,12 @@ describe("error codes", () => {
   test("text_too_long above MAX_TEXT_LENGTH characters, counted in code points", async () => {
     const client = await srv.connect(connId(), "user=long");
     await client.request({ type: "join", room: "val-long" });
-    const tooLong = await client.request({ type: "message", room: "val-long", text: "x".repeat(11), clientMsgId: "l-1" });
+    const tooLong = await client.request({
+      type: "message",
+      room: "val-long",
+      text: "x".repeat(11),
+      clientMsgId: "l-1",
+    });
     expect(tooLong).toMatchObject({ type: "error", code: "text_too_long", temporary: false });
     const direct = await client.request({ type: "direct", to: "someone", text: "y".repeat(11), clientMsgId: "l-2" });
     expect(direct.code).toBe("text_too_long");
@@ -167,7 +177,11 @@ describe("error codes", () => {
     const client = await srv.connect();
     await client.request({ type: "join", room: "val-r1" });
     await client.request({ type: "join", room: "val-r2" });
-    expect(await client.request({ type: "join", room: "val-r3" })).toMatchObject({ type: "error", code: "too_many_rooms", temporary: false });
+    expect(await client.request({ type: "join", room: "val-r3" })).toMatchObject({
+      type: "error",
+      code: "too_many_rooms",
+      temporary: false,
+    });
     // Joining a room already joined is not a new room.
     expect(await client.request({ type: "join", room: "val-r2" })).toMatchObject({ ok: true, for: "join" });
     await client.request({ type: "leave", room: "val-r1" });
@@ -207,7 +221,10 @@ describe("closing", () => {
   test("a frame of exactly MAX_MESSAGE_BYTES is read", async () => {
     const client = await srv.connect();
     const base = JSON.stringify({ type: "ping", ref: "" });
-    const frame = JSON.stringify({ type: "ping", ref: "" }).replace('"ref":""', `"ref":""${" ".repeat(1024 - base.length)}`);
+    const frame = JSON.stringify({ type: "ping", ref: "" }).replace(
+      '"ref":""',
+      `"ref":""${" ".repeat(1024 - base.length)}`,
+    );
     expect(Buffer.byteLength(frame)).toBe(1024);
     client.send(frame);
     expect(await client.next("pong")).toMatchObject({ ref: "" });

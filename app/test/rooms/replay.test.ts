@@ -17,7 +17,8 @@ afterAll(() => srv.stop());
 /** A room holding `count` messages (offsets 1..count), written by `writer`. */
 async function roomWith(room: string, count: number) {
   const joined = await writer.request({ type: "join", room });
-  for (let i = 1; i <= count; i++) await writer.request({ type: "message", room, text: `${room}-${i}`, clientMsgId: `${room}-${i}` });
+  for (let i = 1; i <= count; i++)
+    await writer.request({ type: "message", room, text: `${room}-${i}`, clientMsgId: `${room}-${i}` });
   return { epoch: joined.epoch as string };
 }
 
@@ -37,7 +38,15 @@ test("a lastOffset within history replays every later message in order, then rec
     [3, "rp-ok-3"],
   ]);
   expect(replayed[0]).toMatchObject({ type: "message", room: "rp-ok", from: "writer", clientMsgId: "rp-ok-2" });
-  expect(answer).toMatchObject({ type: "message_response", ok: true, for: "join", room: "rp-ok", epoch, offset: 3, recovered: true });
+  expect(answer).toMatchObject({
+    type: "message_response",
+    ok: true,
+    for: "join",
+    room: "rp-ok",
+    epoch,
+    offset: 3,
+    recovered: true,
+  });
 });
 
 test("without an epoch the current one is assumed", async () => {

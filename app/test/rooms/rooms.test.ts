@@ -15,11 +15,21 @@ describe("presence", () => {
   test("join and leave are announced to the room as presence_diff, once per user", async () => {
     const alice = await user("pa-alice");
     await alice.request({ type: "join", room: "pres" });
-    expect(await alice.next("presence_diff")).toEqual({ type: "presence_diff", room: "pres", joins: ["pa-alice"], leaves: [] });
+    expect(await alice.next("presence_diff")).toEqual({
+      type: "presence_diff",
+      room: "pres",
+      joins: ["pa-alice"],
+      leaves: [],
+    });
 
     const bob = await user("pa-bob");
     await bob.request({ type: "join", room: "pres" });
-    expect(await alice.next("presence_diff")).toEqual({ type: "presence_diff", room: "pres", joins: ["pa-bob"], leaves: [] });
+    expect(await alice.next("presence_diff")).toEqual({
+      type: "presence_diff",
+      room: "pres",
+      joins: ["pa-bob"],
+      leaves: [],
+    });
 
     // A second socket of the same user changes nothing anyone sees.
     const bobTab = await user("pa-bob");
@@ -30,8 +40,17 @@ describe("presence", () => {
     expect(alice.all("presence_diff")).toEqual([]);
 
     await bob.request({ type: "leave", room: "pres" });
-    expect(await alice.next("presence_diff")).toEqual({ type: "presence_diff", room: "pres", joins: [], leaves: ["pa-bob"] });
-    expect(await alice.request({ type: "presence", room: "pres" })).toMatchObject({ type: "presence", room: "pres", members: ["pa-alice"] });
+    expect(await alice.next("presence_diff")).toEqual({
+      type: "presence_diff",
+      room: "pres",
+      joins: [],
+      leaves: ["pa-bob"],
+    });
+    expect(await alice.request({ type: "presence", room: "pres" })).toMatchObject({
+      type: "presence",
+      room: "pres",
+      members: ["pa-alice"],
+    });
   });
 
   test("closing the socket leaves its rooms", async () => {
@@ -40,7 +59,9 @@ describe("presence", () => {
     await alice.request({ type: "join", room: "pres-close" });
     await bob.request({ type: "join", room: "pres-close" });
     await bob.close();
-    expect(await alice.next((f) => f.type === "presence_diff" && f.leaves.length > 0)).toMatchObject({ leaves: ["pc-bob"] });
+    expect(await alice.next((f) => f.type === "presence_diff" && f.leaves.length > 0)).toMatchObject({
+      leaves: ["pc-bob"],
+    });
     expect((await alice.request({ type: "presence", room: "pres-close" })).members).toEqual(["pc-alice"]);
   });
 
@@ -53,7 +74,9 @@ describe("presence", () => {
     await alice.request({ type: "message", room: "pres-left", text: "gone?", clientMsgId: "pl-1" });
     await bob.sync();
     expect(bob.all("message")).toEqual([]);
-    expect((await bob.request({ type: "message", room: "pres-left", text: "hi", clientMsgId: "pl-2" })).code).toBe("not_in_room");
+    expect((await bob.request({ type: "message", room: "pres-left", text: "hi", clientMsgId: "pl-2" })).code).toBe(
+      "not_in_room",
+    );
   });
 });
 
@@ -88,13 +111,20 @@ describe("history", () => {
   test("pages backwards with before and limit; hasMore says whether older ones remain", async () => {
     const alice = await user("hi-alice");
     await alice.request({ type: "join", room: "hist" });
-    for (let i = 1; i <= 5; i++) await alice.request({ type: "message", room: "hist", text: `h${i}`, clientMsgId: `h-${i}` });
+    for (let i = 1; i <= 5; i++)
+      await alice.request({ type: "message", room: "hist", text: `h${i}`, clientMsgId: `h-${i}` });
     const offsets = (f: Frame) => f.messages.map((m: { offset: number }) => m.offset);
 
     const all = await alice.request({ type: "history", room: "hist" });
     expect(offsets(all)).toEqual([1, 2, 3, 4, 5]);
     expect(all.hasMore).toBe(false);
-    expect(all.messages[0]).toMatchObject({ room: "hist", offset: 1, from: "hi-alice", text: "h1", clientMsgId: "h-1" });
+    expect(all.messages[0]).toMatchObject({
+      room: "hist",
+      offset: 1,
+      from: "hi-alice",
+      text: "h1",
+      clientMsgId: "h-1",
+    });
     expect(typeof all.messages[0].id).toBe("string");
 
     const newest = await alice.request({ type: "history", room: "hist", limit: 2 });
@@ -113,6 +143,9 @@ describe("history", () => {
   test("a room without messages has an empty history", async () => {
     const alice = await user("he-alice");
     await alice.request({ type: "join", room: "hist-empty" });
-    expect(await alice.request({ type: "history", room: "hist-empty", limit: 100 })).toMatchObject({ messages: [], hasMore: false });
+    expect(await alice.request({ type: "history", room: "hist-empty", limit: 100 })).toMatchObject({
+      messages: [],
+      hasMore: false,
+    });
   });
 });

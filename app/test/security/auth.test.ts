@@ -1,13 +1,18 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { exportJWK, generateKeyPair, SignJWT } from "jose";
 import { TestClient } from "../helpers/client";
+import { upgrade } from "../helpers/http";
 import { hsToken, TEST_SECRET } from "../helpers/jwt";
 import { connId, startTestServer, type TestServer } from "../helpers/server";
-import { upgrade } from "../helpers/http";
 
 let srv: TestServer;
 beforeAll(async () => {
-  srv = await startTestServer({ AUTH_REQUIRED: "true", JWT_SECRET: TEST_SECRET, HEARTBEAT_INTERVAL: "200", PONG_TIMEOUT: "5000" });
+  srv = await startTestServer({
+    AUTH_REQUIRED: "true",
+    JWT_SECRET: TEST_SECRET,
+    HEARTBEAT_INTERVAL: "200",
+    PONG_TIMEOUT: "5000",
+  });
 });
 afterAll(() => srv.stop());
 
@@ -15,7 +20,9 @@ describe("authentication", () => {
   test("no token, a forged token or an expired one is refused with 401 before the upgrade", async () => {
     const missing = await upgrade(srv.wsUrl(connId(), "user=mallory"));
     expect(missing).toMatchObject({ status: 401, body: { error: "missing_token" } });
-    const forged = await upgrade(srv.wsUrl(connId(), `token=${await hsToken("mallory", { secret: "another-secret-of-32-characters-or-more" })}`));
+    const forged = await upgrade(
+      srv.wsUrl(connId(), `token=${await hsToken("mallory", { secret: "another-secret-of-32-characters-or-more" })}`),
+    );
     expect(forged).toMatchObject({ status: 401, body: { error: "invalid_token" } });
     const expired = await upgrade(srv.wsUrl(connId(), `token=${await hsToken("alice", { expiresInSeconds: -60 })}`));
     expect(expired).toMatchObject({ status: 401, body: { error: "token_expired" } });
@@ -23,9 +30,13 @@ describe("authentication", () => {
 
   test("the token's sub is the user, whichever way the token comes, and ?user= cannot override it", async () => {
     const token = await hsToken("alice");
-    const byQuery = await TestClient.connect(srv.wsUrl(connId(), `token=${token}&user=mallory`), { waitEstablished: false });
+    const byQuery = await TestClient.connect(srv.wsUrl(connId(), `token=${token}&user=mallory`), {
+      waitEstablished: false,
+    });
     const cookieId = connId();
-    const viaCookie = new WebSocket(srv.wsUrl(cookieId), { headers: { cookie: `other=1; chat_token=${token}` } } as unknown as string[]);
+    const viaCookie = new WebSocket(srv.wsUrl(cookieId), {
+      headers: { cookie: `other=1; chat_token=${token}` },
+    } as unknown as string[]);
     const byCookie = new TestClient(viaCookie);
     await byCookie.opened;
     const viaProtocol = new WebSocket(srv.wsUrl(connId()), ["chat.v1", `bearer.${token}`]);
@@ -40,8 +51,12 @@ describe("authentication", () => {
   });
 
   test("a connection whose token expires is closed with 4401, unless an auth frame renews it", async () => {
-    const short = await TestClient.connect(srv.wsUrl(connId(), `token=${await hsToken("bob", { expiresInSeconds: 2 })}`));
-    const renewed = await TestClient.connect(srv.wsUrl(connId(), `token=${await hsToken("carol", { expiresInSeconds: 2 })}`));
+    const short = await TestClient.connect(
+      srv.wsUrl(connId(), `token=${await hsToken("bob", { expiresInSeconds: 2 })}`),
+    );
+    const renewed = await TestClient.connect(
+      srv.wsUrl(connId(), `token=${await hsToken("carol", { expiresInSeconds: 2 })}`),
+    );
     const fresh = await renewed.request({ type: "auth", token: await hsToken("carol", { expiresInSeconds: 600 }) });
     expect(fresh).toMatchObject({ type: "message_response", for: "auth" });
     expect(fresh.expiresAt).toBeGreaterThan(Date.now() + 500_000);
@@ -57,7 +72,10 @@ describe("authentication", () => {
     const user = await TestClient.connect(srv.wsUrl(connId(), `token=${await hsToken("dave")}`));
     const admin = await TestClient.connect(srv.wsUrl(connId(), `token=${await hsToken("erin", { roles: ["admin"] })}`));
     expect(await user.request({ type: "join", room: "admin:ops" })).toMatchObject({ type: "error", code: "forbidden" });
-    expect(await admin.request({ type: "join", room: "admin:ops" })).toMatchObject({ type: "message_response", for: "join" });
+    expect(await admin.request({ type: "join", room: "admin:ops" })).toMatchObject({
+      type: "message_response",
+      for: "join",
+    });
     expect(await user.request({ type: "join", room: "public:lobby" })).toMatchObject({ type: "message_response" });
     await Promise.all([user.close(), admin.close()]);
   });
@@ -68,9 +86,16 @@ describe("JWKS", () => {
     const { publicKey, privateKey } = await generateKeyPair("ES256");
     const jwk = { ...(await exportJWK(publicKey)), kid: "k1", alg: "ES256", use: "sig" };
     const jwks = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => Response.json({ keys: [jwk] }) });
-    const server = await startTestServer({ AUTH_REQUIRED: "true", JWT_JWKS_URL: `http://127.0.0.1:${jwks.port}/jwks.json` });
+    const server = await startTestServer({
+      AUTH_REQUIRED: "true",
+      JWT_JWKS_URL: `http://127.0.0.1:${jwks.port}/jwks.json`,
+    });
     const sign = (sub: string) =>
-      new SignJWT({}).setProtectedHeader({ alg: "ES256", kid: "k1" }).setSubject(sub).setExpirationTime("10m").sign(privateKey);
+      new SignJWT({})
+        .setProtectedHeader({ alg: "ES256", kid: "k1" })
+        .setSubject(sub)
+        .setExpirationTime("10m")
+        .sign(privateKey);
     const client = await TestClient.connect(server.wsUrl(connId(), `token=${await sign("frank")}`));
     expect((await client.request({ type: "ping" })).type).toBe("pong");
     const hs = await upgrade(server.wsUrl(connId(), `token=${await hsToken("frank")}`));

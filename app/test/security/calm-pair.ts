@@ -51,6 +51,9 @@ clearInterval(timer);
 const deadline = Date.now() + 3000;
 while (received.size < seq && Date.now() < deadline) await Bun.sleep(10);
 const sorted = [...latencies].sort((a, b) => a - b);
-const pct = (p: number) => +(sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN).toFixed(2);
-console.log(JSON.stringify({ sent: seq, received: received.size, duplicates, p50: pct(50), p99: pct(99), max: pct(100) }));
+const pct = (p: number) =>
+  +(sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN).toFixed(2);
+console.log(
+  JSON.stringify({ sent: seq, received: received.size, duplicates, p50: pct(50), p99: pct(99), max: pct(100) }),
+);
 process.exit(0);

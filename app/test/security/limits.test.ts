@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import { TestClient } from "../helpers/client";
-import { connId, startTestServer } from "../helpers/server";
 import { upgrade } from "../helpers/http";
+import { connId, startTestServer } from "../helpers/server";
 
 async function metric(httpUrl: string, pattern: RegExp) {
   const text = await (await fetch(`${httpUrl}/metrics`)).text();
@@ -31,7 +31,11 @@ describe("connection attempts per client IP", () => {
   });
 
   test("X-Forwarded-For counts only from a trusted proxy", async () => {
-    const trusting = await startTestServer({ CONNECT_RATE_PER_IP: "1", CONNECT_BURST_PER_IP: "1", TRUSTED_PROXIES: "127.0.0.1" });
+    const trusting = await startTestServer({
+      CONNECT_RATE_PER_IP: "1",
+      CONNECT_BURST_PER_IP: "1",
+      TRUSTED_PROXIES: "127.0.0.1",
+    });
     expect((await upgrade(trusting.wsUrl(connId()), { "X-Forwarded-For": "203.0.113.7" })).status).toBe(101);
     expect((await upgrade(trusting.wsUrl(connId()), { "X-Forwarded-For": "203.0.113.8" })).status).toBe(101);
     expect((await upgrade(trusting.wsUrl(connId()), { "X-Forwarded-For": "203.0.113.7" })).status).toBe(429);
@@ -48,10 +52,14 @@ describe("per user and per connection", () => {
     const srv = await startTestServer({ MAX_CONNECTIONS_PER_USER: "2", MAX_ROOMS_PER_CONNECTION: "2" });
     const a = await TestClient.connect(srv.wsUrl(connId(), "user=greedy"));
     const b = await TestClient.connect(srv.wsUrl(connId(), "user=greedy"));
-    expect(await upgrade(srv.wsUrl(connId(), "user=greedy"))).toMatchObject({ status: 429, body: { error: "too_many_connections" } });
+    expect(await upgrade(srv.wsUrl(connId(), "user=greedy"))).toMatchObject({
+      status: 429,
+      body: { error: "too_many_connections" },
+    });
     await b.close();
     const deadline = Date.now() + 2000;
-    while ((await upgrade(srv.wsUrl(connId(), "user=greedy"))).status !== 101 && Date.now() < deadline) await Bun.sleep(20);
+    while ((await upgrade(srv.wsUrl(connId(), "user=greedy"))).status !== 101 && Date.now() < deadline)
+      await Bun.sleep(20);
     expect(await a.request({ type: "join", room: "r1" })).toMatchObject({ type: "message_response" });
     expect(await a.request({ type: "join", room: "r2" })).toMatchObject({ type: "message_response" });
     expect(await a.request({ type: "join", room: "r3" })).toMatchObject({ type: "error", code: "too_many_rooms" });
@@ -73,7 +81,9 @@ describe("per user and per connection", () => {
     expect((await c.request({ type: "ping" })).code).toBe("rate_limited");
     for (let i = 0; i < 50; i++) c.send({ type: "ping" });
     expect((await c.closed).code).toBe(1008);
-    expect(await metric(srv.httpUrl, /^websocket_rate_limited_total\{limit="frames"\} (\d+)/m)).toBeGreaterThanOrEqual(7);
+    expect(await metric(srv.httpUrl, /^websocket_rate_limited_total\{limit="frames"\} (\d+)/m)).toBeGreaterThanOrEqual(
+      7,
+    );
     await srv.stop();
   });
 });

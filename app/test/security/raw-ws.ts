@@ -1,7 +1,8 @@
 // A WebSocket client written on a bare TCP socket, able to send what a browser never would:
 // invalid UTF-8, reserved opcodes, unmasked or oversized frames, and to stop reading altogether.
-import { connect, type Socket } from "node:net";
+
 import { randomBytes } from "node:crypto";
+import { connect, type Socket } from "node:net";
 
 export interface RawSocket {
   socket: Socket;
@@ -61,7 +62,12 @@ export function rawConnect(port: number, path: string, headers: Record<string, s
           else if (data.length < 65536) head.push(m | 126, data.length >> 8, data.length & 255);
           else {
             head.push(m | 127, 0, 0, 0, 0);
-            head.push((data.length >>> 24) & 255, (data.length >>> 16) & 255, (data.length >>> 8) & 255, data.length & 255);
+            head.push(
+              (data.length >>> 24) & 255,
+              (data.length >>> 16) & 255,
+              (data.length >>> 8) & 255,
+              data.length & 255,
+            );
           }
           if (!mask) {
             socket.write(Buffer.concat([Buffer.from(head), data]));

@@ -8,7 +8,14 @@ import { rawConnect } from "./raw-ws";
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
 
 test("a client that stops reading is closed with 4008 and cannot grow the server; others keep full speed", async () => {
-  const bin = await startBinary({ LOG_LEVEL: "error", BACKPRESSURE_LIMIT_BYTES: "65536", FRAME_RATE: "100000", FRAME_BURST: "100000", HEARTBEAT_INTERVAL: "1000", PONG_TIMEOUT: "30000" });
+  const bin = await startBinary({
+    LOG_LEVEL: "error",
+    BACKPRESSURE_LIMIT_BYTES: "65536",
+    FRAME_RATE: "100000",
+    FRAME_BURST: "100000",
+    HEARTBEAT_INTERVAL: "1000",
+    PONG_TIMEOUT: "30000",
+  });
   const ws = `ws://127.0.0.1:${bin.port}`;
   const slow = await rawConnect(bin.port, `/ws/chat/${connId("slow")}?user=sloth`);
   slow.frame(1, JSON.stringify({ type: "join", room: "firehose" }));
@@ -54,7 +61,9 @@ test("a client that stops reading is closed with 4008 and cannot grow the server
   expect(metrics).toMatch(/^websocket_slow_consumers_total 1$/m);
   expect(metrics).toMatch(/^websocket_disconnects_total\{code="4008"\} 1$/m);
   expect(peak - baseline).toBeLessThan(64);
-  console.log(`slow consumer: reader got ${count} x 3 KB in ${seconds.toFixed(2)} s; server RSS ${baseline.toFixed(1)} -> peak ${peak.toFixed(1)} MB`);
+  console.log(
+    `slow consumer: reader got ${count} x 3 KB in ${seconds.toFixed(2)} s; server RSS ${baseline.toFixed(1)} -> peak ${peak.toFixed(1)} MB`,
+  );
   slow.destroy();
   await Promise.all([reader.close(), writer.close()]);
   expect(await bin.stop()).toBe(0);
