@@ -3,34 +3,39 @@ import { Connection, type RoomMembership, type Socket } from "../connections/con
 import { CloseCode } from "../protocol/codes";
 import { frames } from "../protocol/server-frames";
 import { roomTopic, userTopic } from "../rooms/topics";
+import { sessionKey } from "../sessions/sessions";
 import type { ChatContext } from "./context";
 
 /**
- * Registers a newly opened socket. A live connection with the same id is replaced (closed with
- * 4001) and its rooms carry over; otherwise a saved session of the same user is resumed.
+ * Registers a newly opened socket. A live connection of the same user with the same id is replaced
+ * (closed with 4001) and its rooms carry over; otherwise a saved session of the same user is
+ * resumed. A connectionId open for another user is refused (4409) and the open connection kept:
+ * admission checks it first, this catches an upgrade that raced past that check.
  */
 export function openConnection(
   chat: ChatContext,
   socket: Socket,
   connectionId: string,
   identity: Identity,
-): Connection {
+): Connection | undefined {
   const { config, registry, metrics, rooms, backplane } = chat.deps;
   const { userId } = identity;
+  const previous = registry.get(connectionId);
+  if (previous && previous.userId !== userId) {
+    socket.close(CloseCode.ConnectionIdInUse, "connectionId in use by another user");
+    return undefined;
+  }
   const connection = new Connection(connectionId, userId, socket, chat.now(), config.heartbeatIntervalMs);
   connection.roles = identity.roles;
   connection.expiresAt = identity.expiresAt;
-  const previous = registry.get(connectionId);
   let handedOver: Map<string, RoomMembership> | undefined;
   if (previous) {
-    if (previous.userId === userId) {
-      // Same user, same connectionId: the rooms move over without a presence change.
-      handedOver = new Map(previous.rooms);
-      previous.replaced = true;
-      registry.remove(previous);
-      for (const room of handedOver.keys()) rooms.remove(previous, roomTopic(room));
-      if (backplane.distributed) rooms.release(userTopic(userId));
-    }
+    // Same user, same connectionId: the rooms move over without a presence change.
+    handedOver = new Map(previous.rooms);
+    previous.replaced = true;
+    registry.remove(previous);
+    for (const room of handedOver.keys()) rooms.remove(previous, roomTopic(room));
+    if (backplane.distributed) rooms.release(userTopic(userId));
     previous.close(CloseCode.Replaced, "replaced by a newer connection");
   }
   registry.add(connection);
@@ -58,7 +63,7 @@ async function establish(
         await chat.deps.rooms.add(connection, roomTopic(room));
       }
     } else {
-      const session = await chat.deps.sessions.take(connectionId);
+      const session = await chat.deps.sessions.take(sessionKey(userId, connectionId));
       if (session && session.userId === userId) {
         resumed = true;
         for (const room of Object.keys(session.rooms)) await chat.memberships.enter(connection, room);
@@ -108,7 +113,7 @@ export async function closeConnection(chat: ChatContext, connection: Connection,
   try {
     for (const room of memberships.keys()) await chat.memberships.leave(connection, room);
     await chat.deps.sessions.save(
-      connection.id,
+      sessionKey(connection.userId, connection.id),
       { userId: connection.userId, rooms: sessionRooms },
       config.sessionTtlSeconds,
     );

@@ -58,10 +58,11 @@ export class ChatService implements ChatContext {
   }
 
   /**
-   * Registers a newly opened socket. A live connection with the same id is replaced (closed with
-   * 4001) and its rooms carry over; otherwise a saved session of the same user is resumed.
+   * Registers a newly opened socket. A live connection of the same user with the same id is
+   * replaced (closed with 4001) and its rooms carry over; otherwise a saved session of the same user
+   * is resumed. Undefined when the id is open for another user: the socket was closed with 4409.
    */
-  open(socket: Socket, connectionId: string, identity: Identity): Connection {
+  open(socket: Socket, connectionId: string, identity: Identity): Connection | undefined {
     return openConnection(this, socket, connectionId, identity);
   }
 
