@@ -92,6 +92,29 @@ const text =
 
 const anyText: Parser<string> = (raw) => raw;
 
+/** An empty value gives 0: the caller derives the value from others. */
+const orEmpty =
+  (parse: Parser<number>): Parser<number> =>
+  (raw, name) => {
+    if (raw.trim() === "") return 0;
+    try {
+      return parse(raw, name);
+    } catch (error) {
+      if (error instanceof ConfigError) throw new ConfigError(name, `${error.accepts}, or empty`, raw);
+      throw error;
+    }
+  };
+
+/**
+ * The frame size that fits a message whose text is MAX_TEXT_LENGTH characters as JSON.stringify
+ * writes it: 6 bytes for a character it escapes (a control character or a lone surrogate, as
+ * `\u001f`), at most 4 bytes of UTF-8 for any other, plus 1 KB for the other fields. A text within
+ * the limit then never closes the connection with 1009.
+ */
+export function messageBytesFor(maxTextLength: number): number {
+  return Math.min(6 * maxTextLength + 1024, 16_777_216);
+}
+
 const list =
   (item: RegExp, accepts: string): Parser<string[]> =>
   (raw, name) => {
@@ -161,12 +184,17 @@ export const VARIABLES = {
     "300000",
     "ms without a client frame before closing; 0 disables",
   ),
-  MAX_TEXT_LENGTH: v("maxTextLength", integer(1, 1_000_000), "4000", "characters allowed in a message text"),
+  MAX_TEXT_LENGTH: v(
+    "maxTextLength",
+    integer(1, 1_000_000),
+    "4000",
+    "characters (Unicode code points) allowed in a message text",
+  ),
   MAX_MESSAGE_BYTES: v(
     "maxMessageBytes",
-    integer(128, 16_777_216),
-    "10240",
-    "largest client frame in bytes; larger closes with 1009",
+    orEmpty(integer(128, 16_777_216)),
+    "",
+    "largest client frame in bytes; larger closes with 1009; empty: room for any text of MAX_TEXT_LENGTH",
   ),
   HISTORY_SIZE: v("historySize", integer(0, 1_000_000), "100", "messages kept per room"),
   HISTORY_TTL: v(
@@ -311,6 +339,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     out[variable.key] = variable.parse(raw, name);
   }
   const config = out as Config;
+  if (config.maxMessageBytes === 0) config.maxMessageBytes = messageBytesFor(config.maxTextLength);
   if (config.authRequired && !config.jwtSecret && !config.jwtJwksUrl) {
     throw new ConfigError("AUTH_REQUIRED", "JWT_SECRET or JWT_JWKS_URL to be set when true", "true");
   }

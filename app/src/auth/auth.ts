@@ -87,21 +87,38 @@ export function tokenFromRequest(request: Request, query: Record<string, string 
   if (cookie) {
     for (const part of cookie.split(";")) {
       const [name, ...rest] = part.trim().split("=");
-      if (name === TOKEN_COOKIE) return decodeURIComponent(rest.join("="));
+      if (name === TOKEN_COOKIE) return decodeCookie(rest.join("="));
     }
   }
   return undefined;
 }
 
-/** The subprotocol to answer with: a browser that offered any must get one of them back. */
+/**
+ * A malformed percent-encoding (`%`, `%zz`) is kept as it came: it is then no valid token (401
+ * `invalid_token` with auth configured) and ignored without auth, never a failed request.
+ */
+function decodeCookie(value: string): string {
+  try {
+    return decodeURIComponent(value);
+  } catch {
+    return value;
+  }
+}
+
+/**
+ * The subprotocol to answer with, whenever the client offered any: `chat.v1` if offered, else the
+ * first offered entry that is not a token. Never a `bearer.<jwt>` entry, which would send the token
+ * back in the response; a client that offered nothing else gets `chat.v1`. The answer must always
+ * be set: without one, Bun answers with the first protocol offered (oven-sh/bun#18243).
+ */
 export function chosenProtocol(request: Request): string | undefined {
   const offered = request.headers.get("sec-websocket-protocol");
   if (!offered) return undefined;
   const list = offered
     .split(",")
     .map((p) => p.trim())
-    .filter(Boolean);
-  return list.includes(CHAT_PROTOCOL) ? CHAT_PROTOCOL : list[0];
+    .filter((p) => p !== "" && !p.startsWith(BEARER_PROTOCOL));
+  return list.includes(CHAT_PROTOCOL) ? CHAT_PROTOCOL : (list[0] ?? CHAT_PROTOCOL);
 }
 
 /** Rooms named `<role>:...` for a restricted role need that role. */

@@ -26,6 +26,11 @@ export class RoomSequencer {
     private readonly onGapFilled: (count: number) => void = () => {},
   ) {}
 
+  /** Rooms tracked: those with a local member, and those released less than the release delay ago. */
+  get size() {
+    return this.rooms.size;
+  }
+
   /** Newest delivered offset of a room in its current epoch, if this instance has seen it. */
   last(room: string, epoch: string): number | undefined {
     const seq = this.rooms.get(room);

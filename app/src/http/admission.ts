@@ -122,6 +122,17 @@ export function createAdmission(deps: {
       identity = { userId: query.user || params.connectionId, roles: NO_ROLES, expiresAt: undefined };
     }
 
+    // A connectionId belongs to the user who opened it: another user naming it is refused rather
+    // than allowed to close the open connection (only the same user's newer socket replaces it).
+    const holder = registry.get(params.connectionId);
+    if (holder && holder.userId !== identity.userId) {
+      return refuse(
+        "connection_id_in_use",
+        409,
+        "connection_id_in_use",
+        "this connectionId is open for another user; connect with a new one",
+      );
+    }
     if (registry.countForUser(identity.userId) >= config.maxConnectionsPerUser) {
       metrics.rateLimited.labels("user").inc();
       return refuse(

@@ -44,6 +44,11 @@ export const CloseCode = {
   /** Another socket connected with the same connectionId. */
   Replaced: 4001,
   IdleTimeout: 4002,
+  /**
+   * The connectionId is open for another user on this instance: the newer socket is refused and the
+   * open one kept (HTTP 409 `connection_id_in_use` before the upgrade; this code when the two raced).
+   */
+  ConnectionIdInUse: 4409,
   /** The client did not read: its send buffer passed BACKPRESSURE_LIMIT_BYTES. */
   SlowConsumer: 4008,
   /** The token expired and no fresh one came in an `auth` frame. */

@@ -1,7 +1,9 @@
-// One connectionId, several sockets over time: a newer socket replaces a live one (4001) and takes
-// its rooms over; a socket after a close within SESSION_TTL resumes the session and its rooms.
+// One connectionId, several sockets over time: a newer socket of the same user replaces a live one
+// (4001) and takes its rooms over; a socket after a close within SESSION_TTL resumes the session and
+// its rooms. Another user cannot take a connectionId that is open.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Frame } from "../helpers/client";
+import { upgrade } from "../helpers/http";
 import { sample, scrape } from "../helpers/metrics";
 import { connId, startTestServer, type TestServer } from "../helpers/server";
 import { waitFor } from "../helpers/wait";
@@ -51,21 +53,15 @@ describe("replace", () => {
     );
   });
 
-  test("a second socket of another user with the same connectionId replaces it without its rooms", async () => {
+  test("a second socket of another user with the same connectionId is refused (409); the first keeps its rooms", async () => {
     const id = connId();
     const old = await srv.connect(id, "user=owner");
     await old.request({ type: "join", room: "rep-other" });
-    const intruder = await srv.connect(id, "user=intruder", { waitEstablished: false });
-    expect(await intruder.next("connection_established")).toMatchObject({
-      userId: "intruder",
-      resumed: false,
-      rooms: [],
-    });
-    expect((await old.closed).code).toBe(4001);
-    expect(await intruder.request({ type: "history", room: "rep-other" })).toMatchObject({
-      type: "error",
-      code: "not_in_room",
-    });
+    const answer = await upgrade(srv.wsUrl(id, "user=intruder"));
+    expect(answer).toMatchObject({ status: 409, body: { error: "connection_id_in_use" } });
+    expect(old.ws.readyState).toBe(WebSocket.OPEN);
+    expect(await old.request({ type: "presence", room: "rep-other" })).toMatchObject({ members: ["owner"] });
+    expect(srv.server.registry.get(id)?.userId).toBe("owner");
   });
 });
 

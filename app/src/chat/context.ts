@@ -1,0 +1,43 @@
+import type { Authenticator } from "../auth/auth";
+import type { Backplane } from "../backplane/backplane";
+import type { Config } from "../config";
+import type { ConnectionRegistry } from "../connections/registry";
+import type { DedupStore } from "../dedup/dedup";
+import type { HistoryStore } from "../history/history";
+import type { Logger } from "../observability/logger";
+import type { Metrics } from "../observability/metrics";
+import type { PresenceStore } from "../presence/presence";
+import type { LocalPublisher, RoomManager } from "../rooms/rooms";
+import type { SessionStore } from "../sessions/sessions";
+import type { Delivery } from "./delivery";
+import type { Memberships } from "./membership";
+import type { Replies } from "./replies";
+import type { RoomSequencer } from "./sequencer";
+
+export interface ChatDeps {
+  config: Readonly<Config>;
+  registry: ConnectionRegistry;
+  rooms: RoomManager;
+  history: HistoryStore;
+  presence: PresenceStore;
+  sessions: SessionStore;
+  dedup: DedupStore;
+  backplane: Backplane;
+  local: LocalPublisher;
+  metrics: Metrics;
+  logger: Logger;
+  /** Verifies tokens of `auth` frames; undefined when no JWT secret or JWKS is configured. */
+  authenticator?: Authenticator;
+  now?: () => number;
+}
+
+/** What every frame handler works with: the dependencies and the chat's shared parts. */
+export interface ChatContext {
+  readonly deps: ChatDeps;
+  readonly now: () => number;
+  /** Orders room messages from every instance; its last offset is what members here have been sent. */
+  readonly sequencer: RoomSequencer;
+  readonly delivery: Delivery;
+  readonly memberships: Memberships;
+  readonly replies: Replies;
+}
