@@ -16,6 +16,7 @@ import { RedisPresenceStore } from "./presence/redis";
 import type { RedisClients } from "./redis/clients";
 import { withFallback } from "./redis/fallback";
 import { redisKeys } from "./redis/keys";
+import { refuseWhileDown } from "./redis/unavailable";
 import { MemorySessionStore } from "./sessions/memory";
 import { RedisSessionStore } from "./sessions/redis";
 import type { SessionStore } from "./sessions/sessions";
@@ -29,8 +30,16 @@ export interface Backends {
   dedup: DedupStore;
   /** Whether a Redis URL is configured (health then reports its state). */
   usesRedis: boolean;
+  /**
+   * Closes the backplane and stores, then the Redis connections. Bounded: it waits at most
+   * CLOSE_DEADLINE_MS for a Redis that does not answer, then cuts the connections and logs one line
+   * naming what it gave up on.
+   */
   close(): Promise<void>;
 }
+
+/** Longest wait for Redis at shutdown: with the listener's bound, well inside DRAIN_TIMEOUT + 5 s. */
+export const CLOSE_DEADLINE_MS = 2000;
 
 type StoreConfig = Pick<
   Config,
@@ -44,6 +53,13 @@ function memoryStores(config: StoreConfig) {
       ttlSeconds: config.historyTtlSeconds,
       dedupWindowSeconds: config.dedupWindowSeconds,
     }),
+    ...fallbackStores(config),
+  };
+}
+
+/** The in-memory twins the Redis stores fall back to (history has none). */
+function fallbackStores(config: StoreConfig) {
+  return {
     presence: new MemoryPresenceStore(),
     sessions: new MemorySessionStore(),
     dedup: new MemoryDedupStore(config.dedupWindowSeconds),
@@ -54,38 +70,61 @@ function memoryStores(config: StoreConfig) {
 export function memoryBackends(config: StoreConfig, hub?: MemoryHub): Backends {
   const backplane = new MemoryBackplane(config.instanceId, hub);
   const stores = memoryStores(config);
-  return { backplane, ...stores, usesRedis: false, close: async () => void (await backplane.close()) };
+  const close = async () =>
+    void (await Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close())));
+  return { backplane, ...stores, usesRedis: false, close };
 }
 
-/** Redis for everything shared, each store with an in-memory twin for when Redis is unreachable. */
+/**
+ * Redis for everything shared. History has no in-memory twin: while Redis is down or hung, its calls
+ * are refused with `unavailable`, so a message is acknowledged only once it is in the shared history
+ * (and published from there to every instance). Presence, sessions and direct-message dedup hold
+ * nothing a client was promised to keep, so they fall back to memory and this instance keeps serving
+ * joins' presence, resumes and direct messages of its own clients.
+ */
 export function redisBackends(
   config: StoreConfig,
   clients: RedisClients,
   deps: { metrics: Metrics; logger: Logger },
 ): Backends {
+  const { metrics, logger } = deps;
   const keys = redisKeys(config.redisKeyPrefix);
   const { commands, subscriber } = clients;
-  const local = memoryStores(config);
-  const guard = { isUp: () => commands.status === "ready", ...deps };
-  return {
-    backplane: new RedisBackplane({ instanceId: config.instanceId, publisher: commands, subscriber, keys, ...deps }),
-    history: withFallback<HistoryStore>(
-      "history",
-      new RedisHistoryStore(commands, keys, {
-        historySize: config.historySize,
-        ttlSeconds: config.historyTtlSeconds,
-        dedupWindowSeconds: config.dedupWindowSeconds,
-        publishAs: config.instanceId,
-      }),
-      local.history,
-      guard,
-    ),
+  const local = fallbackStores(config);
+  const isUp = () => clients.status() === "up";
+  const guard = { isUp, ...deps };
+  const history = new RedisHistoryStore(commands, keys, {
+    historySize: config.historySize,
+    ttlSeconds: config.historyTtlSeconds,
+    dedupWindowSeconds: config.dedupWindowSeconds,
+    publishAs: config.instanceId,
+    onEpochReset: (room, epoch, seen) => {
+      metrics.epochResets.inc();
+      logger.warn("redis holds fewer messages of a room than this instance saw; the room starts a new epoch", {
+        room,
+        epoch,
+        seenEpoch: seen.epoch,
+        seenOffset: seen.offset,
+      });
+    },
+  });
+  const backplane = new RedisBackplane({
+    instanceId: config.instanceId,
+    publisher: commands,
+    subscriber,
+    keys,
+    isUp,
+    observe: (room, epoch, offset) => history.observe(room, epoch, offset),
+    ...deps,
+  });
+  const stores = {
+    history: refuseWhileDown<HistoryStore>("history", history, guard),
     presence: withFallback<PresenceStore>(
       "presence",
       new RedisPresenceStore(commands, keys, {
         instanceId: config.instanceId,
         ttlSeconds: config.presenceTtlSeconds,
-        logger: deps.logger,
+        logger,
       }),
       local.presence,
       { ...guard, primaryOnly: ["onExpired"] },
@@ -97,7 +136,33 @@ export function redisBackends(
       local.dedup,
       guard,
     ),
-    usesRedis: true,
-    close: () => clients.close(),
   };
+  return {
+    backplane,
+    ...stores,
+    usesRedis: true,
+    close: async () => {
+      const started = Date.now();
+      const gaveUp: string[] = [];
+      const closing = Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close()));
+      if (!(await within(closing, CLOSE_DEADLINE_MS / 2))) gaveUp.push("store close");
+      gaveUp.push(...(await clients.close(Math.max(0, CLOSE_DEADLINE_MS - (Date.now() - started)))));
+      if (gaveUp.length > 0)
+        logger.warn("redis did not answer at shutdown; gave up waiting and closed the connections", {
+          gaveUp: gaveUp.join(", "),
+          waitedMs: Date.now() - started,
+        });
+    },
+  };
+}
+
+/** Whether `promise` settles within `ms`. */
+async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  const settled = await Promise.race([promise.then(() => true), late]);
+  clearTimeout(timer);
+  return settled;
 }

@@ -74,13 +74,6 @@ export async function startServer(options: {
       // stop() then never resolves. Every connection is released by now, so give it a bound.
       const stopped = await Promise.race([app.stop(true).then(() => true), Bun.sleep(2000).then(() => false)]);
       if (!stopped) logger.warn("listener stop timed out; continuing shutdown");
-      await Promise.allSettled([
-        backends.backplane.close(),
-        backends.history.close(),
-        backends.presence.close(),
-        backends.sessions.close(),
-        backends.dedup.close(),
-      ]);
       await backends.close();
     })());
 

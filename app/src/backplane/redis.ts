@@ -24,6 +24,10 @@ export class RedisBackplane implements Backplane {
       keys: RedisKeys;
       metrics: Metrics;
       logger: Logger;
+      /** Whether Redis answers (both connections ready, none hung); defaults to both being ready. */
+      isUp?: () => boolean;
+      /** Told of every stored room message received, so the history store knows what was seen here. */
+      observe?: (room: string, epoch: string, offset: number) => void;
     },
   ) {
     this.channelPrefix = deps.keys.channelPrefix();
@@ -33,7 +37,8 @@ export class RedisBackplane implements Backplane {
 
   publish(envelope: Omit<Envelope, "origin" | "sentAt" | "message"> & { frame: string }) {
     const { publisher, metrics, keys, instanceId } = this.deps;
-    if (publisher.status !== "ready") {
+    // Nothing is queued for a Redis that is down or hung: that is what would grow without bound.
+    if (this.status() !== "up") {
       metrics.backplaneDropped.inc();
       return;
     }
@@ -58,6 +63,8 @@ export class RedisBackplane implements Backplane {
     // in the same order as every other instance.
     if ((envelope.origin === this.deps.instanceId && !envelope.message) || !this.topics.has(envelope.topic)) return;
     this.deps.metrics.backplaneLag.observe(Math.max(0, Date.now() - envelope.sentAt) / 1000);
+    if (envelope.message && envelope.epoch !== undefined && envelope.offset !== undefined)
+      this.deps.observe?.(envelope.message.room, envelope.epoch, envelope.offset);
     this.handler(envelope);
   }
 
@@ -105,9 +112,10 @@ export class RedisBackplane implements Backplane {
   }
 
   status() {
-    return this.deps.publisher.status === "ready" && this.deps.subscriber.status === "ready"
-      ? ("up" as const)
-      : ("down" as const);
+    const up = this.deps.isUp
+      ? this.deps.isUp()
+      : this.deps.publisher.status === "ready" && this.deps.subscriber.status === "ready";
+    return up ? ("up" as const) : ("down" as const);
   }
 
   async close() {

@@ -22,7 +22,16 @@ export class Memberships {
     // socket live, including what arrives while the head is being read, so a replay stops there.
     const atSubscribe = this.sequencer.state(room);
     await this.deps.rooms.add(connection, roomTopic(room));
-    const head = await this.deps.history.head(room);
+    let head: Awaited<ReturnType<ChatDeps["history"]["head"]>>;
+    try {
+      head = await this.deps.history.head(room);
+    } catch (error) {
+      // History unreachable: the join is refused (`unavailable`), so the connection is not left in
+      // a room it has no position in.
+      memberships.delete(room);
+      this.deps.rooms.remove(connection, roomTopic(room));
+      throw error;
+    }
     membership.epoch = head.epoch;
     if (atSubscribe && atSubscribe.epoch === head.epoch) {
       membership.liveFrom = atSubscribe.last;

@@ -16,6 +16,8 @@ interface RoomSequence {
  * they were stored here or arrived from another instance. An arrival more than one past the last
  * delivered offset means pub/sub lost something: the missing messages are read from history and
  * delivered first. A message at or below the last delivered offset is a duplicate and is dropped.
+ * When a room's epoch changes (its history was lost, or Redis came back with less than it had),
+ * its members here get an `epoch` frame before the first message of the new epoch.
  */
 export class RoomSequencer {
   private readonly rooms = new Map<string, RoomSequence>();
@@ -46,7 +48,9 @@ export class RoomSequencer {
   /** Starts tracking a room at a known head (when its first local member joins). */
   track(room: string, epoch: string, offset: number) {
     const seq = this.rooms.get(room);
-    if (!seq || seq.epoch !== epoch) this.rooms.set(room, { epoch, last: offset, from: offset, queue: undefined });
+    if (seq && seq.epoch === epoch) return;
+    this.rooms.set(room, { epoch, last: offset, from: offset, queue: undefined });
+    if (seq) this.deliver(room, frames.epoch(room, epoch, offset));
   }
 
   forget(room: string) {
@@ -58,8 +62,10 @@ export class RoomSequencer {
     let seq = this.rooms.get(room);
     if (!seq || seq.epoch !== epoch) {
       // A new epoch (history lost) restarts the offsets: nothing before it can be a duplicate.
+      const changed = seq !== undefined;
       seq = { epoch, last: offset - 1, from: offset - 1, queue: undefined };
       this.rooms.set(room, seq);
+      if (changed) this.deliver(room, frames.epoch(room, epoch, offset - 1));
     }
     if (seq.queue) {
       seq.queue.push({ frame, offset });

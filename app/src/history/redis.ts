@@ -7,39 +7,50 @@ import { roomTopic } from "../rooms/topics";
 import type { AppendReceipt, AppendResult, HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
 
 // A room is two keys: a hash {epoch, offset} and a stream whose entry ids are `<offset>-0`, so a
-// range of offsets is a range of ids. The epoch is created with the first write or read after the
-// keys were lost (expired, flushed, or a Redis without persistence restarted), and offsets restart
-// with it. With `publishAs`, the append script also publishes the message on the room's backplane
-// channel: Redis runs scripts one at a time, so every instance receives a room's messages in offset
-// order and pub/sub reordering cannot open false gaps.
+// range of offsets is a range of ids. With `publishAs`, the append script also publishes the message
+// on the room's backplane channel: Redis runs scripts one at a time, so every instance receives a
+// room's messages in offset order and pub/sub reordering cannot open false gaps.
+//
+// Time never runs backwards silently. Each instance remembers, per room, the newest offset it saw
+// stored or delivered and its epoch, and passes them to every script call. A room gets a new epoch
+// when its keys were lost (expired, flushed, Redis restarted without persistence) and also when
+// its stored head is below what the caller saw in the same epoch: Redis came back with less than it
+// had (restarted from a stale snapshot or an AOF missing its last second, a failover to a lagging
+// replica). The new epoch's offsets continue above the highest one the caller saw, so no offset
+// names two messages and no instance drops a new message as one it already delivered.
 
 /**
- * Both scripts define this: the epoch of a room (meta, log keys), created with `fresh` when the
- * keys were lost, which also restarts the offsets.
+ * Both scripts define this: the epoch of a room (meta, log keys), replaced by `fresh` when the keys
+ * were lost or the stored head is below `floor`, the newest offset the caller saw in epoch `seen`.
+ * Returns the epoch and 1 when it replaced an epoch that had gone backwards.
  */
 const ROOM_EPOCH = `
-local function room_epoch(meta, log, fresh, ttl)
+local function room_epoch(meta, log, fresh, ttl, seen, floor)
   local epoch = redis.call('HGET', meta, 'epoch')
-  if not epoch then
-    epoch = fresh
-    redis.call('DEL', log)
-    redis.call('HSET', meta, 'epoch', epoch, 'offset', 0)
-    redis.call('EXPIRE', meta, ttl)
+  if epoch and (epoch ~= seen or tonumber(redis.call('HGET', meta, 'offset')) >= floor) then
+    return epoch, 0
   end
-  return epoch
+  if not epoch then
+    redis.call('DEL', log)
+  end
+  redis.call('HSET', meta, 'epoch', fresh, 'offset', floor)
+  redis.call('EXPIRE', meta, ttl)
+  return fresh, epoch and 1 or 0
 end
 `;
 
 /** Values per message in APPEND's ARGV, after the shared ones. */
-const APPEND_ARGS_PER_MESSAGE = 5;
+const APPEND_ARGS_PER_MESSAGE = 7;
 
 // Stores a batch of messages, in order. ARGV[1] TTL, ARGV[2] history size, ARGV[3] origin instance
 // ('' = do not publish), ARGV[4] sentAt, ARGV[5] dedup window; then per message a fresh epoch, the
 // stored JSON and the receipt JSON without their opening brace (the script puts the offset first),
-// the channel and the topic. KEYS per message: meta, log, and the
+// the channel, the topic, and the epoch and newest offset the caller saw of the room ('' and 0 when
+// it saw none). KEYS per message: meta, log, and the
 // sender's dedup key for its clientMsgId. The dedup key is shared with older releases, which claimed
 // it with SET NX "" and then wrote the answer: an empty value is such a claim still in progress.
-// Returns per message {0, epoch, offset} when stored, {1, receipt JSON} for a repeat, {2} for a
+// Returns per message {0, epoch, offset, reset} when stored (reset 1 when the room's epoch was
+// replaced because it had gone backwards), {1, receipt JSON} for a repeat, {2} for a
 // claim in progress. Each room's TTL is renewed once per batch.
 const APPEND = new RedisScript(`${ROOM_EPOCH}
 local ttl, size, origin, sentAt, window = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
@@ -51,9 +62,9 @@ for i = 0, #KEYS / 3 - 1 do
   if seen then
     results[i + 1] = seen == '' and {2} or {1, seen}
   else
-    local epoch = epochs[meta]
+    local epoch, reset = epochs[meta], 0
     if not epoch then
-      epoch = room_epoch(meta, log, ARGV[a], ttl)
+      epoch, reset = room_epoch(meta, log, ARGV[a], ttl, ARGV[a + 5], tonumber(ARGV[a + 6]))
       epochs[meta] = epoch
       logs[meta] = log
     end
@@ -67,7 +78,7 @@ for i = 0, #KEYS / 3 - 1 do
         '","offset":' .. offset .. ',"sentAt":' .. sentAt .. ',"message":' .. stored .. '}')
     end
     redis.call('SET', dedup, '{"offset":' .. offset .. ',' .. ARGV[a + 2], 'EX', window)
-    results[i + 1] = {0, epoch, offset}
+    results[i + 1] = {0, epoch, offset, reset}
   end
 end
 for meta, log in pairs(logs) do
@@ -78,14 +89,20 @@ return results
 `);
 
 const HEAD = new RedisScript(`${ROOM_EPOCH}
-local epoch = room_epoch(KEYS[1], KEYS[2], ARGV[1], ARGV[2])
-return {epoch, tonumber(redis.call('HGET', KEYS[1], 'offset'))}
+local epoch, reset = room_epoch(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))
+return {epoch, tonumber(redis.call('HGET', KEYS[1], 'offset')), reset}
 `);
 
 /** Most messages stored by one script call. */
 const MAX_BATCH = 64;
 
-type AppendReply = [0, string, number] | [1, string] | [2];
+/**
+ * Rooms whose newest seen offset is remembered; past this, the longest-known room is forgotten (it
+ * then only misses the backwards check until it is seen again).
+ */
+const MAX_SEEN_ROOMS = 100_000;
+
+type AppendReply = [0, string, number, 0 | 1] | [1, string] | [2];
 
 interface PendingAppend {
   draft: MessageDraft;
@@ -113,8 +130,39 @@ export class RedisHistoryStore implements HistoryStore {
       dedupWindowSeconds: number;
       /** Publish each appended message to the backplane as this instance. */
       publishAs?: string;
+      /** Called when a room got a new epoch because Redis held less than this instance saw. */
+      onEpochReset?: (room: string, epoch: string, seen: RoomHead) => void;
     },
   ) {}
+
+  /** Per room: the newest offset this instance saw stored or delivered, and its epoch. */
+  private readonly seen = new Map<string, RoomHead>();
+
+  /**
+   * Records that a room's messages up to `offset` of `epoch` were seen here (stored, read, or
+   * delivered from another instance), so a Redis that later holds less is noticed.
+   */
+  observe(room: string, epoch: string, offset: number) {
+    const known = this.seen.get(room);
+    if (known && known.epoch === epoch) {
+      if (offset > known.offset) known.offset = offset;
+      return;
+    }
+    this.seen.delete(room);
+    this.seen.set(room, { epoch, offset });
+    if (this.seen.size > MAX_SEEN_ROOMS) this.seen.delete(this.seen.keys().next().value!);
+  }
+
+  private floor(room: string): [string, number] {
+    const known = this.seen.get(room);
+    return known ? [known.epoch, known.offset] : ["", 0];
+  }
+
+  private reset(room: string, epoch: string, reset: number | undefined) {
+    if (reset !== 1) return;
+    const known = this.seen.get(room);
+    if (known) this.options.onEpochReset?.(room, epoch, { ...known });
+  }
 
   append(draft: MessageDraft): Promise<AppendResult> {
     return new Promise((resolve, reject) => {
@@ -169,6 +217,7 @@ export class RedisHistoryStore implements HistoryStore {
         JSON.stringify({ room: draft.room, id: draft.id, ts: draft.ts }).slice(1),
         options.publishAs ? keys.channel(topic) : "",
         topic,
+        ...this.floor(draft.room),
       );
     }
     return APPEND.run(this.redis, keyList, args) as Promise<AppendReply[]>;
@@ -177,7 +226,9 @@ export class RedisHistoryStore implements HistoryStore {
   private result(draft: MessageDraft, reply: AppendReply): AppendResult {
     if (reply[0] === 2) return { status: "pending" };
     if (reply[0] === 1) return { status: "duplicate", receipt: JSON.parse(reply[1]) as AppendReceipt };
-    const [, epoch, offset] = reply;
+    const [, epoch, offset, reset] = reply;
+    this.reset(draft.room, epoch, reset);
+    this.observe(draft.room, epoch, Number(offset));
     return {
       status: "stored",
       message: { ...draft, offset: Number(offset) } as RoomMessage,
@@ -187,11 +238,13 @@ export class RedisHistoryStore implements HistoryStore {
   }
 
   async head(room: string): Promise<RoomHead> {
-    const [epoch, offset] = (await HEAD.run(
+    const [epoch, offset, reset] = (await HEAD.run(
       this.redis,
       [this.keys.roomMeta(room), this.keys.roomLog(room)],
-      [randomUUIDv7(), this.options.ttlSeconds],
-    )) as [string, number];
+      [randomUUIDv7(), this.options.ttlSeconds, ...this.floor(room)],
+    )) as [string, number, number];
+    this.reset(room, epoch, reset);
+    this.observe(room, epoch, Number(offset));
     return { epoch, offset: Number(offset) };
   }
 

@@ -138,6 +138,18 @@ export function createMetrics(
     registers: [registry],
   });
 
+  const storeUnavailable = new Counter({
+    name: "store_unavailable_total",
+    help: "Store calls refused with `unavailable` because Redis was down, hung or timed out, by store",
+    labelNames: ["store"] as const,
+    registers: [registry],
+  });
+  const epochResets = new Counter({
+    name: "history_epoch_resets_total",
+    help: "Rooms given a new epoch because Redis held fewer of their messages than this instance had seen",
+    registers: [registry],
+  });
+
   return {
     registry,
     connections,
@@ -157,6 +169,8 @@ export function createMetrics(
     backplaneLag,
     backplaneUp,
     gapsFilled,
+    storeUnavailable,
+    epochResets,
     countIn(type: string) {
       framesIn.set(type, (framesIn.get(type) ?? 0) + 1);
     },

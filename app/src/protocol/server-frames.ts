@@ -65,6 +65,9 @@ export const frames = {
       clientMsgId: m.clientMsgId,
     }),
 
+  /** The room's history started anew: later `message` offsets count in `epoch`, after `offset`. */
+  epoch: (room: string, epoch: string, offset: number) => json({ type: "epoch", room, epoch, offset }),
+
   direct: (m: DirectMessage) =>
     json({ type: "direct", id: m.id, from: m.from, to: m.to, text: m.text, ts: m.ts, clientMsgId: m.clientMsgId }),
 

@@ -7,34 +7,92 @@ export interface RedisClients {
   commands: Redis;
   /** Subscriber connection of the backplane (a subscribed connection can run no other command). */
   subscriber: Redis;
-  /** "up" while both connections are ready. */
+  /** "up" while both connections are ready and answering. */
   status(): "up" | "down";
-  close(): Promise<void>;
+  /**
+   * Quits both connections, waiting at most `deadlineMs` for Redis to answer, then cuts them.
+   * Resolves with what it gave up on ("redis quit" when Redis did not answer in time).
+   */
+  close(deadlineMs?: number): Promise<string[]>;
 }
+
+export interface RedisTimings {
+  /** A command without a reply after this long fails ("Command timed out"). */
+  commandTimeoutMs: number;
+  /** Both connections are pinged this often, so a hung Redis is noticed without traffic. */
+  probeIntervalMs: number;
+  /** "redis unreachable" is logged at most this often while Redis stays unreachable. */
+  warnIntervalMs: number;
+}
+
+export const REDIS_TIMINGS: RedisTimings = { commandTimeoutMs: 2000, probeIntervalMs: 1000, warnIntervalMs: 60_000 };
 
 /**
  * Opens the two connections in the background: the server starts whether or not Redis answers.
- * Commands fail at once while a connection is down (no offline queue), so callers fall back to
- * local behaviour instead of waiting; ioredis reconnects with a capped backoff and resubscribes.
+ *
+ * Every command is bounded. Commands fail at once while a connection is down (no offline queue); a
+ * command without a reply fails after `commandTimeoutMs`; and a connection that has commands waiting
+ * and receives nothing for that long (a hung Redis, a dead peer behind a firewall) is cut, which
+ * fails what it had queued and reconnects. Failed commands are never re-sent on reconnect: their
+ * callers already answered with an error. So a hung Redis holds at most `commandTimeoutMs` worth
+ * of commands in memory, and `status()` says "down" within `probeIntervalMs + commandTimeoutMs`.
  */
-export function createRedisClients(url: string, deps: { logger: Logger; metrics: Metrics }): RedisClients {
+export function createRedisClients(
+  url: string,
+  deps: { logger: Logger; metrics: Metrics },
+  timings: RedisTimings = REDIS_TIMINGS,
+): RedisClients {
   const { logger, metrics } = deps;
+  const address = redisAddress(url);
   const options = {
     enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    connectTimeout: 2000,
+    // Fail what a lost connection had in flight at once (a retry is the client's, with its clientMsgId).
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: timings.commandTimeoutMs,
+    socketTimeout: timings.commandTimeoutMs,
+    connectTimeout: timings.commandTimeoutMs,
+    keepAlive: 10_000,
     retryStrategy: (times: number) => Math.min(100 * 2 ** Math.min(times, 5), 2000),
     lazyConnect: false,
   };
   const commands = new Redis(url, { ...options, connectionName: "chat-commands" });
   const subscriber = new Redis(url, { ...options, connectionName: "chat-subscriber", autoResubscribe: true });
+  // After a reconnect ioredis reports "ready" before it has subscribed again; a message published
+  // in between would reach no other instance. A PING sent after the SUBSCRIBEs is answered after
+  // them, so the subscriber counts as ready once that PING is answered.
+  let resubscribed = false;
+  subscriber.on("close", () => {
+    resubscribed = false;
+  });
+  subscriber.on("ready", () => {
+    subscriber.ping().then(
+      () => {
+        resubscribed = true;
+        update();
+      },
+      () => {},
+    );
+  });
+  const isUp = () => commands.status === "ready" && subscriber.status === "ready" && resubscribed;
 
   let wasUp = false;
+  let warnedAt = Number.NEGATIVE_INFINITY;
+  let lastError = "";
+  const warnUnreachable = (force: boolean) => {
+    const now = Date.now();
+    if (!force && now - warnedAt < timings.warnIntervalMs) return;
+    warnedAt = now;
+    logger.warn("redis unreachable; room messages are refused until it answers", { address, error: lastError });
+  };
   const update = () => {
-    const up = commands.status === "ready" && subscriber.status === "ready";
+    const up = isUp();
     metrics.backplaneUp.set(up ? 1 : 0);
-    if (up && !wasUp) logger.info("redis connected", { url: redact(url) });
-    if (!up && wasUp) logger.warn("redis connection lost; serving local delivery only", { url: redact(url) });
+    if (up && !wasUp) logger.info("redis connected", { address });
+    if (!up && wasUp) {
+      logger.warn("redis connection lost; room messages are refused until it is back", { address });
+      warnedAt = Date.now();
+    }
     wasUp = up;
   };
   for (const client of [commands, subscriber]) {
@@ -48,23 +106,47 @@ export function createRedisClients(url: string, deps: { logger: Logger; metrics:
     client.on("close", update);
     client.on("error", (error: Error) => {
       metrics.backplaneErrors.labels("connection").inc();
-      logger.debug("redis error", { error: error.message });
+      lastError = error.message;
+      logger.debug("redis error", { address, error: error.message });
+      // Unreachable from the start (or still, after a loss): said once now, then once a minute.
+      if (!isUp()) warnUnreachable(false);
     });
   }
   update();
 
+  // A hung Redis keeps its TCP connections open: only a command left without a reply shows it.
+  const probe = setInterval(() => {
+    for (const client of [commands, subscriber]) if (client.status === "ready") client.ping().catch(() => {});
+    if (!isUp() && Date.now() - warnedAt >= timings.warnIntervalMs) warnUnreachable(true);
+  }, timings.probeIntervalMs);
+  probe.unref?.();
+
   return {
     commands,
     subscriber,
-    status: () => (commands.status === "ready" && subscriber.status === "ready" ? "up" : "down"),
-    close: async () => {
-      await Promise.allSettled([commands.quit(), subscriber.quit()]);
+    status: () => (isUp() ? "up" : "down"),
+    close: async (deadlineMs = timings.commandTimeoutMs) => {
+      clearInterval(probe);
+      const quit = Promise.allSettled([commands.quit(), subscriber.quit()]).then(() => true);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<false>((resolve) => {
+        timer = setTimeout(() => resolve(false), deadlineMs);
+      });
+      const answered = await Promise.race([quit, late]);
+      clearTimeout(timer);
       commands.disconnect();
       subscriber.disconnect();
+      return answered ? [] : ["redis quit"];
     },
   };
 }
 
-function redact(url: string) {
-  return url.replace(/\/\/[^@/]*@/, "//***@");
+/** host:port of a Redis URL, for logs: never its user name or password. */
+export function redisAddress(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || "6379"}`;
+  } catch {
+    return "(invalid url)";
+  }
 }

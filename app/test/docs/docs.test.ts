@@ -225,6 +225,7 @@ describe("protocol.md: server frames", () => {
     error: () => frames.error(ErrorCode.InvalidFrame, "m", "r"),
     goodbye: () => frames.goodbye("shutdown", true, 1),
     message: () => frames.message(message),
+    epoch: () => frames.epoch("r", "e", 1),
     direct: () => frames.direct({ id: "i", from: "f", to: "t", text: "t", ts: 1, clientMsgId: "c" }),
     typing: () => frames.typing("r", "f", true),
     read: () => frames.read("r", "f", 1),

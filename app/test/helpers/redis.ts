@@ -1,5 +1,7 @@
-// Starts a real redis-server (Debian's package) on a free loopback port, in a private temp dir,
-// with an append-only file synced on every write so a SIGKILL loses nothing that was acknowledged.
+// Starts a real redis-server (Debian's package) on a free loopback port, in a private temp dir. By
+// default with an append-only file synced on every write, so a SIGKILL loses nothing that was
+// acknowledged; `persistence: "none"` keeps only what `save()` wrote, which is how a restart from a
+// stale snapshot (or a Redis without persistence) is made.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -16,13 +18,23 @@ export interface TestRedis {
   kill(): Promise<void>;
   /** Starts the server again on the same port and data dir. */
   restart(): Promise<void>;
+  /** SAVE: a snapshot that a restart with `persistence: "none"` comes back with. */
+  save(): Promise<void>;
+  /** SIGSTOP: the process hangs with its connections open, as a stuck or swapping Redis does. */
+  pause(): void;
+  /** SIGCONT after `pause`. */
+  resume(): void;
   client(): Redis;
   stop(): Promise<void>;
 }
 
 let prefixes = 0;
 
-export async function startRedis(): Promise<TestRedis> {
+export async function startRedis(options: { persistence?: "aof" | "none" } = {}): Promise<TestRedis> {
+  const persistence =
+    options.persistence === "none"
+      ? ["--appendonly", "no", "--save", ""]
+      : ["--appendonly", "yes", "--appendfsync", "always", "--save", ""];
   const dir = mkdtempSync(join(tmpdir(), "chat-test-redis-"));
   const port = freePort();
   let proc: Subprocess | undefined;
@@ -38,12 +50,7 @@ export async function startRedis(): Promise<TestRedis> {
         "127.0.0.1",
         "--dir",
         dir,
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "always",
-        "--save",
-        "",
+        ...persistence,
         "--protected-mode",
         "no",
       ],
@@ -80,6 +87,13 @@ export async function startRedis(): Promise<TestRedis> {
       await proc?.exited;
     },
     restart: launch,
+    save: async () => {
+      const c = new Redis(port, "127.0.0.1");
+      await c.save();
+      c.disconnect();
+    },
+    pause: () => proc?.kill("SIGSTOP"),
+    resume: () => proc?.kill("SIGCONT"),
     client: () => {
       const c = new Redis(port, "127.0.0.1");
       clients.push(c);
@@ -87,6 +101,7 @@ export async function startRedis(): Promise<TestRedis> {
     },
     stop: async () => {
       for (const c of clients) c.disconnect();
+      proc?.kill("SIGCONT");
       proc?.kill("SIGTERM");
       await proc?.exited;
       rmSync(dir, { recursive: true, force: true });

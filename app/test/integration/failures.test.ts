@@ -4,6 +4,7 @@ import { TestClient } from "../helpers/client";
 import { startRedisInstance, waitRedisUp } from "../helpers/cluster";
 import { startRedis, type TestRedis } from "../helpers/redis";
 import { connId } from "../helpers/server";
+import { waitFor } from "../helpers/wait";
 
 let redis: TestRedis;
 beforeAll(async () => {
@@ -40,7 +41,7 @@ describe("failures", () => {
     await survivor.stop();
   }, 20_000);
 
-  test("Redis killed and restarted: no crash, local delivery goes on, delivery across instances resumes, no stored message lost", async () => {
+  test("Redis killed and restarted: no crash, room messages refused meanwhile, typing stays local, delivery across instances resumes, no stored message lost", async () => {
     const prefix = redis.prefix();
     const a = await startRedisInstance(redis, prefix);
     const b = await startRedisInstance(redis, prefix);
@@ -62,16 +63,25 @@ describe("failures", () => {
     }
     expect(await health(a.httpUrl)).toMatchObject({ status: "degraded", redis: "down" });
     expect((await fetch(`${a.httpUrl}/health/ready`)).status).toBe(200);
-    // Local delivery on the same instance continues during the outage.
-    const during = await alice.request({ type: "message", room: "storm", text: "during outage", clientMsgId: "o1" });
-    expect(during.type).toBe("message_response");
-    expect((await amy.next((f) => f.type === "message" && f.text === "during outage")).id).toBe(during.id);
+    // A room message is not acknowledged while it cannot be stored in the shared history: the
+    // client keeps it and sends it again with the same clientMsgId.
+    const refused = await alice.request({ type: "message", room: "storm", text: "during outage", clientMsgId: "o1" });
+    expect(refused).toMatchObject({ type: "error", code: "unavailable", temporary: true });
+    // Typing is ephemeral: it still reaches the members on the same instance.
+    await alice.request({ type: "typing", room: "storm", active: true });
+    expect(await amy.next("typing")).toMatchObject({ room: "storm", from: "alice", active: true });
     // What could not cross to other instances during the outage is dropped and counted, not queued.
     const outage = await (await fetch(`${a.httpUrl}/metrics`)).text();
     expect(Number(/^backplane_dropped_total (\d+)/m.exec(outage)?.[1])).toBeGreaterThanOrEqual(1);
+    expect(Number(/^store_unavailable_total\{store="history"\} (\d+)/m.exec(outage)?.[1])).toBeGreaterThanOrEqual(1);
 
     await redis.restart();
     await Promise.all([waitRedisUp(a), waitRedisUp(b)]);
+    // The refused message, sent again with its clientMsgId, is stored once and reaches every member.
+    const resent = await alice.request({ type: "message", room: "storm", text: "during outage", clientMsgId: "o1" });
+    expect(resent).toMatchObject({ type: "message_response", offset: 4 });
+    expect((await bob.next((f) => f.type === "message" && f.text === "during outage", 5000)).id).toBe(resent.id);
+    expect((await amy.next((f) => f.type === "message" && f.text === "during outage", 5000)).id).toBe(resent.id);
     // Subscriptions are restored: delivery across instances resumes.
     const after = await alice.request({ type: "message", room: "storm", text: "after restart", clientMsgId: "r1" });
     expect((await bob.next((f) => f.type === "message" && f.text === "after restart", 5000)).id).toBe(after.id);
@@ -86,8 +96,9 @@ describe("failures", () => {
     await Promise.all([a.stop(), b.stop()]);
   }, 30_000);
 
-  test("Redis down at start: the server starts degraded, serves local chat, and is ready unless REDIS_REQUIRED", async () => {
-    const nowhere = `redis://127.0.0.1:${freePort()}`;
+  test("Redis down at start: the server starts degraded, warns with the address (never the password), refuses room traffic, and is ready unless REDIS_REQUIRED", async () => {
+    const port = freePort();
+    const nowhere = `redis://:hunter2-secret@127.0.0.1:${port}`;
     const relaxed = await startBinary({ REDIS_URL: nowhere });
     const strict = await startBinary({ REDIS_URL: nowhere, REDIS_REQUIRED: "true" });
     expect(await health(relaxed.httpUrl)).toMatchObject({ status: "degraded", redis: "down" });
@@ -96,12 +107,27 @@ describe("failures", () => {
     expect(strictReady.status).toBe(503);
     expect(await strictReady.json()).toMatchObject({ ready: false, reason: "redis_down" });
     const one = await TestClient.connect(`ws://127.0.0.1:${relaxed.port}/ws/chat/${connId()}?user=one`);
-    const two = await TestClient.connect(`ws://127.0.0.1:${relaxed.port}/ws/chat/${connId()}?user=two`);
-    await one.request({ type: "join", room: "local" });
-    await two.request({ type: "join", room: "local" });
-    const sent = await one.request({ type: "message", room: "local", text: "still here", clientMsgId: "s1" });
-    expect((await two.next("message")).id).toBe(sent.id);
-    await Promise.all([one.close(), two.close()]);
+    // Joining needs the room's place in the shared history: refused as temporary, not half done.
+    expect(await one.request({ type: "join", room: "local" })).toMatchObject({
+      type: "error",
+      code: "unavailable",
+      temporary: true,
+    });
+    expect(await one.request({ type: "typing", room: "local", active: true })).toMatchObject({ code: "not_in_room" });
+    await one.close();
+    // Several failed connection attempts (ioredis retries every 2 s at most), one warning.
+    const failures = async () => {
+      const text = await (await fetch(`${relaxed.httpUrl}/metrics`)).text();
+      return Number(/^backplane_errors_total\{op="connection"\} (\d+)/m.exec(text)?.[1] ?? 0);
+    };
+    await waitFor(async () => (await failures()) >= 8, { timeoutMs: 10_000, what: "8 failed connection attempts" });
+    const warnings = relaxed
+      .output()
+      .split("\n")
+      .filter((line) => line.includes("redis unreachable"));
+    expect(warnings.length).toBe(1);
+    expect(JSON.parse(warnings[0]!)).toMatchObject({ level: "warn", address: `127.0.0.1:${port}` });
+    expect(relaxed.output()).not.toContain("hunter2-secret");
     expect(await relaxed.stop()).toBe(0);
     expect(await strict.stop()).toBe(0);
   }, 30_000);
