@@ -43,7 +43,8 @@ const onSignal = async (signal: NodeJS.Signals) => {
   }
   logger.info("shutdown requested", { signal });
   try {
-    await server.shutdown();
+    // The listener closes with the process: health checks see 503 `draining` until the very end.
+    await server.shutdown({ keepListening: true });
     logger.info("shutdown complete");
   } catch (error) {
     logger.error("shutdown failed", { error: (error as Error).message });

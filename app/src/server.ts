@@ -15,7 +15,9 @@ export { type Backends, memoryBackends, redisBackends } from "./backends";
 
 /**
  * Wires one server instance: dependencies, app, listen, heartbeat. `shutdown()` runs the drain
- * sequence and releases everything; it does not exit the process.
+ * sequence, closes the backends, then the listener; it does not exit the process. With
+ * `keepListening` the listener stays open, so health checks get 503 `draining` rather than a refused
+ * connection until the process exits.
  */
 export async function startServer(options: {
   config: Readonly<Config>;
@@ -64,17 +66,26 @@ export async function startServer(options: {
     onSent: (n) => metrics.countOut("heartbeat", n),
   });
 
+  // Bun 1.3's stop() never settles once any WebSocket was closed from the server side, as every drain
+  // does (oven-sh/bun#36223: that close skips the decrement of the server's open-socket count). The
+  // listener and the sockets close at the call, so the promise is left unawaited.
+  const stopListening = () => void app.server?.stop(true);
+
   let stopping: Promise<void> | undefined;
-  const shutdown = () =>
+  const shutdown = (options: { keepListening?: boolean } = {}) =>
     (stopping ??= (async () => {
       await drainConnections({ registry, lifecycle, logger, metrics }, config);
       heartbeat.stop();
       rooms.close();
-      // Bun can keep counting a socket whose client closed it while the drain closed it too; its
-      // stop() then never resolves. Every connection is released by now, so give it a bound.
-      const stopped = await Promise.race([app.stop(true).then(() => true), Bun.sleep(2000).then(() => false)]);
-      if (!stopped) logger.warn("listener stop timed out; continuing shutdown");
+      await Promise.allSettled([
+        backends.backplane.close(),
+        backends.history.close(),
+        backends.presence.close(),
+        backends.sessions.close(),
+        backends.dedup.close(),
+      ]);
       await backends.close();
+      if (!options.keepListening) stopListening();
     })());
 
   return { app, port: app.server!.port!, config, chat, registry, metrics, lifecycle, backends, shutdown };

@@ -69,4 +69,63 @@ describe("SIGTERM", () => {
       server.proc.kill("SIGKILL");
     }
   }, 20_000);
+
+  test("with clients connected, the health endpoints answer 503 draining through the drain until exit, with no stall", async () => {
+    const server = await startBinary({ DRAIN_JITTER_MS: "0", DRAIN_TIMEOUT: "5000" });
+    try {
+      const wsUrl = (id: string) => `ws://127.0.0.1:${server.port}/ws/chat/${id}`;
+      // Two clients: closed in two batches a second apart, so the drain lasts long enough to probe.
+      const clients = await Promise.all([1, 2].map((i) => TestClient.connect(wsUrl(connId(`probe${i}`)))));
+      await clients[0]!.request({ type: "join", room: "probe" });
+
+      // Each probe opens a new connection, as a load balancer's health check does.
+      const probes: { path: string; status: number | "refused"; body?: any; at: number }[] = [];
+      let exited = false;
+      const probe = async (path: string) => {
+        try {
+          const res = await fetch(`${server.httpUrl}${path}`, { headers: { connection: "close" } });
+          probes.push({ path, status: res.status, body: await res.json(), at: Date.now() });
+        } catch {
+          probes.push({ path, status: "refused", at: Date.now() });
+        }
+      };
+      const prober = (async () => {
+        while (!exited) {
+          await probe("/health/ready");
+          await probe("/health");
+        }
+      })();
+
+      server.proc.kill("SIGTERM");
+      await waitFor(() => probes.some((p) => p.status === 503), { timeoutMs: 5000, what: "the first 503" });
+      expect(await server.proc.exited).toBe(0);
+      exited = true;
+      await prober;
+      await waitFor(() => server.output().includes('"message":"shutdown complete"'), { what: "the last log line" });
+
+      const output = server.output();
+      expect(output).not.toContain("listener stop timed out");
+      const at = (message: string) => {
+        const line = output.split("\n").find((l) => l.includes(`"message":"${message}"`));
+        if (!line) throw new Error(`no "${message}" line in:\n${output}`);
+        return Date.parse(JSON.parse(line).timestamp);
+      };
+      const duringDrain = probes.slice(probes.findIndex((p) => p.status === 503));
+      // Only once the process is gone, after its last log line, may a probe find nothing listening.
+      const refused = duringDrain.filter((p) => p.status === "refused");
+      expect(refused.filter((p) => p.at < at("shutdown complete"))).toEqual([]);
+      const answered = duringDrain.filter((p) => p.status !== "refused");
+      expect(answered.length).toBeGreaterThan(10);
+      for (const p of answered) {
+        expect(p.status).toBe(503);
+        expect(p.body).toMatchObject(
+          p.path === "/health" ? { status: "draining" } : { ready: false, reason: "draining" },
+        );
+      }
+      // Closing the backends and the log is a matter of milliseconds; the stall was 2 s.
+      expect(at("shutdown complete") - at("drain finished")).toBeLessThan(1000);
+    } finally {
+      server.proc.kill("SIGKILL");
+    }
+  }, 20_000);
 });

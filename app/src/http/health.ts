@@ -13,7 +13,10 @@ export interface HealthDeps {
   usesRedis: boolean;
 }
 
-/** `/health` describes the instance; `/health/ready` answers whether it accepts new connections. */
+/**
+ * `/health` describes the instance; `/health/ready` answers whether it accepts new connections. Both
+ * answer 503 while the instance drains, until the process exits.
+ */
 export function healthRoutes(deps: HealthDeps) {
   const { config, registry, lifecycle, backplane } = deps;
 
@@ -26,8 +29,10 @@ export function healthRoutes(deps: HealthDeps) {
   };
 
   return new Elysia({ name: "health" })
-    .get("/health", () => {
+    .get("/health", ({ set }) => {
       const redis = redisState();
+      // A draining instance is on its way out: 503 keeps a load balancer from choosing it.
+      if (lifecycle.draining) set.status = 503;
       const status = lifecycle.draining ? "draining" : redis === "down" ? "degraded" : "ok";
       return {
         status,
