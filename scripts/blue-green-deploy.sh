@@ -6,7 +6,8 @@
 #   2. start the target     rebuild/recreate it (compose) or start the binary (local)
 #   3. wait until ready     /health/ready, growing sleeps to READY_TIMEOUT, then one last check
 #   4. smoke test           k6 against the target directly; k6's exit code is the gate
-#   5. switch               active-color.yml replaced atomically (temporary file, then mv)
+#   5. switch               active-color.yml replaced atomically: rendered, copied beside the
+#                           watched directory, flushed and checked, then mv
 #   6. verify               the front door reports the target VERIFY_COUNT times in a row; the
 #                           Traefik API agrees when it is reachable
 #   7. post-switch gate     GATE_SECONDS watching the target's error rate
@@ -153,6 +154,8 @@ preflight() {
   [ "$runtime" = local ] || [ "$dry_run" = 1 ] || command -v docker >/dev/null 2>&1 || fail "docker is required for DEPLOY_RUNTIME=compose"
   [ -f "$active_file" ] || fail "no $active_file (set TRAEFIK_DYNAMIC_DIR)"
   [ -w "$dynamic_dir" ] || [ "$dry_run" = 1 ] || fail "$dynamic_dir is not writable"
+  # The switch stages its file in the parent of the watched directory (see replace_active_file).
+  [ -w "$(dirname "$dynamic_dir")" ] || [ "$dry_run" = 1 ] || fail "$(dirname "$dynamic_dir") is not writable (the switch stages active-color.yml there)"
   [ "$dry_run" = 1 ] || mkdir -p "$state_dir"
   [ -z "$targets_file" ] || [ "$dry_run" = 1 ] || [ -w "$(dirname "$targets_file")" ] ||
     fail "$(dirname "$targets_file") is not writable (PROMETHEUS_TARGETS_FILE)"
