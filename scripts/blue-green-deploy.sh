@@ -6,7 +6,8 @@
 #   2. start the target     rebuild/recreate it (compose) or start the binary (local)
 #   3. wait until ready     /health/ready, growing sleeps to READY_TIMEOUT, then one last check
 #   4. smoke test           k6 against the target directly; k6's exit code is the gate
-#   5. switch               active-color.yml replaced atomically (temporary file, then mv)
+#   5. switch               active-color.yml replaced atomically: rendered, copied beside the
+#                           watched directory, flushed and checked, then mv
 #   6. verify               the front door reports the target VERIFY_COUNT times in a row; the
 #                           Traefik API agrees when it is reachable
 #   7. post-switch gate     GATE_SECONDS watching the target's error rate
@@ -144,18 +145,64 @@ configure() {
   traefik_api=${traefik_api%/}
 }
 
-# preflight: what a deploy needs, checked before anything changes.
+# preflight COMMAND: what the command needs, checked before anything changes (not even the state
+# directory is created before these checks pass). Each missing piece stops it with one line.
 preflight() {
-  local tool
-  for tool in curl jq flock awk column; do
+  local command=$1 tool
+  for tool in curl jq flock awk column stat cmp sync; do
     command -v "$tool" >/dev/null 2>&1 || fail "$tool is required"
   done
-  [ "$runtime" = local ] || [ "$dry_run" = 1 ] || command -v docker >/dev/null 2>&1 || fail "docker is required for DEPLOY_RUNTIME=compose"
+  [ "$dry_run" = 1 ] || runtime_prerequisites "$command"
   [ -f "$active_file" ] || fail "no $active_file (set TRAEFIK_DYNAMIC_DIR)"
   [ -w "$dynamic_dir" ] || [ "$dry_run" = 1 ] || fail "$dynamic_dir is not writable"
-  [ "$dry_run" = 1 ] || mkdir -p "$state_dir"
+  # The switch stages its file in the parent of the watched directory (see replace_active_file).
+  [ -w "$(dirname "$dynamic_dir")" ] || [ "$dry_run" = 1 ] || fail "$(dirname "$dynamic_dir") is not writable (the switch stages active-color.yml there)"
   [ -z "$targets_file" ] || [ "$dry_run" = 1 ] || [ -w "$(dirname "$targets_file")" ] ||
     fail "$(dirname "$targets_file") is not writable (PROMETHEUS_TARGETS_FILE)"
+  [ "$dry_run" = 1 ] && return 0
+  mkdir -p "$state_dir" || fail "cannot create $state_dir (DEPLOY_STATE_DIR)"
+  # Deploy state is never tracked: the targets file is written on first use, listing both colors
+  # (what `docker compose up -d` starts), and kept by every deploy after that.
+  if [ -n "$targets_file" ] && [ ! -e "$targets_file" ]; then
+    scrape blue green
+  fi
+}
+
+# runtime_prerequisites COMMAND: the runtime's own needs. compose: a Docker CLI, an engine it can
+# reach, Compose v2. local: the binary a deploy installs, and k6 for its smoke test.
+runtime_prerequisites() {
+  local command=$1 out
+  case $runtime in
+    compose)
+      command -v docker >/dev/null 2>&1 || fail "docker is required for DEPLOY_RUNTIME=compose (not found on PATH)"
+      if ! out=$(timeout 10 docker info --format '{{.ServerVersion}}' 2>&1); then
+        fail "the Docker engine is not reachable for DEPLOY_RUNTIME=compose: $(printf '%s' "$out" | head -n 1)"
+      fi
+      timeout 10 docker compose version >/dev/null 2>&1 ||
+        fail "Docker Compose v2 is required for DEPLOY_RUNTIME=compose ('docker compose version' failed)"
+      ;;
+    local)
+      if [ "$command" = deploy ]; then
+        if [ "${LOCAL_BUILD:-0}" = 1 ]; then
+          [ -x "$root/app/node_modules/.bin/bun" ] || fail "LOCAL_BUILD=1 needs $root/app/node_modules/.bin/bun (cd app && npm ci)"
+        else
+          [ -x "$deploy_binary" ] || fail "no binary at $deploy_binary (build it: cd app && bun run build)"
+        fi
+        k6_present || fail "k6 $K6_VERSION is required for the smoke test: not on PATH nor in $root/.tools/bin, and no go to build it"
+      fi
+      ;;
+  esac
+}
+
+# k6_present: k6_bin would find the pinned k6 or could build it.
+k6_present() {
+  local candidate
+  for candidate in "$(command -v k6 || true)" "$root/.tools/bin/k6"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ] && "$candidate" version 2>/dev/null | grep -q "k6 $K6_VERSION "; then
+      return 0
+    fi
+  done
+  command -v go >/dev/null 2>&1
 }
 
 # scrape_step DESCRIPTION COLOR...: the Prometheus targets step, when a targets file is kept.
@@ -498,12 +545,12 @@ main() {
     deploy)
       [ "${#args[@]}" -le 1 ] || usage_error "deploy takes at most one color"
       case ${args[0]:-} in blue | green | "") ;; *) usage_error "unknown color ${args[0]}: expected blue or green" ;; esac
-      preflight
+      preflight deploy
       cmd_deploy "${args[0]:-}"
       ;;
     rollback | status | history)
       [ "${#args[@]}" -eq 0 ] || usage_error "$command takes no arguments"
-      [ "$command" = history ] || preflight
+      [ "$command" = history ] || preflight "$command"
       "cmd_$command"
       ;;
     *) usage_error "unknown command $command" ;;

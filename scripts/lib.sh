@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Shared helpers for the project's scripts: timed steps and installing what a machine lacks.
 
-# step NAME CMD...: prints what it does, runs it, prints how long it took.
+# step NAME CMD...: prints what it does, runs it, prints how long it took. CMD runs inside an
+# `&&` list, where `set -e` does not apply: a function run this way checks its own commands.
 step() {
   local name=$1 started rc
   shift
@@ -10,6 +11,50 @@ step() {
   "$@" && rc=0 || rc=$?
   printf '<== %s (%ss)%s\n' "$name" "$(($(date +%s) - started))" "$([ "$rc" -eq 0 ] || echo ", failed with $rc")"
   return "$rc"
+}
+
+# check NAME [--after STEP]... CMD...: a step of a run that goes on after a failure (the test
+# command). CMD runs in a subshell with `set -e` in force, so any failing command inside it fails
+# the step; the failure is recorded and the run continues. A step whose --after step failed is
+# skipped. check_summary reports the failures and sets the exit code.
+checks_failed=()
+check() {
+  local name=$1 started rc=0 needed
+  shift
+  while [ "${1:-}" = --after ]; do
+    for needed in "${checks_failed[@]}"; do
+      if [ "$needed" = "$2" ]; then
+        printf '==> %s\n<== %s skipped: %s failed\n' "$name" "$name" "$2"
+        checks_failed+=("$name")
+        return 0
+      fi
+    done
+    shift 2
+  done
+  started=$(date +%s)
+  printf '==> %s\n' "$name"
+  # A subshell run as a plain statement: set -e holds inside it, whatever CMD is.
+  set +e
+  (
+    set -e
+    "$@"
+  )
+  rc=$?
+  set -e
+  printf '<== %s (%ss)%s\n' "$name" "$(($(date +%s) - started))" "$([ "$rc" -eq 0 ] || echo ", failed with $rc")"
+  [ "$rc" -eq 0 ] || checks_failed+=("$name")
+  return 0
+}
+
+# check_summary: one line per failed step; exit status 1 when any failed.
+check_summary() {
+  if [ "${#checks_failed[@]}" -eq 0 ]; then
+    printf 'all steps passed\n'
+    return 0
+  fi
+  printf 'failed steps (%s):\n' "${#checks_failed[@]}" >&2
+  printf '  %s\n' "${checks_failed[@]}" >&2
+  return 1
 }
 
 _apt_updated=""

@@ -35,9 +35,8 @@ bun_tests() {
   cd "$root/app"
   # Sockets for the connection-scale tests; stays within the machine's per-process limit.
   ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-  ./node_modules/.bin/bun test --timeout 60000 "$@" 2>&1 | tee "$out/bun-test.log"
-  local rc=${PIPESTATUS[0]}
-  local pass fail
+  local rc=0 pass fail
+  ./node_modules/.bin/bun test --timeout 60000 "$@" 2>&1 | tee "$out/bun-test.log" || rc=$?
   pass=$(grep -Eo '^ *[0-9]+ pass' "$out/bun-test.log" | tail -n 1 | grep -Eo '[0-9]+' || echo 0)
   fail=$(grep -Eo '^ *[0-9]+ fail' "$out/bun-test.log" | tail -n 1 | grep -Eo '[0-9]+' || echo 0)
   printf '%s passed, %s failed\n' "$pass" "$fail"
@@ -96,17 +95,21 @@ main() {
   case "${1:-}" in
     -h | --help) usage; exit 0 ;;
   esac
-  step "install system packages" system_deps
-  step "install app dependencies" app_deps "$root/app"
-  step "typecheck" bash -c "cd '$root/app' && ./node_modules/.bin/tsc -p ."
-  step "format and lint (Biome)" bash -c "cd '$root/app' && ./node_modules/.bin/biome ci ."
-  step "build the binary" bash -c "cd '$root/app' && ./node_modules/.bin/bun run build"
-  step "shellcheck" lint_scripts
-  step "shellcheck scripts/deploy" lint_deploy_scripts
-  step "promtool" promtool_checks
-  step "install k6" install_k6
-  step "bun test" bun_tests "$@"
-  step "k6 smoke" k6_smoke
+  # A failed step is reported and the independent steps after it still run; the exit status is 1
+  # when any step failed. Steps that cannot run without an earlier one say so instead.
+  local deps="install app dependencies" build="build the binary"
+  check "install system packages" system_deps
+  check "$deps" app_deps "$root/app"
+  check "typecheck" --after "$deps" bash -c "cd '$root/app' && ./node_modules/.bin/tsc -p ."
+  check "format and lint (Biome)" --after "$deps" bash -c "cd '$root/app' && ./node_modules/.bin/biome ci ."
+  check "$build" --after "$deps" bash -c "cd '$root/app' && ./node_modules/.bin/bun run build"
+  check "shellcheck" lint_scripts
+  check "shellcheck scripts/deploy" lint_deploy_scripts
+  check "promtool" promtool_checks
+  check "install k6" install_k6
+  check "bun test" --after "$deps" --after "$build" bun_tests "$@"
+  check "k6 smoke" --after "$build" --after "install k6" k6_smoke
+  check_summary
 }
 
 main "$@"

@@ -116,8 +116,8 @@ other_color() {
 
 render_active_file() {
   cat <<YAML
-# Owned by scripts/blue-green-deploy.sh, which rewrites this whole file (temporary file in this
-# directory, then mv) to switch colors. Do not edit by hand while a deploy may be running.
+# Owned by scripts/blue-green-deploy.sh, which rewrites this whole file (a temporary file beside
+# this directory, then mv) to switch colors. Do not edit by hand while a deploy may be running.
 # chat-active is defined here and nowhere else.
 http:
   services:
@@ -129,37 +129,68 @@ http:
 YAML
 }
 
-# replace_active_file SOURCE: copies SOURCE to a temporary file in the watched directory, then
-# renames it over active-color.yml. The temporary name does not end in .yml, so Traefik never loads
-# it half-written, and the rename is atomic: Traefik sees the old file or the new one.
+# check_active_file FILE COLOR: FILE is a complete active-color.yml that sends chat-active to
+# websocket-COLOR: not empty, ends with a newline, and has the weighted service's lines as
+# render_active_file writes them. Traefik applies whatever it finds in the directory, even an empty
+# file (every router then loses chat-active and the front door answers 404), so nothing that fails
+# this check is ever renamed into place.
+check_active_file() {
+  local file=$1 color=$2 line
+  [ -s "$file" ] || { note "$file is empty"; return 1; }
+  [ "$(tail -c 1 "$file" | od -An -tx1 | tr -d ' ')" = 0a ] || { note "$file does not end with a newline"; return 1; }
+  for line in "http:" "  services:" "    chat-active:" "      weighted:" "        services:" \
+    "          - name: websocket-$color"; do
+    grep -qxF -- "$line" "$file" || { note "$file lacks the line '$line'"; return 1; }
+  done
+}
+
+# replace_active_file SOURCE COLOR: puts a copy of SOURCE in place of active-color.yml. The copy
+# is made beside the watched directory (its parent: the same filesystem, so mv is an atomic
+# rename), never inside it: Traefik reads the directory again on any change in it, and a temporary
+# file there would start the provider's reload throttle (2 s) and hold the real change back. The
+# copy is flushed to disk and checked (check_active_file, and byte for byte against SOURCE) before
+# the rename. Every command is checked here: this runs inside step's && list, where set -e is off.
 replace_active_file() {
-  local source=$1
-  active_tmp=$(mktemp "$dynamic_dir/.active-color.XXXXXX")
-  cp "$source" "$active_tmp"
-  chmod 0644 "$active_tmp"
-  mv -f "$active_tmp" "$active_file"
+  local source=$1 color=$2 staging
+  staging=$(dirname "$dynamic_dir")
+  if [ "$(stat -c %d "$staging")" != "$(stat -c %d "$dynamic_dir")" ]; then
+    note "$staging and $dynamic_dir are on different filesystems; mv would not be atomic"
+    return 1
+  fi
+  check_active_file "$source" "$color" || return 1
+  active_tmp=$(mktemp "$staging/.active-color.XXXXXX") || return 1
+  cp "$source" "$active_tmp" || return 1
+  sync "$active_tmp" || return 1
+  cmp -s "$source" "$active_tmp" || { note "the copy of $source in $active_tmp differs from it"; return 1; }
+  check_active_file "$active_tmp" "$color" || return 1
+  chmod 0644 "$active_tmp" || return 1
+  mv -f "$active_tmp" "$active_file" || return 1
   active_tmp=""
 }
 
 # switch_to COLOR: points chat-active at COLOR, keeping a copy of the file it replaces.
 switch_to() {
-  local color=$1 rendered
+  local color=$1 rendered=$state_dir/active-color.next.yml
   if [ "$dry_run" = 1 ]; then
     run cp "$active_file" "$state_dir/active-color.previous.yml"
-    run replace_active_file "$state_dir/active-color.next.yml"
+    run replace_active_file "$rendered" "$color"
     note "chat-active -> websocket-$color"
     return 0
   fi
-  cp "$active_file" "$state_dir/active-color.previous.yml"
-  rendered=$state_dir/active-color.next.yml
-  render_active_file "$color" >"$rendered"
-  run replace_active_file "$rendered"
+  cp "$active_file" "$state_dir/active-color.previous.yml" || { note "cannot keep a copy of $active_file in $state_dir"; return 1; }
+  render_active_file "$color" >"$rendered" || { note "cannot write $rendered"; return 1; }
+  run replace_active_file "$rendered" "$color" || return 1
   note "chat-active -> websocket-$color"
 }
 
-# restore_previous_file: puts back the file switch_to replaced, byte for byte.
+# restore_previous_file: puts back the file switch_to replaced, byte for byte. When the switch
+# failed before its rename, active-color.yml still names the previous color and stays untouched.
 restore_previous_file() {
-  run replace_active_file "$state_dir/active-color.previous.yml"
+  if [ "$dry_run" != 1 ] && grep -qxF -- "          - name: websocket-$from" "$active_file" 2>/dev/null; then
+    note "active-color.yml still sends chat-active to websocket-$from"
+    return 0
+  fi
+  run replace_active_file "$state_dir/active-color.previous.yml" "$from"
 }
 
 # --- the Prometheus targets file ----------------------------------------------------------------

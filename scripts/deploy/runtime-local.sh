@@ -69,7 +69,7 @@ spawn() {
   local pid_file=$1 log_file=$2
   shift 2
   setsid "$@" </dev/null >>"$log_file" 2>&1 9>&- &
-  printf '%s\n' "$!" >"$pid_file"
+  printf '%s\n' "$!" >"$pid_file" || return 1
 }
 
 # rt_start COLOR build|keep: (re)starts the color. build installs DEPLOY_BINARY (after building it
@@ -83,19 +83,20 @@ rt_start() {
     rt_stop_begin "$color"
     rt_stop_finish "$color"
   fi
-  run mkdir -p "$dir"
+  # Each command is checked: this runs inside step's && list, where set -e is off.
+  run mkdir -p "$dir" || return 1
   if [ "$mode" = build ]; then
     if [ "${LOCAL_BUILD:-0}" = 1 ]; then
-      run bash -c "cd '$root/app' && ./node_modules/.bin/bun run build"
+      run bash -c "cd '$root/app' && ./node_modules/.bin/bun run build" || return 1
     fi
     [ -x "$deploy_binary" ] || [ "$dry_run" = 1 ] || fail "no binary at $deploy_binary (build it: cd app && bun run build)"
-    run cp "$deploy_binary" "$bin.new"
-    run mv -f "$bin.new" "$bin"
+    run cp "$deploy_binary" "$bin.new" || return 1
+    run mv -f "$bin.new" "$bin" || return 1
   else
     [ -x "$bin" ] || [ "$dry_run" = 1 ] || fail "$color has no binary to go back to in $dir"
   fi
   local args=()
-  mapfile -t args < <(local_env_args "$color")
+  mapfile -t args < <(local_env_args "$color") || return 1
   run spawn "$(local_pid_file "$color")" "$dir/server.log" env -i "${args[@]}" "$bin"
 }
 
@@ -125,7 +126,7 @@ local_gone() { ! rt_running "$1"; }
 rt_smoke() {
   local color=$1 k6 url
   url=$(rt_url "$color")
-  if [ "$dry_run" = 1 ]; then k6=k6; else k6=$(k6_bin "$root"); fi
+  if [ "$dry_run" = 1 ]; then k6=k6; else k6=$(k6_bin "$root") || return 1; fi
   run env WS_URL="${url/#http/ws}" BASE_URL="$url" VUS="$smoke_vus" DURATION="$smoke_duration" \
     ROOM_PREFIX="smoke-$color-$$" "$k6" run --quiet --no-color --no-usage-report --address "" "$smoke_script"
 }

@@ -2,10 +2,12 @@
 // both colors, a real Redis and real k6, behind the Traefik double. Each test gets its own ports,
 // state directory, copy of traefik/dynamic and Redis key prefix.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { TestClient } from "../helpers/client";
 import { startRedis, type TestRedis } from "../helpers/redis";
 import { waitFor } from "../helpers/wait";
-import { DeploySetup } from "./harness";
+import { DeploySetup, REPO } from "./harness";
 
 let redis: TestRedis;
 let setup: DeploySetup | undefined;
@@ -113,6 +115,47 @@ describe("deploy", () => {
     expect(s.running("blue")).toBe(true);
     expect(s.scraped()).toEqual(s.expectedScrape("blue"));
   }, 60_000);
+
+  test("the switch cannot write its file (a full disk): the step fails, Traefik never gets an empty file, rollback", async () => {
+    const s = await blueServing();
+    // The state directory cannot take the rendered active-color.next.yml: writing it fails as on a
+    // full disk. A directory of that name makes every write and copy of it fail.
+    mkdirSync(join(s.stateDir, "active-color.next.yml"));
+    const onBlue = await TestClient.connect(`${s.front.wsUrl}/ws/chat/full-disk-1?user=ub`);
+    const statuses = new Map<number, number>();
+    let watching = true;
+    const watcher = (async () => {
+      while (watching) {
+        const status = await fetch(`${s.front.url}/health`).then(
+          (r) => r.status,
+          () => 0,
+        );
+        statuses.set(status, (statuses.get(status) ?? 0) + 1);
+        await Bun.sleep(250);
+      }
+    })();
+    const run = await s.run(["deploy"]);
+    // The reload throttle could hold a change back: keep watching past it.
+    await Bun.sleep(2500);
+    watching = false;
+    await watcher;
+    expect(run.code).toBe(1);
+    expect(run.stdout).toMatch(/^<== switch Traefik to green \(\d+s\), failed with 1$/m);
+    expect(lastLine(run.stderr)).toBe(
+      `deploy failed: could not replace ${s.dynamicDir}/active-color.yml; rolled back to blue`,
+    );
+    // The front door never lost its route: every answer was blue's 200.
+    expect(Object.fromEntries(statuses)).toEqual({ 200: expect.any(Number) });
+    expect(s.activeFile()).toBe(readFileSync(join(REPO, "traefik", "dynamic", "active-color.yml"), "utf8"));
+    expect(await s.frontColor()).toBe("blue");
+    expect(s.running("blue")).toBe(true);
+    expect(s.running("green")).toBe(false);
+    await onBlue.sync();
+    expect(onBlue.all("goodbye")).toEqual([]);
+    expect(s.history()[0]!.split("\t")[6]).toBe("rolled-back");
+    expect(readdirSync(s.dir).filter((f) => f.startsWith(".active-color."))).toEqual([]);
+    onBlue.close();
+  }, 90_000);
 
   test("post-switch gate fails: automatic rollback to blue, blue's clients never left", async () => {
     const s = await blueServing();
@@ -232,7 +275,7 @@ describe("rollback, status, history", () => {
       /\[dry-run\] spawn \S+green\/server\.pid \S+ env -i REDIS_URL=redis:\/\/127\.0\.0\.1:\d+ /,
     );
     expect(dry.stdout).toMatch(
-      /\[dry-run\] replace_active_file \S+\/active-color\.next\.yml\n +chat-active -> websocket-green\n/,
+      /\[dry-run\] replace_active_file \S+\/active-color\.next\.yml green\n +chat-active -> websocket-green\n/,
     );
     expect(dry.stdout).toContain(`[dry-run] ${s.targetsFile} <- green\n`);
     expect(s.scraped()).toBeUndefined();

@@ -11,7 +11,7 @@ import { parse, stringify } from "yaml";
 import { freePort, type RunningBinary, startBinary } from "../helpers/binary";
 import { TestClient } from "../helpers/client";
 import { connId } from "../helpers/server";
-import { DASHBOARDS_DIR, PROMETHEUS_CONFIG, PROMETHEUS_TARGETS, RULES_DIR, tool } from "./paths";
+import { DASHBOARDS_DIR, PROMETHEUS_CONFIG, REPO, RULES_DIR, tool } from "./paths";
 
 /** Panels that must return data, by dashboard uid: every one of their queries must be non-empty. */
 const MUST_HAVE_DATA: Record<string, string[]> = {
@@ -121,9 +121,21 @@ interface TargetGroup {
   labels: Record<string, string>;
 }
 
-/** The real targets file (file_sd) with each color's address pointed at its test instance. */
+/**
+ * The targets file (file_sd) as the deploy script writes it on first use (render_targets in
+ * scripts/deploy/common.sh; the file itself is untracked deploy state), with each color's address
+ * pointed at its test instance.
+ */
 function testTargets(ports: Record<string, number>, colors?: string[]): string {
-  const real = parse(readFileSync(PROMETHEUS_TARGETS, "utf8")) as TargetGroup[];
+  const render = Bun.spawnSync(
+    [
+      "bash",
+      "-c",
+      `. ${JSON.stringify(join(REPO, "scripts", "deploy", "common.sh"))}; rt_url() { printf 'http://websocket-%s:3001\\n' "$1"; }; render_targets blue green`,
+    ],
+    { stdout: "pipe", stderr: "inherit" },
+  );
+  const real = parse(render.stdout.toString()) as TargetGroup[];
   return stringify(
     real
       .filter((g) => !colors || colors.includes(g.labels.color!))
