@@ -1,6 +1,6 @@
 // The test page: a small chat UI on top of the client library. Bundled to public/chat.js.
-import { type ChatClient, type ConnectionState, connect, randomId } from "../index";
-import { $, el, formatTime } from "./dom";
+import { type ChatClient, type ConnectionState, connect, randomId } from "@realtime-chat/client";
+import { $, el, formatTime } from "./dom.js";
 
 interface Item {
   key: string;
