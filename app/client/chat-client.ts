@@ -3,19 +3,21 @@
 // Guarantees:
 // - `send`/`sendDirect` settle exactly once: with the server's `message_response`, or rejected by an
 //   `error` frame with the same ref, a full queue, or `close()` / a terminal close code.
-// - A message handed to `send` is never dropped by a reconnect: it is kept (bounded) and sent again on
-//   the next connection with the same clientMsgId, so a server that already stored it answers with
-//   `duplicate: true` instead of storing it twice.
+// - A message handed to `send` is never dropped by a reconnect: it is kept and sent again on the next
+//   connection with the same clientMsgId, so a server that already stored it answers with
+//   `duplicate: true` instead of storing it twice. The queue is bounded by bytes and by time, not by a
+//   count: a deploy's hand-over can take tens of seconds while the application keeps sending.
 // - Each room message and direct message is emitted at most once, whatever the server replays.
 
-import { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from "./backoff";
-import { Emitter } from "./emitter";
-import { ChatClientError, ClientErrorCode } from "./errors";
-import { RecentKeys, randomId } from "./ids";
+import { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
+import { Emitter } from "./emitter.js";
+import { ChatClientError, ClientErrorCode } from "./errors.js";
+import { RecentKeys, randomId } from "./ids.js";
 import {
   CloseCode,
   type ConnectionEstablished,
   type DirectMessage,
+  ErrorCode,
   type Goodbye,
   type History,
   type Presence,
@@ -26,7 +28,7 @@ import {
   type ServerFrame,
   type SystemNotice,
   type Typing,
-} from "./protocol";
+} from "./protocol.js";
 
 export type ConnectionState = "connecting" | "open" | "reconnecting" | "closed";
 
@@ -80,19 +82,27 @@ export interface ChatEvents {
   typing: Typing;
   read: ReadReceipt;
   joined: JoinResult;
+  /** The messages waiting for a connection changed: how many, and their size. */
+  queue: { messages: number; bytes: number };
   goodbye: Goodbye;
   system: SystemNotice;
   /** An `error` frame that answers no request, or a join the client sent itself that failed. */
   error: ChatClientError;
 }
 
-/** The part of the standard WebSocket the client uses. */
+/**
+ * An event handler whose parameter is checked both ways (as for methods), so that the standard
+ * WebSocket, whose handlers take the richer MessageEvent and CloseEvent, fits WebSocketLike.
+ */
+type Handler<E> = { handle(event: E): void }["handle"];
+
+/** The part of the standard WebSocket the client uses: browsers', Bun's, Node's, or the `ws` package's. */
 export interface WebSocketLike {
   readonly readyState: number;
-  onopen: ((event: unknown) => void) | null;
-  onmessage: ((event: { data: unknown }) => void) | null;
-  onclose: ((event: { code: number; reason: string }) => void) | null;
-  onerror: ((event: unknown) => void) | null;
+  onopen: Handler<unknown> | null;
+  onmessage: Handler<{ data: unknown }> | null;
+  onclose: Handler<{ code: number; reason: string }> | null;
+  onerror: Handler<unknown> | null;
   send(data: string): void;
   close(code?: number, reason?: string): void;
 }
@@ -106,8 +116,26 @@ export interface ConnectOptions {
   user?: string;
   /** Wait between reconnect attempts; default 1 s to 30 s. */
   backoff?: Partial<BackoffOptions>;
-  /** Messages kept while disconnected; further sends are rejected with `queue_full`. Default 100. */
+  /**
+   * Bytes of messages (their JSON frames, UTF-8) kept while disconnected; a send past it is rejected
+   * with `queue_full`. Default 1 MiB: over a thousand typical chat messages.
+   */
+  maxQueueBytes?: number;
+  /**
+   * How long a message may wait for a connection, from the `send` call; past it the send is rejected
+   * with `queue_timeout`. Default 120 s: longer than a deploy's hand-over, well within the server's
+   * deduplication window (DEDUP_WINDOW, 300 s by default), so a resend is always deduplicated.
+   */
+  queueTimeoutMs?: number;
+  /** An optional limit on the number of queued messages; none by default. */
   maxQueue?: number;
+  /**
+   * Pace of the queue once a connection is back: at most `burst` messages at once, then `perSecond`.
+   * Default 15/s, burst 30: under the server's default frame rate limit (FRAME_RATE 20/s, FRAME_BURST
+   * 40) with room for typing, read and ping frames, so a long queue is not refused with
+   * `rate_limited` (nor the connection closed with 1008) when it is sent.
+   */
+  queueRate?: { perSecond: number; burst: number };
   /** Deadline of requests that are not resent (join, history, presence, ...). Default 10 s. */
   requestTimeoutMs?: number;
   /** Deadline from opening a socket to `connection_established`. Default 10 s. */
@@ -132,6 +160,11 @@ interface Request {
   resolve(frame: ServerFrame): void;
   reject(error: ChatClientError): void;
   timer?: ReturnType<typeof setTimeout>;
+  /** For messages: the UTF-8 size of the frame, counted against maxQueueBytes while queued. */
+  bytes: number;
+  /** For messages: past queueTimeoutMs the message leaves the queue, or is not queued again. */
+  expiry?: ReturnType<typeof setTimeout>;
+  expired?: boolean;
 }
 
 interface RoomState {
@@ -143,6 +176,14 @@ interface RoomState {
   waiters: { resolve(result: JoinResult): void; reject(error: ChatClientError): void }[];
   /** A join for this room is on the wire. */
   joining: boolean;
+  /** A join of this room was answered before: later joins are rejoins. */
+  joined: boolean;
+}
+
+/** Where a room was left off: the epoch and newest offset an application kept (a reloaded page). */
+export interface RoomPosition {
+  epoch: string;
+  offset: number;
 }
 
 const OPEN = 1;
@@ -175,10 +216,18 @@ export class ChatClient extends Emitter<ChatEvents> {
   private readonly rooms = new Map<string, RoomState>();
   private readonly inFlight = new Map<string, Request>();
   private queue: Request[] = [];
+  private queueBytes = 0;
+  /** Token bucket pacing the queue; refilled on use. */
+  private tokens: number;
+  private tokensAt = 0;
+  private pumpTimer: ReturnType<typeof setTimeout> | undefined;
   private readonly seen: RecentKeys;
   private refs = 0;
   private readonly backoff: BackoffOptions;
   private readonly maxQueue: number;
+  private readonly maxQueueBytes: number;
+  private readonly queueTimeoutMs: number;
+  private readonly queueRate: { perSecond: number; burst: number };
   private readonly requestTimeoutMs: number;
   private readonly handshakeTimeoutMs: number;
   private readonly livenessGraceMs: number;
@@ -199,7 +248,11 @@ export class ChatClient extends Emitter<ChatEvents> {
     this.connectionId = options.connectionId;
     this.url = chatUrl(url, options);
     this.backoff = { ...DEFAULT_BACKOFF, ...options.backoff };
-    this.maxQueue = options.maxQueue ?? 100;
+    this.maxQueue = options.maxQueue ?? Number.POSITIVE_INFINITY;
+    this.maxQueueBytes = options.maxQueueBytes ?? 1_048_576;
+    this.queueTimeoutMs = options.queueTimeoutMs ?? 120_000;
+    this.queueRate = options.queueRate ?? { perSecond: 15, burst: 30 };
+    this.tokens = this.queueRate.burst;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
     this.livenessGraceMs = options.livenessGraceMs ?? 10_000;
@@ -225,6 +278,11 @@ export class ChatClient extends Emitter<ChatEvents> {
     return this.queue.length;
   }
 
+  /** UTF-8 bytes of the messages waiting for a connection. */
+  get queuedBytes(): number {
+    return this.queueBytes;
+  }
+
   /** Rooms the client is in (or will rejoin), with the newest offset seen in each. */
   get joinedRooms(): { room: string; epoch?: string; offset: number }[] {
     return [...this.rooms].map(([room, s]) => ({ room, epoch: s.epoch, offset: s.offset }));
@@ -246,12 +304,17 @@ export class ChatClient extends Emitter<ChatEvents> {
 
   /**
    * Joins a room and keeps it joined across reconnects. Resolves with the room's next join answer:
-   * now if connected, else after the next reconnect.
+   * now if connected, else after the next reconnect. With `from` (a position the application kept,
+   * for example across a page reload) the server replays the messages after it as `message` events
+   * before the answer; `recovered` says whether all of them could be.
    */
-  join(room: string): Promise<JoinResult> {
+  join(room: string, from?: RoomPosition): Promise<JoinResult> {
     if (this.terminal) return Promise.reject(this.closedError());
     let state = this.rooms.get(room);
-    if (!state) this.rooms.set(room, (state = { offset: 0, waiters: [], joining: false }));
+    if (!state) {
+      state = { offset: from?.offset ?? 0, epoch: from?.epoch, waiters: [], joining: false, joined: false };
+      this.rooms.set(room, state);
+    }
     const result = new Promise<JoinResult>((resolve, reject) => state.waiters.push({ resolve, reject }));
     // Otherwise the join goes out with the rejoins of the next connection.
     if (this._state === "open" && !state.joining) void this.sendJoin(room, state, false);
@@ -430,12 +493,12 @@ export class ChatClient extends Emitter<ChatEvents> {
       if (!this.rooms.has(room)) this.transmit({ type: "leave", room });
     }
     // Rejoin before sending anything else: a restarted server knows none of our rooms.
-    const rejoins = [...this.rooms].map(([room, state]) => this.sendJoin(room, state, state.epoch !== undefined));
+    const rejoins = [...this.rooms].map(([room, state]) => this.sendJoin(room, state, state.joined));
     await Promise.allSettled(rejoins);
     if (this.ws !== ws || this.terminal) return;
     // Rooms joined by the application while the rejoins were on the wire.
     for (const [room, state] of this.rooms)
-      if (state.epoch === undefined && !state.joining) void this.sendJoin(room, state, false);
+      if (state.waiters.length > 0 && !state.joining) void this.sendJoin(room, state, state.joined);
     this.setState("open", {});
     this.flush();
   }
@@ -454,6 +517,7 @@ export class ChatClient extends Emitter<ChatEvents> {
         if (this.rooms.get(room) !== state) return;
         const reset = state.epoch !== undefined && result.epoch !== state.epoch;
         state.epoch = result.epoch;
+        state.joined = true;
         if (reset && !catchUp) {
           // The room started anew (a restarted server without shared history): what it holds is all
           // new to us, so ask for it from the start. Messages already shown are dropped as duplicates.
@@ -497,7 +561,12 @@ export class ChatClient extends Emitter<ChatEvents> {
         );
     }
     this.inFlight.clear();
-    this.queue = [...resend, ...this.queue];
+    const back = resend.filter((request) => {
+      if (!request.expired) return true;
+      request.reject(this.expiredError(request));
+      return false;
+    });
+    if (back.length > 0) this.setQueue([...back, ...this.queue]);
     if (this.terminal) return this.finish(this.terminal.code, this.terminal.reason);
     if (!RECONNECTABLE_CLOSE_CODES.has(code)) return this.finish(code, reason);
     const delayMs = this.retryAfterMs ?? backoffDelay(this.failures, this.backoff, this.random);
@@ -510,6 +579,7 @@ export class ChatClient extends Emitter<ChatEvents> {
   private finish(code: number, reason: string) {
     this.terminal ??= { code, reason };
     clearTimeout(this.retryTimer);
+    clearTimeout(this.pumpTimer);
     clearTimeout(this.livenessTimer);
     const ws = this.ws;
     this.ws = undefined;
@@ -525,7 +595,7 @@ export class ChatClient extends Emitter<ChatEvents> {
       request.reject(error);
     }
     this.inFlight.clear();
-    this.queue = [];
+    this.setQueue([]);
     for (const state of this.rooms.values()) for (const w of state.waiters.splice(0)) w.reject(error);
     this.setState("closed", { code, reason });
   }
@@ -552,10 +622,29 @@ export class ChatClient extends Emitter<ChatEvents> {
   private request(frame: Record<string, unknown>, kind: Kind): Promise<ServerFrame> {
     if (this.terminal) return Promise.reject(this.closedError());
     return new Promise<ServerFrame>((resolve, reject) => {
-      const request: Request = { ref: `q${++this.refs}`, frame, kind, resolve, reject };
+      const request: Request = {
+        ref: `q${++this.refs}`,
+        frame,
+        kind,
+        bytes: 0,
+        resolve: (answer) => {
+          clearTimeout(request.expiry);
+          resolve(answer);
+        },
+        reject: (error) => {
+          clearTimeout(request.expiry);
+          reject(error);
+        },
+      };
       const live = this.ws?.readyState === OPEN && this._session !== undefined && !this.leaving;
-      // Queued messages go out after the rejoins, in order; other requests need not wait for them.
-      if (live && (this._state === "open" || kind === "once")) return this.dispatch(request);
+      if (kind === "resend") {
+        request.bytes = utf8Length(JSON.stringify(frame));
+        request.expiry = setTimeout(() => this.expire(request), this.queueTimeoutMs);
+      }
+      // Queued messages go out after the rejoins, in order, and a new message waits behind them;
+      // other requests need not wait.
+      if (live && kind === "once") return this.dispatch(request);
+      if (live && this._state === "open" && this.queue.length === 0) return this.dispatch(request);
       if (kind === "once") {
         return reject(
           new ChatClientError(
@@ -565,17 +654,38 @@ export class ChatClient extends Emitter<ChatEvents> {
           ),
         );
       }
-      if (this.queue.length >= this.maxQueue) {
-        return reject(
-          new ChatClientError(
-            ClientErrorCode.QueueFull,
-            `${this.maxQueue} messages are already waiting for a connection`,
-            true,
-          ),
-        );
-      }
-      this.queue.push(request);
+      const full =
+        this.queue.length >= this.maxQueue
+          ? `${this.maxQueue} messages are already waiting for a connection`
+          : this.queueBytes + request.bytes > this.maxQueueBytes
+            ? `${this.queueBytes} bytes of messages are already waiting for a connection (maxQueueBytes ${this.maxQueueBytes})`
+            : undefined;
+      if (full) return request.reject(new ChatClientError(ClientErrorCode.QueueFull, full, true));
+      this.setQueue([...this.queue, request]);
     });
+  }
+
+  /** A message past queueTimeoutMs: taken out of the queue now, or not queued again if it is on the wire. */
+  private expire(request: Request) {
+    request.expired = true;
+    if (!this.queue.includes(request)) return;
+    this.setQueue(this.queue.filter((r) => r !== request));
+    request.reject(this.expiredError(request));
+  }
+
+  private expiredError(request: Request) {
+    return new ChatClientError(
+      ClientErrorCode.QueueTimeout,
+      `no connection took ${String(request.frame.type)} ${String(request.frame.clientMsgId)} within ${this.queueTimeoutMs} ms`,
+      true,
+    );
+  }
+
+  private setQueue(queue: Request[]) {
+    const changed = queue.length !== this.queue.length;
+    this.queue = queue;
+    this.queueBytes = queue.reduce((sum, r) => sum + r.bytes, 0);
+    if (changed) this.emit("queue", { messages: queue.length, bytes: this.queueBytes });
   }
 
   private dispatch(request: Request) {
@@ -603,10 +713,24 @@ export class ChatClient extends Emitter<ChatEvents> {
     }
   }
 
+  /** Sends queued messages, in order, as fast as the queue's token bucket allows. */
   private flush() {
-    const queued = this.queue;
-    this.queue = [];
-    for (const request of queued) this.dispatch(request);
+    clearTimeout(this.pumpTimer);
+    this.pumpTimer = undefined;
+    const { perSecond, burst } = this.queueRate;
+    while (this.queue.length > 0 && this._state === "open" && this.ws?.readyState === OPEN && !this.leaving) {
+      const now = Date.now();
+      this.tokens = Math.min(burst, this.tokens + ((now - this.tokensAt) / 1000) * perSecond);
+      this.tokensAt = now;
+      if (this.tokens < 1) {
+        this.pumpTimer = setTimeout(() => this.flush(), Math.ceil(((1 - this.tokens) / perSecond) * 1000));
+        return;
+      }
+      this.tokens -= 1;
+      const [next, ...rest] = this.queue;
+      this.setQueue(rest);
+      this.dispatch(next!);
+    }
   }
 
   private answer(frame: { ref?: string } & ServerFrame) {
@@ -623,6 +747,16 @@ export class ChatClient extends Emitter<ChatEvents> {
     if (!request) return this.emit("error", error);
     this.inFlight.delete(request.ref);
     clearTimeout(request.timer);
+    // The server did not process it: the message goes back to the head of the queue, which waits
+    // for the bucket to refill instead of being refused again (many refusals in a row close 1008).
+    if (error.code === ErrorCode.RateLimited && request.kind === "resend" && !request.expired) {
+      this.tokens = 0;
+      this.tokensAt = Date.now();
+      this.setQueue([request, ...this.queue]);
+      if (this.pumpTimer === undefined)
+        this.pumpTimer = setTimeout(() => this.flush(), Math.ceil(1000 / this.queueRate.perSecond));
+      return;
+    }
     request.reject(error);
   }
 }
@@ -638,6 +772,19 @@ function chatUrl(base: string, options: ConnectOptions): string {
   if (options.user !== undefined) url.searchParams.set("user", options.user);
   if (options.token !== undefined) url.searchParams.set("token", options.token);
   return url.toString();
+}
+
+function utf8Length(text: string): number {
+  let bytes = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) bytes += 1;
+    else if (c < 0x800) bytes += 2;
+    // A surrogate pair (4 bytes in UTF-8) counts 2 + 2 here.
+    else if (c >= 0xd800 && c < 0xe000) bytes += 2;
+    else bytes += 3;
+  }
+  return bytes;
 }
 
 function detach(ws: WebSocketLike) {

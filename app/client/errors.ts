@@ -13,8 +13,10 @@ export class ChatClientError extends Error {
 
 /** Codes of failures the client itself detects. */
 export const ClientErrorCode = {
-  /** The outgoing queue is full while disconnected. */
+  /** The outgoing queue is full (maxQueueBytes, or maxQueue when set) while disconnected. */
   QueueFull: "queue_full",
+  /** A message waited longer than queueTimeoutMs for a connection. */
+  QueueTimeout: "queue_timeout",
   /** The request cannot wait for a connection (typing, presence, history, ...). */
   NotConnected: "not_connected",
   /** The connection dropped before the answer of a request that is not resent. */

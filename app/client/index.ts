@@ -1,19 +1,20 @@
 // The chat client library: `connect(url, options)` returns a ChatClient. No runtime dependency;
-// runs in browsers and in Bun.
+// runs in browsers, Bun and Node 20+ (the global WebSocket, or one passed in).
 
-export { type BackoffOptions, backoffCeiling, backoffDelay, DEFAULT_BACKOFF } from "./backoff";
+export { type BackoffOptions, backoffCeiling, backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 export type {
   ChatEvents,
   ConnectionState,
   ConnectOptions,
   JoinResult,
+  RoomPosition,
   SentDirect,
   SentMessage,
   StateChange,
   WebSocketLike,
-} from "./chat-client";
-export { ChatClient, connect } from "./chat-client";
-export { ChatClientError, ClientErrorCode } from "./errors";
-export { randomId } from "./ids";
-export type * from "./protocol";
-export { CloseCode, ErrorCode, RECONNECTABLE_CLOSE_CODES } from "./protocol";
+} from "./chat-client.js";
+export { ChatClient, connect } from "./chat-client.js";
+export { ChatClientError, ClientErrorCode } from "./errors.js";
+export { randomId } from "./ids.js";
+export type * from "./protocol.js";
+export { CloseCode, ErrorCode, RECONNECTABLE_CLOSE_CODES } from "./protocol.js";

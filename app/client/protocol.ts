@@ -1,12 +1,97 @@
-// The client's view of protocol v1 (docs/protocol.md). Types only, plus the close-code table the
-// server publishes: the bundler inlines these few constants, so the library has no runtime dependency.
+// The client's view of protocol v1 (docs/protocol.md): frame types and the stable codes. The package
+// carries its own copy so it has no dependency; test/client/protocol.test.ts checks that the copy
+// matches the server's tables (src/protocol/codes.ts, src/protocol/server-frames.ts).
 
-import type { DirectMessage, ConnectionEstablished as Established, RoomMessage } from "../src/protocol/server-frames";
+/** `code` of an `error` frame. `temporary` errors may succeed when retried unchanged. */
+export const ErrorCode = {
+  InvalidJson: "invalid_json",
+  InvalidFrame: "invalid_frame",
+  UnknownType: "unknown_type",
+  BinaryNotSupported: "binary_not_supported",
+  TextTooLong: "text_too_long",
+  NotInRoom: "not_in_room",
+  TooManyRooms: "too_many_rooms",
+  RateLimited: "rate_limited",
+  Forbidden: "forbidden",
+  InvalidToken: "invalid_token",
+  Unavailable: "unavailable",
+  ShuttingDown: "shutting_down",
+  Internal: "internal_error",
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-export { CloseCode, ErrorCode, RECONNECTABLE_CLOSE_CODES } from "../src/protocol/codes";
-export type { DirectMessage, RoomMessage };
+/** WebSocket close codes of the protocol (docs/protocol.md#close-codes). */
+export const CloseCode = {
+  Normal: 1000,
+  /** Too many invalid frames: a client bug, reconnecting would repeat it. */
+  InvalidFrames: 1003,
+  /** No close frame: the network dropped or the server died. Set by the WebSocket, never sent. */
+  Abnormal: 1006,
+  /** The client kept sending past the rate limit. */
+  PolicyViolation: 1008,
+  /** A frame larger than the server's MAX_MESSAGE_BYTES. */
+  TooLarge: 1009,
+  Internal: 1011,
+  /** Graceful shutdown or deploy; a `goodbye` frame came first. */
+  ServiceRestart: 1012,
+  /** The instance filled up, or started draining, between the upgrade and the open. */
+  OverCapacity: 1013,
+  HeartbeatTimeout: 4000,
+  /** Another socket connected with the same connectionId. */
+  Replaced: 4001,
+  IdleTimeout: 4002,
+  /** The client did not read: its send buffer passed the server's limit. */
+  SlowConsumer: 4008,
+  /** The token expired and no fresh one came in an `auth` frame. */
+  TokenExpired: 4401,
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
-export type ConnectionEstablished = Established & { protocol: number };
+/** Close codes after which the client connects again; after any other it stops. */
+export const RECONNECTABLE_CLOSE_CODES: ReadonlySet<number> = new Set<number>([
+  CloseCode.Abnormal,
+  CloseCode.Internal,
+  CloseCode.ServiceRestart,
+  CloseCode.OverCapacity,
+  CloseCode.HeartbeatTimeout,
+  CloseCode.IdleTimeout,
+  CloseCode.SlowConsumer,
+]);
+
+/** A room message, live or replayed, and as stored in history. */
+export interface RoomMessage {
+  room: string;
+  id: string;
+  /** 1, 2, 3, ... per room within its epoch. */
+  offset: number;
+  from: string;
+  text: string;
+  ts: number;
+  clientMsgId: string;
+}
+
+export interface DirectMessage {
+  id: string;
+  from: string;
+  to: string;
+  text: string;
+  ts: number;
+  clientMsgId: string;
+}
+
+export interface ConnectionEstablished {
+  connectionId: string;
+  userId: string;
+  instanceId: string;
+  /** The deployment color of the instance: "blue", "green" or "none". */
+  color: string;
+  version: string;
+  heartbeatIntervalMs: number;
+  /** True when the server resumed a session of this connectionId. */
+  resumed: boolean;
+  rooms: string[];
+  protocol: number;
+}
 
 export interface MessageResponse {
   type: "message_response";

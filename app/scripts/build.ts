@@ -1,10 +1,12 @@
-// Builds the browser bundle of the test page (public/chat.js, from client/page/main.ts), then
-// compiles the server into one executable, dist/realtime-server, with app/public embedded.
+// Builds the client package (client/dist: JavaScript and .d.ts), the browser bundle of the test page
+// (public/chat.js, from client/page/main.ts, which imports the package's build as any app would),
+// then compiles the server into one executable, dist/realtime-server, with app/public embedded.
 // Usage: bun run build [--outfile path]      everything
-//        bun run build --client              the browser bundle only (bun run build:client)
+//        bun run build --client              the package and the page bundle only (bun run build:client)
 
 import { join, sep } from "node:path";
 import { type BunPlugin, Glob } from "bun";
+import clientPkg from "../client/package.json";
 import pkg from "../package.json";
 
 const root = join(import.meta.dir, "..");
@@ -19,6 +21,29 @@ function fail(logs: readonly unknown[]): never {
 }
 
 let started = performance.now();
+const tsc = Bun.spawnSync([join(root, "node_modules/.bin/tsc"), "-p", "tsconfig.build.json"], {
+  cwd: join(root, "client"),
+  stdout: "inherit",
+  stderr: "inherit",
+});
+if (tsc.exitCode !== 0) fail([`tsc -p client/tsconfig.build.json exited with ${tsc.exitCode}`]);
+console.log(
+  `built client/dist (${clientPkg.name} ${clientPkg.version}) in ${Math.round(performance.now() - started)} ms`,
+);
+
+// The page imports the package by name. The entry its `exports` map gives for `import` is used, so
+// the page runs on the same build an app installs; the typecheck maps the name to the source instead.
+const clientPackage: BunPlugin = {
+  name: "client-package",
+  setup(build) {
+    const escaped = clientPkg.name.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&");
+    build.onResolve({ filter: new RegExp(`^${escaped}$`) }, () => ({
+      path: join(root, "client", clientPkg.exports["."].import),
+    }));
+  },
+};
+
+started = performance.now();
 const client = await Bun.build({
   entrypoints: [join(root, "client/page/main.ts")],
   outdir: publicDir,
@@ -27,6 +52,7 @@ const client = await Bun.build({
   format: "esm",
   minify: true,
   sourcemap: "linked",
+  plugins: [clientPackage],
 });
 if (!client.success) fail(client.logs);
 console.log(`built public/chat.js in ${Math.round(performance.now() - started)} ms`);
