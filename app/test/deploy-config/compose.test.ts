@@ -112,6 +112,13 @@ function mountsOf(service: Service): { source: string; target: string; readOnly:
   });
 }
 
+/** Bytes in a compose or Redis size such as 512m, 1g or 256mb. */
+function bytes(text: string): number {
+  const m = /^(\d+)([kmg])?b?$/i.exec(String(text).trim());
+  if (!m) throw new Error(`not a size: ${text}`);
+  return Number(m[1]) * 1024 ** " kmg".indexOf((m[2] ?? " ").toLowerCase());
+}
+
 const isNamedVolume = (source: string) => !source.startsWith(".") && !source.startsWith("/") && !source.startsWith("~");
 
 const main = await loadCompose("docker-compose.yml");
@@ -233,6 +240,53 @@ describe("docker-compose.yml", () => {
     expect(mountsOf(redis)).toContainEqual({ source: "redis-data", target: "/data", readOnly: false });
   });
 
+  test("Redis has a maxmemory and an eviction policy, with half its container limit left for a fork", () => {
+    const redis = main.services.redis!;
+    const args: string[] = redis.command.map(String);
+    const arg = (name: string) => args[args.indexOf(name) + 1];
+    expect(args).toContain("--maxmemory");
+    expect(arg("--maxmemory-policy")).toBe("volatile-lru");
+    const maxmemory = bytes(arg("--maxmemory")!);
+    const limit = bytes(redis.deploy.resources.limits.memory);
+    expect(maxmemory).toBeGreaterThan(0);
+    expect(maxmemory).toBeLessThanOrEqual(limit / 2);
+  });
+
+  test("redis_exporter: a pinned release, reading the compose Redis", () => {
+    const exporter = main.services["redis-exporter"]!;
+    expect(exporter.image).toMatch(/^oliver006\/redis_exporter:v\d+\.\d+\.\d+$/);
+    expect(environmentOf(exporter).REDIS_ADDR).toBe("redis://redis:6379");
+    expect(exporter.depends_on?.redis?.condition).toBe("service_healthy");
+  });
+
+  test("Alertmanager: a pinned release, silences on a named volume, reached only through the local-only entry point", () => {
+    const am = main.services.alertmanager!;
+    expect(am.image).toMatch(/^prom\/alertmanager:v\d+\.\d+\.\d+$/);
+    const mounts = mountsOf(am);
+    expect(mounts).toContainEqual({ source: "./monitoring/alertmanager", target: "/etc/alertmanager", readOnly: true });
+    const data = mounts.find((m) => m.target === "/alertmanager");
+    expect(data && isNamedVolume(data.source)).toBe(true);
+    expect(am.command).toContain("--storage.path=/alertmanager");
+    expect(am.entrypoint).toEqual(["/bin/sh", "/etc/alertmanager/entrypoint.sh"]);
+    // Webhook URLs come from the environment, empty unless set.
+    const env = environmentOf(am);
+    expect(env.ALERT_PAGE_WEBHOOK_URL).toBe("");
+    expect(env.ALERT_TEAM_WEBHOOK_URL).toBe("");
+    // No published port: Traefik's 127.0.0.1-only entry point routes /alertmanager to it, under
+    // the same path prefix as its external URL.
+    expect(am.ports).toBeUndefined();
+    expect(am.labels["traefik.http.routers.alertmanager.entrypoints"]).toBe("traefik");
+    expect(am.labels["traefik.http.routers.alertmanager.rule"]).toBe("PathPrefix(`/alertmanager`)");
+    expect(am.command).toContain("--web.external-url=http://127.0.0.1:8080/alertmanager/");
+  });
+
+  test("Prometheus sends alerts to the compose Alertmanager under its path prefix", async () => {
+    const prometheus = parse(await Bun.file(join(repoRoot, "monitoring", "prometheus", "prometheus.yml")).text());
+    expect(prometheus.alerting.alertmanagers).toEqual([
+      { path_prefix: "/alertmanager", static_configs: [{ targets: ["alertmanager:9093"] }] },
+    ]);
+  });
+
   test("Prometheus keeps 30 days and reads monitoring/prometheus; Grafana provisions from monitoring/grafana", () => {
     const prometheus = main.services.prometheus!;
     expect(prometheus.command).toContain("--storage.tsdb.retention.time=30d");
@@ -287,6 +341,7 @@ describe("docker-compose.yml", () => {
     }
     for (const [name, target] of [
       ["prometheus", "/prometheus"],
+      ["alertmanager", "/alertmanager"],
       ["grafana", "/var/lib/grafana"],
     ] as const) {
       const mount = mountsOf(main.services[name]!).find((m) => m.target === target);
