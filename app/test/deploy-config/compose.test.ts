@@ -287,6 +287,28 @@ describe("docker-compose.yml", () => {
     ]);
   });
 
+  // No Traefik runs in the tests: what can be checked is that the router, the scrape job and the
+  // Traefik files agree with each other.
+  test("the front-door job reaches chat-active through a router on Traefik's local-only entry point", async () => {
+    const labels: Record<string, string> = main.services.prometheus!.labels;
+    const router = "traefik.http.routers.front-door-metrics";
+    expect(labels["traefik.enable"]).toBe("true");
+    expect(labels[`${router}.entrypoints`]).toBe("traefik");
+    expect(labels[`${router}.service`]).toBe("chat-active@file");
+    const middleware = labels[`${router}.middlewares`]!;
+    const prefix = labels[`traefik.http.middlewares.${middleware}.stripprefix.prefixes`]!;
+    const prometheus = parse(await Bun.file(join(repoRoot, "monitoring", "prometheus", "prometheus.yml")).text());
+    const job = prometheus.scrape_configs.find((j: { job_name: string }) => j.job_name === "front-door");
+    expect(labels[`${router}.rule`]).toBe(`Path(\`${job.metrics_path}\`)`);
+    // What the instance receives once Traefik strips the prefix.
+    expect(job.metrics_path.slice(prefix.length)).toBe("/metrics");
+    const traefik = parse(await Bun.file(join(repoRoot, "traefik", "traefik.yml")).text());
+    expect(job.static_configs[0].targets).toEqual([`traefik${traefik.entryPoints.traefik.address}`]);
+    expect(job.metric_relabel_configs).toEqual([{ source_labels: ["__name__"], regex: "app_info", action: "keep" }]);
+    const active = parse(await Bun.file(join(repoRoot, "traefik", "dynamic", "active-color.yml")).text());
+    expect(active.http.services["chat-active"]).toBeDefined();
+  });
+
   test("Prometheus keeps 30 days and reads monitoring/prometheus; Grafana provisions from monitoring/grafana", () => {
     const prometheus = main.services.prometheus!;
     expect(prometheus.command).toContain("--storage.tsdb.retention.time=30d");
