@@ -58,6 +58,22 @@ promtool_checks() {
   promtool test rules "$prom"/tests/*.yml
 }
 
+# --- monitoring: Alertmanager configuration and the redis_exporter the live tests run ------------
+# Installs Debian's prometheus-alertmanager (amtool, and the alertmanager the live alert test starts)
+# and prometheus-redis-exporter when missing; checks the config, that each severity reaches its
+# receiver (app/test/monitoring/alertmanager.test.ts does it for every alert), and the entrypoint.
+alertmanager_checks() {
+  local am=$root/monitoring/alertmanager
+  need_apt amtool prometheus-alertmanager || return 1
+  need_apt prometheus-redis-exporter prometheus-redis-exporter || return 1
+  amtool check-config "$am/alertmanager.yml" || return 1
+  amtool config routes test --config.file="$am/alertmanager.yml" --verify.receivers=page severity=critical alertname=ServerDown || return 1
+  amtool config routes test --config.file="$am/alertmanager.yml" --verify.receivers=team severity=warning alertname=HighCPUUsage || return 1
+  amtool config routes test --config.file="$am/alertmanager.yml" --verify.receivers=team alertname=WithoutSeverity || return 1
+  # POSIX sh: it runs in the Alertmanager image, which has busybox and no bash.
+  shellcheck -s sh "$am/entrypoint.sh"
+}
+
 # --- load test gate: the k6 smoke scenario, small, against the compiled binary ---------------------
 # Starts app/dist/realtime-server on a free loopback port, runs app/loadtest/smoke.js with the pinned
 # k6 (built by k6_bin when missing) and stops the server; fails when a threshold fails.
@@ -106,6 +122,7 @@ main() {
   check "shellcheck" lint_scripts
   check "shellcheck scripts/deploy" lint_deploy_scripts
   check "promtool" promtool_checks
+  check "alertmanager" alertmanager_checks
   check "install k6" install_k6
   check "bun test" --after "$deps" --after "$build" bun_tests "$@"
   check "k6 smoke" --after "$build" --after "install k6" k6_smoke

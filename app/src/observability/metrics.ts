@@ -1,6 +1,28 @@
+import { readFileSync } from "node:fs";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { Config } from "../config";
 import { FastHistogram } from "./fast-histogram";
+
+/** Where the kernel states the memory limit of this process's cgroup: v2, then v1. */
+const CGROUP_MEMORY_LIMIT_FILES = ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"];
+
+/**
+ * The memory limit of the cgroup this process runs in (in a container, the container's limit), or
+ * undefined without one: cgroup v2 writes "max", v1 a number near 2^63.
+ */
+export function cgroupMemoryLimit(read: (path: string) => string = (p) => readFileSync(p, "utf8")): number | undefined {
+  for (const path of CGROUP_MEMORY_LIMIT_FILES) {
+    let text: string;
+    try {
+      text = read(path).trim();
+    } catch {
+      continue;
+    }
+    const bytes = Number(text);
+    return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : undefined;
+  }
+  return undefined;
+}
 
 /**
  * Every metric the server exports, on a registry of its own so that two app instances in one
@@ -131,6 +153,18 @@ export function createMetrics(
     help: "1 while Redis is reachable, 0 while it is not; absent without REDIS_URL",
     // Registered only with Redis configured, so a memory-only instance never looks like an outage.
     registers: config.redisUrl ? [registry] : [],
+  });
+  // The memory alert compares resident memory with this, so its threshold follows the limit set in
+  // docker-compose.yml instead of repeating it. Registered only under a limit: without one there is
+  // nothing to run out of, and a 0 would read as a limit of nothing.
+  const memoryLimit = cgroupMemoryLimit();
+  new Gauge({
+    name: "process_memory_limit_bytes",
+    help: "Memory limit of this process's cgroup (the container limit); absent without a limit",
+    registers: memoryLimit === undefined ? [] : [registry],
+    collect() {
+      this.set(cgroupMemoryLimit() ?? memoryLimit ?? 0);
+    },
   });
   const gapsFilled = new Counter({
     name: "backplane_gap_messages_total",

@@ -112,6 +112,13 @@ function mountsOf(service: Service): { source: string; target: string; readOnly:
   });
 }
 
+/** Bytes in a compose or Redis size such as 512m, 1g or 256mb. */
+function bytes(text: string): number {
+  const m = /^(\d+)([kmg])?b?$/i.exec(String(text).trim());
+  if (!m) throw new Error(`not a size: ${text}`);
+  return Number(m[1]) * 1024 ** " kmg".indexOf((m[2] ?? " ").toLowerCase());
+}
+
 const isNamedVolume = (source: string) => !source.startsWith(".") && !source.startsWith("/") && !source.startsWith("~");
 
 const main = await loadCompose("docker-compose.yml");
@@ -233,6 +240,75 @@ describe("docker-compose.yml", () => {
     expect(mountsOf(redis)).toContainEqual({ source: "redis-data", target: "/data", readOnly: false });
   });
 
+  test("Redis has a maxmemory and an eviction policy, with half its container limit left for a fork", () => {
+    const redis = main.services.redis!;
+    const args: string[] = redis.command.map(String);
+    const arg = (name: string) => args[args.indexOf(name) + 1];
+    expect(args).toContain("--maxmemory");
+    expect(arg("--maxmemory-policy")).toBe("volatile-lru");
+    const maxmemory = bytes(arg("--maxmemory")!);
+    const limit = bytes(redis.deploy.resources.limits.memory);
+    expect(maxmemory).toBeGreaterThan(0);
+    expect(maxmemory).toBeLessThanOrEqual(limit / 2);
+  });
+
+  test("redis_exporter: a pinned release, reading the compose Redis", () => {
+    const exporter = main.services["redis-exporter"]!;
+    expect(exporter.image).toMatch(/^oliver006\/redis_exporter:v\d+\.\d+\.\d+$/);
+    expect(environmentOf(exporter).REDIS_ADDR).toBe("redis://redis:6379");
+    expect(exporter.depends_on?.redis?.condition).toBe("service_healthy");
+  });
+
+  test("Alertmanager: a pinned release, silences on a named volume, reached only through the local-only entry point", () => {
+    const am = main.services.alertmanager!;
+    expect(am.image).toMatch(/^prom\/alertmanager:v\d+\.\d+\.\d+$/);
+    const mounts = mountsOf(am);
+    expect(mounts).toContainEqual({ source: "./monitoring/alertmanager", target: "/etc/alertmanager", readOnly: true });
+    const data = mounts.find((m) => m.target === "/alertmanager");
+    expect(data && isNamedVolume(data.source)).toBe(true);
+    expect(am.command).toContain("--storage.path=/alertmanager");
+    expect(am.entrypoint).toEqual(["/bin/sh", "/etc/alertmanager/entrypoint.sh"]);
+    // Webhook URLs come from the environment, empty unless set.
+    const env = environmentOf(am);
+    expect(env.ALERT_PAGE_WEBHOOK_URL).toBe("");
+    expect(env.ALERT_TEAM_WEBHOOK_URL).toBe("");
+    // No published port: Traefik's 127.0.0.1-only entry point routes /alertmanager to it, under
+    // the same path prefix as its external URL.
+    expect(am.ports).toBeUndefined();
+    expect(am.labels["traefik.http.routers.alertmanager.entrypoints"]).toBe("traefik");
+    expect(am.labels["traefik.http.routers.alertmanager.rule"]).toBe("PathPrefix(`/alertmanager`)");
+    expect(am.command).toContain("--web.external-url=http://127.0.0.1:8080/alertmanager/");
+  });
+
+  test("Prometheus sends alerts to the compose Alertmanager under its path prefix", async () => {
+    const prometheus = parse(await Bun.file(join(repoRoot, "monitoring", "prometheus", "prometheus.yml")).text());
+    expect(prometheus.alerting.alertmanagers).toEqual([
+      { path_prefix: "/alertmanager", static_configs: [{ targets: ["alertmanager:9093"] }] },
+    ]);
+  });
+
+  // No Traefik runs in the tests: what can be checked is that the router, the scrape job and the
+  // Traefik files agree with each other.
+  test("the front-door job reaches chat-active through a router on Traefik's local-only entry point", async () => {
+    const labels: Record<string, string> = main.services.prometheus!.labels;
+    const router = "traefik.http.routers.front-door-metrics";
+    expect(labels["traefik.enable"]).toBe("true");
+    expect(labels[`${router}.entrypoints`]).toBe("traefik");
+    expect(labels[`${router}.service`]).toBe("chat-active@file");
+    const middleware = labels[`${router}.middlewares`]!;
+    const prefix = labels[`traefik.http.middlewares.${middleware}.stripprefix.prefixes`]!;
+    const prometheus = parse(await Bun.file(join(repoRoot, "monitoring", "prometheus", "prometheus.yml")).text());
+    const job = prometheus.scrape_configs.find((j: { job_name: string }) => j.job_name === "front-door");
+    expect(labels[`${router}.rule`]).toBe(`Path(\`${job.metrics_path}\`)`);
+    // What the instance receives once Traefik strips the prefix.
+    expect(job.metrics_path.slice(prefix.length)).toBe("/metrics");
+    const traefik = parse(await Bun.file(join(repoRoot, "traefik", "traefik.yml")).text());
+    expect(job.static_configs[0].targets).toEqual([`traefik${traefik.entryPoints.traefik.address}`]);
+    expect(job.metric_relabel_configs).toEqual([{ source_labels: ["__name__"], regex: "app_info", action: "keep" }]);
+    const active = parse(await Bun.file(join(repoRoot, "traefik", "dynamic", "active-color.yml")).text());
+    expect(active.http.services["chat-active"]).toBeDefined();
+  });
+
   test("Prometheus keeps 30 days and reads monitoring/prometheus; Grafana provisions from monitoring/grafana", () => {
     const prometheus = main.services.prometheus!;
     expect(prometheus.command).toContain("--storage.tsdb.retention.time=30d");
@@ -287,6 +363,7 @@ describe("docker-compose.yml", () => {
     }
     for (const [name, target] of [
       ["prometheus", "/prometheus"],
+      ["alertmanager", "/alertmanager"],
       ["grafana", "/var/lib/grafana"],
     ] as const) {
       const mount = mountsOf(main.services[name]!).find((m) => m.target === target);

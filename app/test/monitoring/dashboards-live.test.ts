@@ -1,7 +1,10 @@
 // Every Grafana panel query, run against a real Prometheus scraping two real instances (blue and
-// green, the compiled binary, sharing a real Redis) that carry real WebSocket traffic. Every query
-// must parse; the panels about connections, messages, latency, errors and the backplane must return
-// data. Traefik panels cannot have data here (no Traefik runs) but must still parse.
+// green, the compiled binary, sharing a real Redis) that carry real WebSocket traffic, and a real
+// redis_exporter (Debian's prometheus-redis-exporter) in front of that Redis. Every query must parse;
+// the panels about connections, messages, latency, errors, the backplane and Redis must return data.
+// Traefik panels cannot have data here (no Traefik runs) but must still parse. The front-door job,
+// which in the stack reads /metrics through Traefik's chat-active service, reads blue's /metrics
+// directly: a double of Traefik routing to blue, the color active-color.yml names in the repository.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -26,6 +29,12 @@ const MUST_HAVE_DATA: Record<string, string[]> = {
     "Resumes, recovered or not",
     "Backplane lag p50, p95, p99",
     "Redis reachable",
+    "Redis memory of maxmemory",
+    "Redis memory",
+    "Redis evictions and rejected connections",
+    "Redis clients and commands",
+    "Redis keys",
+    "Redis persistence and replication",
   ],
   "realtime-deploys": ["Active color", "Connections by color", "Draining instances", "Version by color"],
 };
@@ -84,6 +93,7 @@ const dashboards = [...new Bun.Glob("*.json").scanSync({ cwd: DASHBOARDS_DIR })]
   .map((file) => JSON.parse(readFileSync(join(DASHBOARDS_DIR, file), "utf8")));
 
 let redis: Subprocess<"ignore", "pipe", "pipe"> | undefined;
+let exporter: Subprocess<"ignore", "pipe", "pipe"> | undefined;
 let blue: RunningBinary;
 let green: RunningBinary;
 let prometheus: Subprocess<"ignore", "pipe", "pipe"> | undefined;
@@ -150,18 +160,33 @@ function replaceTargets(text: string) {
   renameSync(tmp, targetsFile);
 }
 
-/** The real config's websocket job, reading the test targets file; same job name and target labels. */
-function testConfig(targetsPath: string, promPort: number): string {
+/**
+ * The real config's websocket, redis and front-door jobs: the websocket job reads the test targets
+ * file, the others point at the test's exporter and at blue; same job names and target labels.
+ */
+function testConfig(targetsPath: string, promPort: number, exporterPort: number, bluePort: number): string {
   const real = parse(readFileSync(PROMETHEUS_CONFIG, "utf8"));
   const job = real.scrape_configs.find((j: any) => j.job_name === "websocket");
   expect(job.file_sd_configs).toEqual([{ files: ["targets/websocket.yml"], refresh_interval: "30s" }]);
   job.file_sd_configs[0].files = [targetsPath];
   const self = real.scrape_configs.find((j: any) => j.job_name === "prometheus");
   self.static_configs[0].targets = [`127.0.0.1:${promPort}`];
+  const redisJob = real.scrape_configs.find((j: any) => j.job_name === "redis");
+  redisJob.static_configs[0].targets = [`127.0.0.1:${exporterPort}`];
+  // Traefik strips /front-door before forwarding to the active color; the double goes straight there.
+  const frontDoor = real.scrape_configs.find((j: any) => j.job_name === "front-door");
+  expect(frontDoor.metrics_path).toBe("/front-door/metrics");
+  frontDoor.metrics_path = "/metrics";
+  frontDoor.static_configs[0].targets = [`127.0.0.1:${bluePort}`];
   return stringify({
-    global: { scrape_interval: "1s", scrape_timeout: "1s", evaluation_interval: "1s" },
+    global: {
+      scrape_interval: "1s",
+      scrape_timeout: "1s",
+      evaluation_interval: "1s",
+      external_labels: real.global.external_labels,
+    },
     rule_files: [join(RULES_DIR, "*.yml")],
-    scrape_configs: [self, job],
+    scrape_configs: [self, job, redisJob, frontDoor],
   });
 }
 
@@ -170,8 +195,13 @@ beforeAll(async () => {
   const redisBin = Bun.which("redis-server");
   if (!redisBin) throw new Error("redis-server is not installed: scripts/test.sh installs it");
   const redisPort = freePort();
+  // maxmemory and its policy as in docker-compose.yml (smaller), so the maxmemory panels have a ratio.
   redis = Bun.spawn(
-    [redisBin, "--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    [
+      redisBin,
+      ...["--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+      ...["--maxmemory", "64mb", "--maxmemory-policy", "volatile-lru"],
+    ],
     {
       stdin: "ignore",
       stdout: "pipe",
@@ -183,6 +213,16 @@ beforeAll(async () => {
     socket.end();
     return true;
   });
+  const exporterPort = freePort();
+  exporter = Bun.spawn(
+    [
+      tool("prometheus-redis-exporter"),
+      `-redis.addr=redis://127.0.0.1:${redisPort}`,
+      `-web.listen-address=127.0.0.1:${exporterPort}`,
+    ],
+    { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+  );
+  await until("redis_exporter to answer", async () => (await fetch(`http://127.0.0.1:${exporterPort}/metrics`)).ok);
   const shared = {
     MAX_CONNECTIONS: "100",
     LOG_LEVEL: "warn",
@@ -200,7 +240,7 @@ beforeAll(async () => {
   mkdirSync(join(dataDir, "targets"));
   targetsFile = join(dataDir, "targets", "websocket.yml");
   writeFileSync(targetsFile, testTargets({ blue: blue.port, green: green.port }));
-  writeFileSync(configFile, testConfig(targetsFile, promPort));
+  writeFileSync(configFile, testConfig(targetsFile, promPort, exporterPort, blue.port));
   promUrl = `http://127.0.0.1:${promPort}`;
   prometheus = Bun.spawn(
     [
@@ -256,6 +296,10 @@ afterAll(async () => {
     await prometheus.exited;
   }
   await Promise.all([blue?.stop(), green?.stop()]);
+  if (exporter && exporter.exitCode === null) {
+    exporter.kill("SIGTERM");
+    await exporter.exited;
+  }
   if (redis && redis.exitCode === null) {
     redis.kill("SIGTERM");
     await redis.exited;
@@ -274,6 +318,27 @@ describe("dashboards against live data", () => {
       .data!.result.map((s) => `${s.metric.color} ${s.metric.instance} ${s.metric.exported_instance}`)
       .sort();
     expect(seen).toEqual(["blue websocket-blue blue-1", "green websocket-green green-1"]);
+  }, 20_000);
+
+  test("Active color names the color the front door reaches, with only app_info kept from that scrape", async () => {
+    const active = dashboards
+      .flatMap((d) => queriesOf(d))
+      .find((q) => q.dashboard === "realtime-deploys" && q.panel === "Active color")!;
+    await until("the front-door job to be scraped", async () => {
+      const r = await promQuery(substitute(active.expr));
+      return r.data!.result.length > 0;
+    });
+    const r = await promQuery(substitute(active.expr));
+    expect(r.data!.result.map((s) => s.metric.color)).toEqual(["blue"]);
+    const kept = await promQuery('count by (__name__) ({job="front-door"})');
+    expect(kept.data!.result.map((s) => s.metric.__name__).sort()).toEqual([
+      "app_info",
+      "scrape_duration_seconds",
+      "scrape_samples_post_metric_relabeling",
+      "scrape_samples_scraped",
+      "scrape_series_added",
+      "up",
+    ]);
   }, 20_000);
 
   test("every panel, annotation and variable query parses; the core panels return data", async () => {

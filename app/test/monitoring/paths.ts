@@ -10,11 +10,25 @@ export const RULE_TESTS_DIR = join(PROMETHEUS_DIR, "tests");
 export const GRAFANA_DIR = join(REPO, "monitoring", "grafana");
 export const DASHBOARDS_DIR = join(GRAFANA_DIR, "dashboards");
 export const RUNBOOK = join(REPO, "docs", "runbook.md");
+export const ALERTMANAGER_DIR = join(REPO, "monitoring", "alertmanager");
+export const ALERTMANAGER_CONFIG = join(ALERTMANAGER_DIR, "alertmanager.yml");
+export const ALERTMANAGER_ENTRYPOINT = join(ALERTMANAGER_DIR, "entrypoint.sh");
+export const COMPOSE_FILE = join(REPO, "docker-compose.yml");
 
-/** The path of a Debian prometheus package binary, or an error saying how to get it. */
-export function tool(name: "promtool" | "prometheus"): string {
+/** The Debian package that installs each tool the monitoring tests run. */
+const PACKAGES = {
+  promtool: "prometheus",
+  prometheus: "prometheus",
+  amtool: "prometheus-alertmanager",
+  "prometheus-alertmanager": "prometheus-alertmanager",
+  "prometheus-redis-exporter": "prometheus-redis-exporter",
+} as const;
+
+/** The path of a Debian package binary, or an error saying how to get it. */
+export function tool(name: keyof typeof PACKAGES): string {
   const path = Bun.which(name);
-  if (!path) throw new Error(`${name} is not installed: scripts/test.sh installs it (apt-get install prometheus)`);
+  if (!path)
+    throw new Error(`${name} is not installed: scripts/test.sh installs it (apt-get install ${PACKAGES[name]})`);
   return path;
 }
 
