@@ -3,7 +3,7 @@ import { Connection, type RoomMembership, type Socket } from "../connections/con
 import { CloseCode } from "../protocol/codes";
 import { frames } from "../protocol/server-frames";
 import { roomTopic, userTopic } from "../rooms/topics";
-import { sessionKey } from "../sessions/sessions";
+import { type Session, sessionKey } from "../sessions/sessions";
 import type { ChatContext } from "./context";
 
 /**
@@ -111,7 +111,8 @@ export async function closeConnection(chat: ChatContext, connection: Connection,
   if (connection.replaced) return;
 
   const memberships = connection.rooms;
-  const sessionRooms: Record<string, { epoch: string; offset: number }> = {};
+  // No prototype: a room named `__proto__` is a key like any other.
+  const sessionRooms: Session["rooms"] = Object.create(null);
   for (const [room, membership] of memberships) {
     sessionRooms[room] = {
       epoch: membership.epoch,
