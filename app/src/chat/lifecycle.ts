@@ -1,9 +1,9 @@
-import type { Identity } from "../auth/auth";
+import { type Identity, mayEnter } from "../auth/auth";
 import { Connection, type RoomMembership, type Socket } from "../connections/connection";
 import { CloseCode } from "../protocol/codes";
 import { frames } from "../protocol/server-frames";
 import { roomTopic, userTopic } from "../rooms/topics";
-import { sessionKey } from "../sessions/sessions";
+import { type Session, sessionKey } from "../sessions/sessions";
 import type { ChatContext } from "./context";
 
 /**
@@ -55,10 +55,17 @@ async function establish(
   const { config, logger } = chat.deps;
   const { socket, id: connectionId, userId } = connection;
   let resumed = false;
+  // The new token decides: a room its roles no longer open is not restored (the rooms listed in
+  // `connection_established` are the ones held).
+  const allowed = (room: string) => mayEnter(room, connection.roles, config.restrictedRoomPrefixes);
   try {
     if (handedOver) {
       resumed = true;
       for (const [room, membership] of handedOver) {
+        if (!allowed(room)) {
+          await chat.memberships.leavePresence(connection, room);
+          continue;
+        }
         connection.rooms.set(room, membership);
         await chat.deps.rooms.add(connection, roomTopic(room));
       }
@@ -66,7 +73,9 @@ async function establish(
       const session = await chat.deps.sessions.take(sessionKey(userId, connectionId));
       if (session && session.userId === userId) {
         resumed = true;
-        for (const room of Object.keys(session.rooms)) await chat.memberships.enter(connection, room);
+        for (const room of Object.keys(session.rooms)) {
+          if (allowed(room)) await chat.memberships.enter(connection, room);
+        }
       }
     }
   } catch (error) {
@@ -102,7 +111,8 @@ export async function closeConnection(chat: ChatContext, connection: Connection,
   if (connection.replaced) return;
 
   const memberships = connection.rooms;
-  const sessionRooms: Record<string, { epoch: string; offset: number }> = {};
+  // No prototype: a room named `__proto__` is a key like any other.
+  const sessionRooms: Session["rooms"] = Object.create(null);
   for (const [room, membership] of memberships) {
     sessionRooms[room] = {
       epoch: membership.epoch,

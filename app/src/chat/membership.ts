@@ -51,6 +51,11 @@ export class Memberships {
   async leave(connection: Connection, room: string) {
     connection.rooms.delete(room);
     this.deps.rooms.remove(connection, roomTopic(room));
+    await this.leavePresence(connection, room);
+  }
+
+  /** Takes the connection out of a room's presence (its subscription is already gone or never was). */
+  async leavePresence(connection: Connection, room: string) {
     if (await this.deps.presence.remove(room, connection.userId, connection.id)) {
       this.delivery.publish(roomTopic(room), frames.presenceDiff(room, [], [connection.userId]), "presence_diff");
     }

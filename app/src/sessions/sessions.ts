@@ -1,7 +1,10 @@
 /** What a connection held, kept after it closes so the same connectionId can resume it. */
 export interface Session {
   userId: string;
-  /** Rooms joined, with the epoch and the last offset delivered to the connection. */
+  /**
+   * Rooms joined, with the epoch and the last offset delivered to the connection. Built without a
+   * prototype (a room may be named `__proto__`) and read with Object.keys.
+   */
   rooms: Record<string, { epoch: string; offset: number }>;
 }
 

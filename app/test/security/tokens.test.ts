@@ -26,6 +26,11 @@ describe("malformed tokens", () => {
         error: "invalid_token",
       });
     }
+    // The same bytes in the query string were already answered so; kept that way.
+    expect(await upgrade(srv.wsUrl(connId(), "token=%"))).toMatchObject({
+      status: 401,
+      body: { error: "invalid_token" },
+    });
   });
 
   test("without auth the cookie is ignored, malformed or not", async () => {

@@ -1,4 +1,4 @@
-import { AuthError, type Identity } from "../../auth/auth";
+import { AuthError, type Identity, mayEnter } from "../../auth/auth";
 import type { Connection } from "../../connections/connection";
 import type { FrameOf } from "../../protocol/client-frames";
 import { ErrorCode } from "../../protocol/codes";
@@ -19,5 +19,12 @@ export async function auth(chat: ChatContext, connection: Connection, frame: Fra
     throw new ChatError(ErrorCode.Forbidden, "the token belongs to another user");
   connection.roles = identity.roles;
   connection.expiresAt = identity.expiresAt;
-  chat.replies.respond(connection, "auth", frame.ref, { expiresAt: identity.expiresAt ?? null });
+  // Rooms held under a role the new token no longer has are left, and the answer names them.
+  const left: string[] = [];
+  for (const room of [...connection.rooms.keys()]) {
+    if (mayEnter(room, identity.roles, chat.deps.config.restrictedRoomPrefixes)) continue;
+    await chat.memberships.leave(connection, room);
+    left.push(room);
+  }
+  chat.replies.respond(connection, "auth", frame.ref, { expiresAt: identity.expiresAt ?? null, left });
 }
