@@ -337,12 +337,41 @@ describe("Redis faults", () => {
     expect(code).toBe(0);
     expect(exitMs).toBeLessThan(drainTimeoutMs + 5000);
     expect(server.output()).toContain("shutdown complete");
+    expect(server.output()).toMatch(/"gaveUp":"redis down".*"message":"redis did not answer at shutdown/);
     console.log(
       `redis hang: noticed after ${noticedMs} ms, RSS +${grewKb} KB over the rest of 10 s, exit after SIGTERM in ${exitMs} ms`,
     );
     load.abandon();
   }, 60_000);
 });
+
+test("SIGTERM the moment Redis hangs (before it is noticed): exits within DRAIN_TIMEOUT + 5 s and says what it gave up on", async () => {
+  const redis = await redisServer("aof");
+  const drainTimeoutMs = 2000;
+  const server = await startBinary({
+    REDIS_URL: redis.url,
+    REDIS_KEY_PREFIX: redis.prefix(),
+    DRAIN_TIMEOUT: String(drainTimeoutMs),
+  });
+  await waitFor(async () => (await health(server.httpUrl)).redis === "up", { timeoutMs: 10_000, what: "Redis up" });
+  const client = await TestClient.connect(`ws://127.0.0.1:${server.port}/ws/chat/${connId()}?user=late`);
+  await client.request({ type: "join", room: "late" });
+  redis.pause();
+  const termAt = Date.now();
+  const code = await server.stop("SIGTERM");
+  const exitMs = Date.now() - termAt;
+  redis.resume();
+  expect(code).toBe(0);
+  expect(exitMs).toBeLessThan(drainTimeoutMs + 5000);
+  const gaveUp = server
+    .output()
+    .split("\n")
+    .filter((line) => line.includes("redis did not answer at shutdown"));
+  expect(gaveUp.length).toBe(1);
+  // Noticed as down before the connections were closed, or still hung when they were.
+  expect(JSON.parse(gaveUp[0]!).gaveUp).toMatch(/redis down|redis quit/);
+  console.log(`redis hang at SIGTERM: exit in ${exitMs} ms`);
+}, 30_000);
 
 /** Every stored message of a room, id to offset, read a page at a time. */
 async function wholeHistory(client: TestClient, room: string) {
