@@ -165,6 +165,8 @@ interface Request {
   /** For messages: past queueTimeoutMs the message leaves the queue, or is not queued again. */
   expiry?: ReturnType<typeof setTimeout>;
   expired?: boolean;
+  /** Times the server answered `unavailable` to this request. */
+  refusals?: number;
 }
 
 interface RoomState {
@@ -441,6 +443,15 @@ export class ChatClient extends Emitter<ChatEvents> {
         const room = this.rooms.get(frame.room);
         if (room && frame.offset > room.offset) room.offset = frame.offset;
         return this.emit("message", strip(frame));
+      }
+      case "epoch": {
+        // The room's history started anew: a rejoin asks for replay in the new epoch.
+        const room = this.rooms.get(frame.room);
+        if (room) {
+          room.epoch = frame.epoch;
+          room.offset = frame.offset;
+        }
+        return;
       }
       case "direct":
         if (!this.firstSeen(frame.id, frame.from, frame.clientMsgId)) return;
@@ -745,6 +756,17 @@ export class ChatClient extends Emitter<ChatEvents> {
   private failed(ref: string | undefined, error: ChatClientError) {
     const request = ref === undefined ? undefined : this.inFlight.get(ref);
     if (!request) return this.emit("error", error);
+    if (request.kind === "resend" && error.code === "unavailable" && !request.expired) {
+      // The server could not store the message yet (its storage is unreachable). It stays in flight
+      // and is sent again, same clientMsgId, after a backoff: the server's dedup stores it once. A
+      // lost connection moves it to the queue like any message in flight; closing rejects it.
+      request.refusals = (request.refusals ?? 0) + 1;
+      request.timer = setTimeout(
+        () => this.transmit({ ...request.frame, ref: request.ref }),
+        backoffDelay(request.refusals - 1, this.backoff, this.random),
+      );
+      return;
+    }
     this.inFlight.delete(request.ref);
     clearTimeout(request.timer);
     // The server did not process it: the message goes back to the head of the queue, which waits

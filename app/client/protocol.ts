@@ -158,6 +158,7 @@ export type ServerFrame =
   | ErrorFrame
   | ({ type: "goodbye" } & Goodbye)
   | ({ type: "message" } & RoomMessage)
+  | { type: "epoch"; room: string; epoch: string; offset: number }
   | ({ type: "direct" } & DirectMessage)
   | ({ type: "typing" } & Typing)
   | ({ type: "read" } & ReadReceipt)

@@ -32,8 +32,8 @@ export interface Backends {
   usesRedis: boolean;
   /**
    * Closes the backplane and stores, then the Redis connections. Bounded: it waits at most
-   * CLOSE_DEADLINE_MS for a Redis that does not answer, then cuts the connections and logs one line
-   * naming what it gave up on.
+   * CLOSE_DEADLINE_MS for a Redis that does not answer, then cuts the connections; when Redis was
+   * down or did not answer, one log line names what it gave up on.
    */
   close(): Promise<void>;
 }
@@ -143,12 +143,13 @@ export function redisBackends(
     usesRedis: true,
     close: async () => {
       const started = Date.now();
-      const gaveUp: string[] = [];
+      // Down: the stores' last writes (this instance's presence entry) fail at once, nothing waits.
+      const gaveUp: string[] = isUp() ? [] : ["redis down"];
       const closing = Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close()));
       if (!(await within(closing, CLOSE_DEADLINE_MS / 2))) gaveUp.push("store close");
       gaveUp.push(...(await clients.close(Math.max(0, CLOSE_DEADLINE_MS - (Date.now() - started)))));
       if (gaveUp.length > 0)
-        logger.warn("redis did not answer at shutdown; gave up waiting and closed the connections", {
+        logger.warn("redis did not answer at shutdown; closed its connections without waiting", {
           gaveUp: gaveUp.join(", "),
           waitedMs: Date.now() - started,
         });

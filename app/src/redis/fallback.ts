@@ -2,10 +2,10 @@ import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
 
 /**
- * Degraded mode for one store: while Redis is unreachable (or a call to it fails) the call goes to
- * an in-memory twin, so this instance keeps serving its own clients. What the twin holds stays
- * local: history written during an outage has its own epoch, so clients see the change and reload.
- * `close` closes both; methods listed in `primaryOnly` (registrations such as `onExpired`) always
+ * Degraded mode for one store that holds nothing a client was promised to keep (presence, sessions,
+ * direct-message dedup): while Redis is unreachable (or a call to it fails) the call goes to an
+ * in-memory twin, so this instance keeps serving its own clients. History never falls back (see
+ * `refuseWhileDown`). `close` closes both; methods listed in `primaryOnly` (registrations such as `onExpired`) always
  * go to the Redis store.
  */
 export function withFallback<T extends { close(): Promise<void> }>(

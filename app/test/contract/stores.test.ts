@@ -1,6 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import type { Envelope } from "../../src/backplane/backplane";
 import type { AppendResult } from "../../src/history/history";
+import { RedisHistoryStore } from "../../src/history/redis";
 import { factories, redisHistoryWithKeys, useRedis } from "./backends";
 
 useRedis();
@@ -155,6 +156,50 @@ test("Redis history answers pending while a server of an older release holds the
     status: "duplicate",
     receipt: { room: "old", id: "first", offset: 7, ts: 1 },
   });
+});
+
+test("Redis history: a stored head below what this instance saw starts a new epoch whose offsets continue above it", async () => {
+  const epochResets: { room: string; seen: { epoch: string; offset: number } }[] = [];
+  const { history, client, keys } = redisHistoryWithKeys({ historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 });
+  const watched = new RedisHistoryStore(client, keys, {
+    historySize: 10,
+    ttlSeconds: 600,
+    dedupWindowSeconds: 300,
+    onEpochReset: (room, _epoch, seen) => epochResets.push({ room, seen }),
+  });
+  let epoch = "";
+  for (let i = 1; i <= 5; i++) epoch = stored(await watched.append(draft("back", i))).epoch;
+  // Redis comes back with offsets 1-3 of the same epoch (a stale snapshot, a lagging replica).
+  await client.hset(keys.roomMeta("back"), "offset", 3);
+  await client.xtrim(keys.roomLog("back"), "MAXLEN", 3);
+  const next = stored(await watched.append(draft("back", 6)));
+  expect(next.epoch).not.toBe(epoch);
+  expect(next.message.offset).toBe(6);
+  expect(epochResets).toEqual([{ room: "back", seen: { epoch, offset: 5 } }]);
+  // Another instance that never saw more than Redis holds takes the new epoch as it is.
+  expect(await history.head("back")).toEqual({ epoch: next.epoch, offset: 6 });
+  expect(stored(await history.append(draft("back", 7))).message.offset).toBe(7);
+  // Replay in the new epoch starts at its first message; the old epoch is not recovered.
+  expect((await watched.since("back", 5, epoch)).complete).toBe(false);
+  expect((await watched.since("back", 5, next.epoch)).messages.map((m) => m.offset)).toEqual([6, 7]);
+});
+
+test("Redis history: a head read notices the loss too, and offsets seen on the backplane count", async () => {
+  const { client, keys } = redisHistoryWithKeys({ historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 });
+  const options = { historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 };
+  const writer = new RedisHistoryStore(client, keys, options);
+  const reader = new RedisHistoryStore(client, keys, options);
+  let epoch = "";
+  for (let i = 1; i <= 4; i++) epoch = stored(await writer.append(draft("seen", i))).epoch;
+  // The reader only received offset 4 through the backplane.
+  reader.observe("seen", epoch, 4);
+  // Redis comes back holding only the first message of the room.
+  await client.hset(keys.roomMeta("seen"), "offset", 1);
+  await client.xtrim(keys.roomLog("seen"), "MAXLEN", 1);
+  const head = await reader.head("seen");
+  expect(head.epoch).not.toBe(epoch);
+  expect(head.offset).toBe(4);
+  expect(stored(await writer.append(draft("seen", 5))).message.offset).toBe(5);
 });
 
 describe.each(factories)("dedup contract ($name)", (f) => {

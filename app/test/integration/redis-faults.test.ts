@@ -3,6 +3,8 @@
 // its offset is never given to another message, and a refused send says `unavailable`, never nothing.
 import { afterAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
+import { connect } from "../../client";
+import { Recorder } from "../client/support";
 import { startBinary } from "../helpers/binary";
 import { type Frame, TestClient } from "../helpers/client";
 import { startRedisInstance, waitRedisUp } from "../helpers/cluster";
@@ -19,6 +21,10 @@ async function redisServer(persistence: "aof" | "none") {
   const redis = await startRedis({ persistence });
   started.push(redis);
   return redis;
+}
+
+async function metricsText(instance: TestServer) {
+  return (await fetch(`${instance.httpUrl}/metrics`)).text();
 }
 
 async function health(url: string) {
@@ -132,17 +138,14 @@ async function killUnderLoad(redis: TestRedis, downMs: number) {
   });
   await load.stop();
   const byRoom = (room: string) => load.acked.filter((m) => m.room === room);
-  // Every acknowledged message reaches every member of its room.
-  for (const { client, room } of members) {
-    const want = byRoom(room).map((m) => m.id);
-    await waitFor(
-      () => {
-        const ids = new Set(received(client, room).map((f) => f.id));
-        return want.every((id) => ids.has(id));
-      },
-      { timeoutMs: 10_000, what: `every acknowledged message of ${room} delivered` },
-    ).catch(() => {});
-  }
+  // Wait (bounded) until every acknowledged message has reached every member of its room; what is
+  // still missing then is counted by the test.
+  const delivered = () =>
+    members.every(({ client, room }) => {
+      const ids = new Set(received(client, room).map((f) => f.id));
+      return byRoom(room).every((m) => ids.has(m.id));
+    });
+  await waitFor(delivered, { timeoutMs: 10_000 }).catch(() => {});
   const sinceRestart = new Set(load.acked.slice(ackedBeforeRestart).map((m) => m.id));
   return { a, b, members, load, epochs, byRoom, sinceRestart };
 }
@@ -196,6 +199,40 @@ describe("Redis faults", () => {
       await finish([a, b], members);
     }, 90_000);
   }
+
+  test("the client library keeps a message refused while Redis is down and sends it again until it is stored, once", async () => {
+    const redis = await redisServer("aof");
+    const prefix = redis.prefix();
+    const a = await startRedisInstance(redis, prefix);
+    const b = await startRedisInstance(redis, prefix);
+    await Promise.all([waitRedisUp(a), waitRedisUp(b)]);
+    const backoff = { minMs: 100, maxMs: 400 };
+    const sender = connect(a.httpUrl, { connectionId: connId("lib"), user: "lib", backoff });
+    const watcher = await TestClient.connect(b.wsUrl(connId(), "user=watcher"));
+    await new Recorder(sender).state("open");
+    await sender.join("kept");
+    await watcher.request({ type: "join", room: "kept" });
+
+    await redis.kill();
+    await waitFor(async () => (await health(a.httpUrl)).redis === "down", { what: "Redis reported down" });
+    let settled = false;
+    const sending = sender.send("kept", "sent during the outage").finally(() => {
+      settled = true;
+    });
+    await waitFor(async () => /^store_unavailable_total\{store="history"\} [1-9]/m.test(await metricsText(a)), {
+      what: "the send refused",
+    });
+    expect(settled).toBe(false);
+    await redis.restart();
+    const sent = await sending;
+    expect(sent).toMatchObject({ room: "kept", offset: 1, duplicate: false });
+    expect(await watcher.next("message", 5000)).toMatchObject({ id: sent.id, text: "sent during the outage" });
+    await watcher.sync();
+    expect(watcher.all("message")).toEqual([]);
+    sender.close();
+    await watcher.close();
+    await Promise.all([a.stop(), b.stop()]);
+  }, 30_000);
 
   test("Redis restarted from a snapshot taken before the last 10 messages: a new epoch, new messages delivered to every member, the old offset is not recovered", async () => {
     const redis = await redisServer("none");
@@ -300,12 +337,41 @@ describe("Redis faults", () => {
     expect(code).toBe(0);
     expect(exitMs).toBeLessThan(drainTimeoutMs + 5000);
     expect(server.output()).toContain("shutdown complete");
+    expect(server.output()).toMatch(/"gaveUp":"redis down".*"message":"redis did not answer at shutdown/);
     console.log(
       `redis hang: noticed after ${noticedMs} ms, RSS +${grewKb} KB over the rest of 10 s, exit after SIGTERM in ${exitMs} ms`,
     );
     load.abandon();
   }, 60_000);
 });
+
+test("SIGTERM the moment Redis hangs (before it is noticed): exits within DRAIN_TIMEOUT + 5 s and says what it gave up on", async () => {
+  const redis = await redisServer("aof");
+  const drainTimeoutMs = 2000;
+  const server = await startBinary({
+    REDIS_URL: redis.url,
+    REDIS_KEY_PREFIX: redis.prefix(),
+    DRAIN_TIMEOUT: String(drainTimeoutMs),
+  });
+  await waitFor(async () => (await health(server.httpUrl)).redis === "up", { timeoutMs: 10_000, what: "Redis up" });
+  const client = await TestClient.connect(`ws://127.0.0.1:${server.port}/ws/chat/${connId()}?user=late`);
+  await client.request({ type: "join", room: "late" });
+  redis.pause();
+  const termAt = Date.now();
+  const code = await server.stop("SIGTERM");
+  const exitMs = Date.now() - termAt;
+  redis.resume();
+  expect(code).toBe(0);
+  expect(exitMs).toBeLessThan(drainTimeoutMs + 5000);
+  const gaveUp = server
+    .output()
+    .split("\n")
+    .filter((line) => line.includes("redis did not answer at shutdown"));
+  expect(gaveUp.length).toBe(1);
+  // Noticed as down before the connections were closed, or still hung when they were.
+  expect(JSON.parse(gaveUp[0]!).gaveUp).toMatch(/redis down|redis quit/);
+  console.log(`redis hang at SIGTERM: exit in ${exitMs} ms`);
+}, 30_000);
 
 /** Every stored message of a room, id to offset, read a page at a time. */
 async function wholeHistory(client: TestClient, room: string) {
