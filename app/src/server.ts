@@ -6,6 +6,7 @@ import type { Config } from "./config";
 import { startHeartbeat } from "./connections/heartbeat";
 import { ConnectionRegistry } from "./connections/registry";
 import { createLifecycle } from "./lifecycle";
+import { ListenError, listenFailureReason } from "./listen";
 import type { Logger } from "./observability/logger";
 import { createMetrics, type Metrics } from "./observability/metrics";
 import { type LocalPublisher, RoomManager } from "./rooms/rooms";
@@ -55,7 +56,11 @@ export async function startServer(options: {
     publicDir: options.publicDir,
     authenticator,
   });
-  app.listen({ port: config.port, hostname: config.host });
+  try {
+    app.listen({ port: config.port, hostname: config.host });
+  } catch (error) {
+    throw new ListenError(config.host, config.port, await listenFailureReason(config.host, config.port, error));
+  }
   server = app.server!;
   const heartbeat = startHeartbeat(registry, {
     heartbeatIntervalMs: config.heartbeatIntervalMs,
