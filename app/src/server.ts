@@ -16,7 +16,7 @@ export { type Backends, memoryBackends, redisBackends } from "./backends";
 
 /**
  * Wires one server instance: dependencies, app, listen, heartbeat. `shutdown()` runs the drain
- * sequence, closes the backends, then the listener; it does not exit the process. With
+ * sequence, stops the listener and closes the backends; it does not exit the process. With
  * `keepListening` the listener stays open, so health checks get 503 `draining` rather than a refused
  * connection until the process exits.
  */
@@ -82,6 +82,7 @@ export async function startServer(options: {
       await drainConnections({ registry, lifecycle, logger, metrics }, config);
       heartbeat.stop();
       rooms.close();
+      if (!options.keepListening) stopListening();
       await Promise.allSettled([
         backends.backplane.close(),
         backends.history.close(),
@@ -90,7 +91,6 @@ export async function startServer(options: {
         backends.dedup.close(),
       ]);
       await backends.close();
-      if (!options.keepListening) stopListening();
     })());
 
   return { app, port: app.server!.port!, config, chat, registry, metrics, lifecycle, backends, shutdown };
