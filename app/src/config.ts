@@ -1,6 +1,9 @@
 // The only reader of process.env. Every variable is declared once in VARIABLES, parsed and
 // validated in one pass, and the result is frozen: nothing else in the server reads the environment.
 
+import { isIP } from "node:net";
+import { isProxyEntry } from "./http/client-ip";
+
 export type Color = "blue" | "green" | "none";
 
 export interface Config {
@@ -59,14 +62,20 @@ export class ConfigError extends Error {
 
 type Parser<T> = (raw: string, name: string) => T;
 
-const integer =
-  (min: number, max: number): Parser<number> =>
+const bounded =
+  (min: number, max: number, accepts: string): Parser<number> =>
   (raw, name) => {
-    if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, `an integer from ${min} to ${max}`, raw);
+    if (!/^-?\d+$/.test(raw.trim())) throw new ConfigError(name, accepts, raw);
     const n = Number(raw.trim());
-    if (n < min || n > max) throw new ConfigError(name, `an integer from ${min} to ${max}`, raw);
+    if (n < min || n > max) throw new ConfigError(name, accepts, raw);
     return n;
   };
+
+const integer = (min: number, max: number) => bounded(min, max, `an integer from ${min} to ${max}`);
+
+/** A duration names its unit in its error, so `30s` given for milliseconds reads as the mistake it is. */
+const duration = (unit: "milliseconds" | "seconds", min: number, max: number) =>
+  bounded(min, max, `a whole number of ${unit} from ${min} to ${max}`);
 
 const oneOf =
   <T extends string>(...values: T[]): Parser<T> =>
@@ -126,6 +135,30 @@ const list =
     return items;
   };
 
+/** An IPv4 or IPv6 address, or a host name (RFC 1123 labels; a numeric last label is a bad address). */
+const host: Parser<string> = (raw, name) => {
+  const labels = raw.split(".");
+  const hostName =
+    raw.length <= 253 &&
+    labels.every((l) => /^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/.test(l)) &&
+    !/^\d+$/.test(labels.at(-1)!);
+  if (!isIP(raw) && !hostName) throw new ConfigError(name, "an IP address or a host name", raw);
+  return raw;
+};
+
+/** The error names the first invalid entry, not the whole list, so the operator sees which one. */
+const proxies: Parser<string[]> = (raw, name) => {
+  const entries = raw
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
+  const bad = entries.find((entry) => !isProxyEntry(entry));
+  if (bad !== undefined) {
+    throw new ConfigError(name, "a comma-separated list of IP addresses, CIDRs (10.0.0.0/8, fd00::/8) or private", bad);
+  }
+  return entries;
+};
+
 const secret: Parser<string> = (raw, name) => {
   if (raw !== "" && raw.length < 32) throw new ConfigError(name, "a secret of at least 32 characters", "<hidden>");
   return raw;
@@ -174,13 +207,23 @@ const DAY = 86_400;
 /** One table of every environment variable the server reads: name, parser, default, meaning. */
 export const VARIABLES = {
   PORT: v("port", integer(0, 65535), "3001", "TCP port to listen on"),
-  HOST: v("host", text(/^[\w.:-]+$/, "a host name or IP address"), "0.0.0.0", "address to bind"),
+  HOST: v("host", host, "0.0.0.0", "address to bind"),
   MAX_CONNECTIONS: v("maxConnections", integer(1, 1_000_000), "10000", "open WebSockets allowed per instance"),
-  HEARTBEAT_INTERVAL: v("heartbeatIntervalMs", integer(100, 600_000), "30000", "ms between heartbeat frames and pings"),
-  PONG_TIMEOUT: v("pongTimeoutMs", integer(100, 600_000), "10000", "ms of silence allowed past the heartbeat interval"),
+  HEARTBEAT_INTERVAL: v(
+    "heartbeatIntervalMs",
+    duration("milliseconds", 100, 600_000),
+    "30000",
+    "ms between heartbeat frames and pings",
+  ),
+  PONG_TIMEOUT: v(
+    "pongTimeoutMs",
+    duration("milliseconds", 100, 600_000),
+    "10000",
+    "ms of silence allowed past the heartbeat interval",
+  ),
   CONNECTION_TIMEOUT: v(
     "connectionTimeoutMs",
-    integer(0, 86_400_000),
+    duration("milliseconds", 0, 86_400_000),
     "300000",
     "ms without a client frame before closing; 0 disables",
   ),
@@ -199,32 +242,37 @@ export const VARIABLES = {
   HISTORY_SIZE: v("historySize", integer(0, 1_000_000), "100", "messages kept per room"),
   HISTORY_TTL: v(
     "historyTtlSeconds",
-    integer(1, 365 * DAY),
+    duration("seconds", 1, 365 * DAY),
     String(7 * DAY),
     "seconds a room's history lives after its last message",
   ),
   SESSION_TTL: v(
     "sessionTtlSeconds",
-    integer(1, 7 * DAY),
+    duration("seconds", 1, 7 * DAY),
     "120",
     "seconds a session can be resumed after a disconnect",
   ),
-  DEDUP_WINDOW: v("dedupWindowSeconds", integer(1, 7 * DAY), "300", "seconds a clientMsgId is remembered per user"),
+  DEDUP_WINDOW: v(
+    "dedupWindowSeconds",
+    duration("seconds", 1, 7 * DAY),
+    "300",
+    "seconds a clientMsgId is remembered per user",
+  ),
   PRESENCE_TTL: v(
     "presenceTtlSeconds",
-    integer(3, 3600),
+    duration("seconds", 3, 3600),
     "30",
     "seconds before a dead instance's members leave presence",
   ),
   DRAIN_TIMEOUT: v(
     "drainTimeoutMs",
-    integer(0, 3_600_000),
+    duration("milliseconds", 0, 3_600_000),
     "30000",
     "ms allowed to close every connection on shutdown",
   ),
   DRAIN_JITTER_MS: v(
     "drainJitterMs",
-    integer(0, 600_000),
+    duration("milliseconds", 0, 600_000),
     "5000",
     "spread of goodbye retryAfterMs so clients do not reconnect at once",
   ),
@@ -282,7 +330,7 @@ export const VARIABLES = {
   ),
   TRUSTED_PROXIES: v(
     "trustedProxies",
-    list(/^(private|[0-9a-fA-F.:]+(\/\d{1,3})?)$/, "a comma-separated list of IPs, CIDRs or the word private"),
+    proxies,
     "",
     "peers whose X-Forwarded-For is believed (Traefik); empty believes none",
   ),

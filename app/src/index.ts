@@ -1,9 +1,14 @@
 // Composition root: config -> dependencies -> app -> listen -> shutdown hooks.
 import { resolvePublicDir } from "./assets";
 import { type Config, ConfigError, loadConfig } from "./config";
+import { ListenError } from "./listen";
 import { createLogger, flushLogger } from "./observability/logger";
 import { createRedisClients } from "./redis/clients";
-import { memoryBackends, redisBackends, startServer } from "./server";
+import { memoryBackends, type RunningServer, redisBackends, startServer } from "./server";
+
+/** Exit codes besides 0 (drained) and 130 (second signal), documented in docs/operations.md. */
+const EXIT_CONFIG_ERROR = 2;
+const EXIT_CANNOT_LISTEN = 3;
 
 let config: Readonly<Config>;
 try {
@@ -11,22 +16,32 @@ try {
 } catch (error) {
   if (error instanceof ConfigError) {
     process.stderr.write(`config error: ${error.message}\n`);
-    process.exit(2);
+    process.exit(EXIT_CONFIG_ERROR);
   }
   throw error;
 }
 
 const logger = createLogger(config);
 const publicDir = await resolvePublicDir();
-const server = await startServer({
-  config,
-  logger,
-  publicDir: publicDir.dir,
-  backends: (metrics) =>
-    config.redisUrl
-      ? redisBackends(config, createRedisClients(config.redisUrl, { logger, metrics }), { logger, metrics })
-      : memoryBackends(config),
-});
+let server: RunningServer;
+try {
+  server = await startServer({
+    config,
+    logger,
+    publicDir: publicDir.dir,
+    backends: (metrics) =>
+      config.redisUrl
+        ? redisBackends(config, createRedisClients(config.redisUrl, { logger, metrics }), { logger, metrics })
+        : memoryBackends(config),
+  });
+} catch (error) {
+  if (error instanceof ListenError) {
+    process.stderr.write(`error: ${error.message}\n`);
+    publicDir.cleanup();
+    process.exit(EXIT_CANNOT_LISTEN);
+  }
+  throw error;
+}
 logger.info("server listening", {
   port: server.port,
   url: `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${server.port}/`,

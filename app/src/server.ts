@@ -6,6 +6,7 @@ import type { Config } from "./config";
 import { startHeartbeat } from "./connections/heartbeat";
 import { ConnectionRegistry } from "./connections/registry";
 import { createLifecycle } from "./lifecycle";
+import { ListenError, listenFailureReason } from "./listen";
 import type { Logger } from "./observability/logger";
 import { createMetrics, type Metrics } from "./observability/metrics";
 import { type LocalPublisher, RoomManager } from "./rooms/rooms";
@@ -15,7 +16,7 @@ export { type Backends, memoryBackends, redisBackends } from "./backends";
 
 /**
  * Wires one server instance: dependencies, app, listen, heartbeat. `shutdown()` runs the drain
- * sequence, closes the backends, then the listener; it does not exit the process. With
+ * sequence, stops the listener and closes the backends; it does not exit the process. With
  * `keepListening` the listener stays open, so health checks get 503 `draining` rather than a refused
  * connection until the process exits.
  */
@@ -55,7 +56,11 @@ export async function startServer(options: {
     publicDir: options.publicDir,
     authenticator,
   });
-  app.listen({ port: config.port, hostname: config.host });
+  try {
+    app.listen({ port: config.port, hostname: config.host });
+  } catch (error) {
+    throw new ListenError(config.host, config.port, await listenFailureReason(config.host, config.port, error));
+  }
   server = app.server!;
   const heartbeat = startHeartbeat(registry, {
     heartbeatIntervalMs: config.heartbeatIntervalMs,
@@ -77,6 +82,7 @@ export async function startServer(options: {
       await drainConnections({ registry, lifecycle, logger, metrics }, config);
       heartbeat.stop();
       rooms.close();
+      if (!options.keepListening) stopListening();
       await Promise.allSettled([
         backends.backplane.close(),
         backends.history.close(),
@@ -85,7 +91,6 @@ export async function startServer(options: {
         backends.dedup.close(),
       ]);
       await backends.close();
-      if (!options.keepListening) stopListening();
     })());
 
   return { app, port: app.server!.port!, config, chat, registry, metrics, lifecycle, backends, shutdown };

