@@ -21,7 +21,6 @@ let profile: string;
 let binary: RunningBinary;
 let context: BrowserContext;
 const users: ChatClient[] = [];
-const pages: Page[] = [];
 
 beforeAll(async () => {
   if (!existsSync(CHROMIUM))
@@ -77,7 +76,6 @@ async function user(name: string, rooms: string[] = []): Promise<ChatClient> {
 /** A page that logs in as `name` into `room`; it fails the test on a page error or an HTTP error. */
 async function openPage(name: string, room: string): Promise<{ page: Page; problems: string[] }> {
   const page = await context.newPage();
-  pages.push(page);
   page.setDefaultTimeout(TIMEOUT);
   const problems: string[] = [];
   page.on("pageerror", (error) => problems.push(error.message));
@@ -95,11 +93,6 @@ const message = (page: Page, text: string) => page.locator("#messages .msg", { h
 const offsets = (page: Page) =>
   page.locator("#messages .msg").evaluateAll((items) => items.map((li) => Number((li as HTMLElement).dataset.offset)));
 const badge = (page: Page, key: string) => page.locator(`li[data-key="${key}"] .badge`);
-
-async function send(page: Page, text: string) {
-  await page.fill("#text", text);
-  await page.press("#text", "Enter");
-}
 
 /** Resolves with the first receipt matching `match` that `client` receives. */
 function receipt(client: ChatClient, match: (r: ReadReceipt) => boolean): Promise<ReadReceipt> {
