@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
-import { type ChatClient, connect, type ReadReceipt } from "../../client";
+import { type ChatClient, connect, type ReadReceipt } from "../../client/index";
 import { type RunningBinary, startBinary } from "../helpers/binary";
 import { connId } from "../helpers/server";
 
