@@ -155,6 +155,8 @@ type Kind = "resend" | "once";
 
 interface Request {
   ref: string;
+  /** Creation order: queued messages go out, and go back into the queue, in this order. */
+  seq: number;
   frame: Record<string, unknown>;
   kind: Kind;
   resolve(frame: ServerFrame): void;
@@ -192,6 +194,14 @@ const OPEN = 1;
 /** Close code the client reports when it gives up on a silent connection (same meaning as the server's). */
 const LOCAL_TIMEOUT = CloseCode.HeartbeatTimeout;
 const CONNECTION_ID = /^[A-Za-z0-9_-]{8,64}$/;
+/**
+ * Queued messages unanswered at once. The server closes with 1008 after more than FRAME_BURST
+ * refusals in a row (40 by default): even if every one on the wire were refused, 8 stay below it.
+ */
+const QUEUE_WINDOW = 8;
+/** After a `rate_limited` refusal the queue waits 1 s, doubled for each refusal in a row, up to 10 s. */
+const REFUSED_WAIT_MS = 1_000;
+const REFUSED_WAIT_MAX_MS = 10_000;
 const USER = /^.{1,64}$/su;
 
 /** Opens a chat connection. It connects at once and keeps reconnecting until `close()`. */
@@ -223,6 +233,10 @@ export class ChatClient extends Emitter<ChatEvents> {
   private tokens: number;
   private tokensAt = 0;
   private pumpTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Waits after a refusal for the server's rate, counted since the last message it accepted. */
+  private refusals = 0;
+  /** A refusal's wait is running: further refusals of the same burst do not extend it. */
+  private cooling = false;
   private readonly seen: RecentKeys;
   private refs = 0;
   private readonly backoff: BackoffOptions;
@@ -633,8 +647,10 @@ export class ChatClient extends Emitter<ChatEvents> {
   private request(frame: Record<string, unknown>, kind: Kind): Promise<ServerFrame> {
     if (this.terminal) return Promise.reject(this.closedError());
     return new Promise<ServerFrame>((resolve, reject) => {
+      const seq = ++this.refs;
       const request: Request = {
-        ref: `q${++this.refs}`,
+        ref: `q${seq}`,
+        seq,
         frame,
         kind,
         bytes: 0,
@@ -724,24 +740,35 @@ export class ChatClient extends Emitter<ChatEvents> {
     }
   }
 
-  /** Sends queued messages, in order, as fast as the queue's token bucket allows. */
+  /**
+   * Sends queued messages, in order, as fast as the queue's token bucket allows and with at most
+   * QUEUE_WINDOW of them unanswered; each answer calls it again.
+   */
   private flush() {
     clearTimeout(this.pumpTimer);
     this.pumpTimer = undefined;
+    this.cooling = false;
+    if (this._state !== "open" || this.ws?.readyState !== OPEN || this.leaving) return;
     const { perSecond, burst } = this.queueRate;
-    while (this.queue.length > 0 && this._state === "open" && this.ws?.readyState === OPEN && !this.leaving) {
+    let onWire = 0;
+    for (const request of this.inFlight.values()) if (request.kind === "resend") onWire++;
+    let taken = 0;
+    while (taken < this.queue.length && onWire < QUEUE_WINDOW) {
       const now = Date.now();
       this.tokens = Math.min(burst, this.tokens + ((now - this.tokensAt) / 1000) * perSecond);
       this.tokensAt = now;
       if (this.tokens < 1) {
         this.pumpTimer = setTimeout(() => this.flush(), Math.ceil(((1 - this.tokens) / perSecond) * 1000));
-        return;
+        break;
       }
       this.tokens -= 1;
-      const [next, ...rest] = this.queue;
-      this.setQueue(rest);
-      this.dispatch(next!);
+      taken++;
+      onWire++;
     }
+    if (taken === 0) return;
+    const batch = this.queue.slice(0, taken);
+    this.setQueue(this.queue.slice(taken));
+    for (const request of batch) this.dispatch(request);
   }
 
   private answer(frame: { ref?: string } & ServerFrame) {
@@ -751,6 +778,8 @@ export class ChatClient extends Emitter<ChatEvents> {
     this.inFlight.delete(frame.ref);
     clearTimeout(request.timer);
     request.resolve(frame);
+    if (request.kind === "resend") this.refusals = 0;
+    if (request.kind === "resend" && this.queue.length > 0 && this.pumpTimer === undefined) this.flush();
   }
 
   private failed(ref: string | undefined, error: ChatClientError) {
@@ -771,15 +800,23 @@ export class ChatClient extends Emitter<ChatEvents> {
     clearTimeout(request.timer);
     // The server did not process it: the message goes back to the head of the queue, which waits
     // for the bucket to refill instead of being refused again (many refusals in a row close 1008).
+    // The server's limit is lower than the queue's pace: waiting a whole second (longer after each
+    // refusal in a row) lets its bucket refill whatever its rate.
     if (error.code === ErrorCode.RateLimited && request.kind === "resend" && !request.expired) {
+      // Back in its place: refusals of one burst come back one by one, in the order they were sent.
+      this.setQueue([request, ...this.queue].sort((a, b) => a.seq - b.seq));
+      if (this.cooling) return;
+      this.cooling = true;
       this.tokens = 0;
       this.tokensAt = Date.now();
-      this.setQueue([request, ...this.queue]);
-      if (this.pumpTimer === undefined)
-        this.pumpTimer = setTimeout(() => this.flush(), Math.ceil(1000 / this.queueRate.perSecond));
+      this.refusals++;
+      clearTimeout(this.pumpTimer);
+      const wait = Math.min(REFUSED_WAIT_MAX_MS, REFUSED_WAIT_MS * 2 ** (this.refusals - 1));
+      this.pumpTimer = setTimeout(() => this.flush(), wait);
       return;
     }
     request.reject(error);
+    if (request.kind === "resend" && this.queue.length > 0 && this.pumpTimer === undefined) this.flush();
   }
 }
 

@@ -158,6 +158,10 @@ function unread(key: string): number {
 // ---- connection ------------------------------------------------------------------------------
 
 function start(saved: Saved) {
+  // A connect after a Disconnect starts over: what was shown belonged to the session that ended.
+  page.conversations.clear();
+  page.reads.clear();
+  page.readSent.clear();
   page.saved = saved;
   page.me = saved.user;
   localStorage.setItem("chat.name", saved.user);
@@ -513,7 +517,10 @@ function renderLists() {
   if (directs.childElementCount === 0) directs.append(el("li", { className: "empty" }, ["No conversations yet"]));
   document.title = total > 0 ? `(${total}) ${TITLE}` : TITLE;
 
-  const room = isRoom(page.current) ? nameOf(page.current) : undefined;
+  // In a direct conversation the list shows the first room's members: people to write to.
+  const room = isRoom(page.current)
+    ? nameOf(page.current)
+    : [...page.conversations.keys()].filter(isRoom).map(nameOf)[0];
   $("#members-room").textContent = room ? `#${room}` : "—";
   const members = $("#members");
   members.replaceChildren();
@@ -670,6 +677,7 @@ function main() {
   const saved = loadSaved();
   if (saved) {
     name.value = saved.user;
+    room.value = Object.keys(saved.rooms)[0] ?? room.value;
     start(saved);
   } else if (params.get("autoconnect") === "1" && name.value) start(fresh(name.value.trim(), room.value.trim()));
 }

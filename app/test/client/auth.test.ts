@@ -1,7 +1,7 @@
 // Tokens through the client library: renewal keeps a connection past its first token's expiry; an
 // expired token without renewal ends the connection for good (4401 is not reconnected after).
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { connect } from "../../client";
+import { connect } from "../../client/index";
 import { hsToken, TEST_SECRET } from "../helpers/jwt";
 import { connId, startTestServer, type TestServer } from "../helpers/server";
 import { Recorder } from "./support";

@@ -1,6 +1,6 @@
 // Reconnect waits: exponential with full jitter within [minMs, maxMs], measured on real attempts.
 import { afterEach, describe, expect, test } from "bun:test";
-import { backoffCeiling, backoffDelay, type ChatClient, connect, DEFAULT_BACKOFF } from "../../client";
+import { backoffCeiling, backoffDelay, type ChatClient, connect, DEFAULT_BACKOFF } from "../../client/index";
 import { connId, startTestServer } from "../helpers/server";
 import { Recorder, refusingListener, TcpProxy } from "./support";
 

@@ -1,6 +1,6 @@
 // The client library against a real in-process server: requests and their answers, events, queueing.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type ChatClient, ChatClientError, type ConnectOptions, connect } from "../../client";
+import { type ChatClient, ChatClientError, type ConnectOptions, connect } from "../../client/index";
 import { connId, startTestServer, type TestServer } from "../helpers/server";
 import { Recorder } from "./support";
 

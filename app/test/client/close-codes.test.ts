@@ -1,7 +1,7 @@
 // After a close code that says "do not come back" the client stops for good; after the others it
 // reconnects. Each code here is produced by the real server, not simulated.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { type ChatClient, connect, RECONNECTABLE_CLOSE_CODES } from "../../client";
+import { type ChatClient, connect, RECONNECTABLE_CLOSE_CODES } from "../../client/index";
 import { TestClient } from "../helpers/client";
 import { connId, startTestServer, type TestServer } from "../helpers/server";
 import { Recorder, TcpProxy } from "./support";

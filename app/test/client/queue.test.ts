@@ -1,7 +1,7 @@
 // The queue of messages written while disconnected: bounded by bytes and by time, not by a count a
 // deploy's hand-over overflows, and sent at a pace the server's frame rate limit admits.
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { type ChatClient, type ConnectOptions, connect } from "../../client";
+import { type ChatClient, type ConnectOptions, connect } from "../../client/index";
 import { connId, startTestServer, type TestServer } from "../helpers/server";
 import { Recorder, TcpProxy } from "./support";
 
@@ -112,5 +112,46 @@ describe("after a long hand-over", () => {
     expect(bobEvents.all("message").map((m) => m.text)).toEqual([...texts, "written after the reconnect"]);
     expect(aliceEvents.all("error")).toEqual([]);
     expect(alice.state).toBe("open");
+  }, 30_000);
+});
+
+describe("against a server with stricter limits than the queue's pace", () => {
+  let srv: TestServer;
+  let proxy: TcpProxy;
+  beforeAll(async () => {
+    // 5 frames/s, burst 10: the queue's burst of 30 runs into refusals.
+    srv = await startTestServer({ FRAME_RATE: "5", FRAME_BURST: "10" });
+    proxy = new TcpProxy(srv.port);
+  });
+  afterAll(async () => {
+    proxy.stop();
+    await srv.stop();
+  });
+
+  test("refused messages wait and are sent again: each stored once, the connection kept", async () => {
+    const alice = connect(`ws://127.0.0.1:${proxy.port}`, {
+      connectionId: connId("alice"),
+      user: "alice",
+      backoff: { minMs: 50, maxMs: 200 },
+    });
+    clients.push(alice);
+    const events = new Recorder(alice);
+    await events.state("open");
+    await alice.join("strict");
+    proxy.refuse();
+    proxy.cut();
+    await events.state("reconnecting");
+    const texts = Array.from({ length: 40 }, (_, i) => `strict ${i}`);
+    const sends = texts.map((text) => alice.send("strict", text));
+    proxy.refuse(false);
+
+    const acks = await Promise.all(sends);
+    expect(new Set(acks.map((a) => a.offset)).size).toBe(40);
+    expect(acks.filter((a) => a.duplicate)).toEqual([]);
+    const stored = await alice.history("strict", { limit: 100 });
+    expect(stored.messages.map((m) => m.text).sort()).toEqual([...texts].sort());
+    // Never closed: at most 10 queued messages were on the wire, so refusals never ran past FRAME_BURST.
+    expect(events.all("state").filter((s) => s.state === "closed")).toEqual([]);
+    expect(events.all("error")).toEqual([]);
   }, 30_000);
 });

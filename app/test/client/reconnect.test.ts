@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type ChatClient, type ConnectOptions, connect } from "../../client";
+import { type ChatClient, type ConnectOptions, connect } from "../../client/index";
 import { freePort, type RunningBinary, startBinary } from "../helpers/binary";
 import { connId, startTestServer, type TestServer } from "../helpers/server";
 import { Recorder, TcpProxy } from "./support";

@@ -1,7 +1,7 @@
 // Helpers for the client library tests: an event recorder that waits with a deadline, and a TCP
 // proxy that can cut or stall the network between a client and a real server.
 import type { Socket, TCPSocketListener } from "bun";
-import type { ChatClient, ChatEvents } from "../../client";
+import type { ChatClient, ChatEvents } from "../../client/index";
 
 type EventType = keyof ChatEvents;
 const EVENT_TYPES: EventType[] = [

@@ -146,6 +146,8 @@ describe("test page in Chromium", () => {
     await message(alice, "Sent while the server was down")
       .locator(".state", { hasText: "sending" })
       .waitFor({ state: "detached" });
+    // The counter follows the queue: nothing waits any more.
+    await alice.locator("#queue").waitFor({ state: "hidden" });
 
     // Nothing lost, nothing twice: the conversation from before is still there, the new message once.
     await send(bob, "Welcome back");
