@@ -3,7 +3,8 @@
 // entrypoint.sh on the repository's alertmanager.yml, notifies a webhook receiver run by this test.
 // Kill an instance: ServerDown is paged within its `for` plus evaluation and group wait, with an
 // absolute runbook link, and no other alert of that instance is notified (inhibition). Restart it:
-// the resolved notification arrives.
+// the resolved notification arrives. Stop Redis: redis_exporter (Debian's) reports it, RedisDown is
+// paged, and the instances' BackplaneDown is held back.
 //
 // The configs are test copies generated in a temporary directory, never the repository's files:
 // intervals of one second, every `for` divided by 20 (ServerDown's 1m becomes 3s), Alertmanager's
@@ -30,7 +31,9 @@ import {
 const FOR_SCALE = 20;
 const SCRAPE_S = 1;
 const EVAL_S = 1;
-const GROUP_WAIT_S = 1;
+// Long enough, as the 30s of the real config is, for an inhibiting alert evaluated a scrape later
+// than the alerts it holds back (RedisDown against BackplaneDown) to reach Alertmanager first.
+const GROUP_WAIT_S = 3;
 const GROUP_INTERVAL_S = 2;
 
 interface Notification {
@@ -50,6 +53,8 @@ let green: RunningBinary;
 let blueEnv: Record<string, string> = {};
 let prometheus: Subprocess<"ignore", "pipe", "pipe"> | undefined;
 let alertmanager: Subprocess<"ignore", "pipe", "pipe"> | undefined;
+let redis: Subprocess<"ignore", "pipe", "pipe"> | undefined;
+let exporter: Subprocess<"ignore", "pipe", "pipe"> | undefined;
 let webhook: Server<undefined> | undefined;
 let promUrl = "";
 let amUrl = "";
@@ -146,7 +151,41 @@ beforeAll(async () => {
     },
   });
 
-  const shared = { MAX_CONNECTIONS: "100", LOG_LEVEL: "warn" };
+  const redisBin = Bun.which("redis-server");
+  if (!redisBin) throw new Error("redis-server is not installed: scripts/test.sh installs it");
+  const redisPort = freePort();
+  redis = Bun.spawn(
+    [redisBin, "--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+  );
+  pump(redis, "redis");
+  // The instances start once Redis answers: a refused first connection counts a backplane error,
+  // and BackplaneDown would fire for it.
+  await until("redis to answer", async () => {
+    const socket = await Bun.connect({ hostname: "127.0.0.1", port: redisPort, socket: { data() {} } });
+    socket.end();
+    return true;
+  });
+  const exporterPort = freePort();
+  exporter = Bun.spawn(
+    [
+      tool("prometheus-redis-exporter"),
+      `-redis.addr=redis://127.0.0.1:${redisPort}`,
+      `-web.listen-address=127.0.0.1:${exporterPort}`,
+      // Within the scrape timeout, as docker-compose.yml sets it: an unreachable Redis is then
+      // redis_up 0 (RedisDown), not a failed scrape of the exporter (ServerDown of job redis).
+      "-connection-timeout=500ms",
+    ],
+    { stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+  );
+  pump(exporter, "redis_exporter");
+
+  const shared = {
+    MAX_CONNECTIONS: "100",
+    LOG_LEVEL: "warn",
+    REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+    REDIS_KEY_PREFIX: `alerting-${process.pid}:`,
+  };
   blueEnv = { ...shared, COLOR: "blue", INSTANCE_ID: "blue-1", PORT: String(freePort()) };
   [blue, green] = await Promise.all([
     startBinary(blueEnv),
@@ -196,6 +235,8 @@ beforeAll(async () => {
   );
   const job = realPrometheus.scrape_configs.find((j: any) => j.job_name === "websocket");
   job.file_sd_configs[0].files = [join(dir, "targets", "websocket.yml")];
+  const redisJob = realPrometheus.scrape_configs.find((j: any) => j.job_name === "redis");
+  redisJob.static_configs[0].targets = [`127.0.0.1:${exporterPort}`];
   const alerting = structuredClone(realPrometheus.alerting);
   expect(alerting.alertmanagers[0].path_prefix).toBe("/alertmanager");
   alerting.alertmanagers[0].static_configs = [{ targets: [`127.0.0.1:${amPort}`] }];
@@ -212,7 +253,7 @@ beforeAll(async () => {
       },
       rule_files: [join(dir, "rules", "*.yml")],
       alerting,
-      scrape_configs: [job],
+      scrape_configs: [job, redisJob],
     }),
   );
   prometheus = Bun.spawn(
@@ -230,7 +271,12 @@ beforeAll(async () => {
   await until("prometheus to be ready", async () => (await fetch(`${promUrl}/-/ready`)).ok);
   await until("both instances to be scraped", async () => {
     const res = (await (await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent("up == 1")}`)).json()) as any;
-    return res.data.result.length === 2;
+    return res.data.result.length === 3;
+  });
+  await until("both instances to report Redis reachable", async () => {
+    const query = encodeURIComponent('backplane_up == 1 or redis_up{job="redis"} == 1');
+    const res = (await (await fetch(`${promUrl}/api/v1/query?query=${query}`)).json()) as any;
+    return res.data.result.length === 3;
   });
   await until("prometheus to find the alertmanager", async () => {
     const res = (await (await fetch(`${promUrl}/api/v1/alertmanagers`)).json()) as any;
@@ -245,6 +291,11 @@ afterAll(async () => {
       await proc.exited;
     }
   await Promise.all([blue?.stop("SIGKILL"), green?.stop("SIGKILL")]);
+  for (const proc of [exporter, redis])
+    if (proc && proc.exitCode === null) {
+      proc.kill("SIGKILL");
+      await proc.exited;
+    }
   webhook?.stop(true);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -311,9 +362,33 @@ describe("alerts reach the receiver through Alertmanager", () => {
           n.alerts.some((a) => a.labels.alertname === "ServerDown" && a.labels.instance === "websocket-blue"),
       ),
     );
-    const resolved = notifications.find((n) => n.status === "resolved")!;
+    const resolved = notifications.find(
+      (n) => n.status === "resolved" && n.alerts.some((a) => a.labels.alertname === "ServerDown"),
+    )!;
     expect(resolved.alerts.map((a) => [a.labels.alertname, a.status])).toEqual([["ServerDown", "resolved"]]);
     // Still nothing else of that instance, firing or resolved.
     expect(notifications.flatMap(ofBlue).filter((a) => a.labels.alertname !== "ServerDown")).toEqual([]);
+  }, 60_000);
+
+  test("Redis stopped: RedisDown pages through the exporter, the instances' BackplaneDown is held back", async () => {
+    redis!.kill("SIGKILL");
+    await redis!.exited;
+    await until("the RedisDown page", () =>
+      notifications.some((n) => n.status === "firing" && n.alerts.some((a) => a.labels.alertname === "RedisDown")),
+    );
+    const page = notifications.find((n) => n.alerts.some((a) => a.labels.alertname === "RedisDown"))!;
+    expect(page.receiver).toBe("page");
+    expect(page.alerts[0]!.labels).toMatchObject({ alertname: "RedisDown", job: "redis", instance: "redis" });
+    expect(page.alerts[0]!.annotations.runbook_url).toBe(`${runbookBase}#redisdown`);
+
+    await until("both instances' BackplaneDown to be inhibited by RedisDown", async () => {
+      const held = (await amAlerts()).filter(
+        (a) => a.labels.alertname === "BackplaneDown" && a.status.state === "suppressed",
+      );
+      return held.length === 2;
+    });
+    // As above: a bounded wait to prove that nothing else was sent.
+    await Bun.sleep((GROUP_WAIT_S + GROUP_INTERVAL_S) * 2000);
+    expect(notifications.flatMap((n) => n.alerts).filter((a) => a.labels.alertname === "BackplaneDown")).toEqual([]);
   }, 60_000);
 });
