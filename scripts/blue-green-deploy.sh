@@ -13,6 +13,9 @@
 #   7. post-switch gate     GATE_SECONDS watching the target's error rate
 #   8. drain the old color  SIGTERM: its clients get goodbye and resume on the target; wait for its
 #                           websocket_connections_total to reach 0 or DRAIN_TIMEOUT; stop it
+#   9. hand-over            wait until as many connections as the old color held have arrived on the
+#                           target (HANDOVER_TIMEOUT), then print the figures: moved, time, refusals.
+#                           "done" is printed after this step, once the clients are back.
 # With PROMETHEUS_TARGETS_FILE kept, Prometheus is told to scrape both colors once the target has
 # started, and only the color left running at the end (the target, or the old one after a failure).
 # The gate runs before the drain on purpose: until step 8 the old color still holds its clients, so
@@ -49,6 +52,8 @@ Environment (defaults in brackets):
                         [compose: <repo>/monitoring/prometheus/targets/websocket.yml; local: empty]
   FRONT_URL             the front door, for verification [http://127.0.0.1]
   TRAEFIK_API_URL       Traefik API; empty skips that check [compose: http://127.0.0.1:8080/api]
+  TRAEFIK_METRICS_URL   Traefik's Prometheus metrics, for the upgrades it refused during the hand-over;
+                        empty: not counted []
   READY_TIMEOUT         seconds to wait for /health/ready [60]
   SMOKE_SCRIPT          k6 script run against the target [<repo>/app/loadtest/smoke.js]
   SMOKE_VUS, SMOKE_DURATION   its size [5, 10s]
@@ -58,6 +63,7 @@ Environment (defaults in brackets):
   GATE_MAX_ERROR_RATIO  error frames / frames in above which the deploy rolls back [0.05]
   GATE_MIN_FRAMES       frames in needed before the ratio counts [20]
   DRAIN_TIMEOUT         ms the old color has to lose its connections [30000]
+  HANDOVER_TIMEOUT      seconds, after the drain, for its clients to arrive on the target [30]
   STOP_GRACE            seconds a stopping process has before SIGKILL (local) [DRAIN_TIMEOUT/1000+15]
   METRICS_TOKEN         bearer token for /metrics, when the instances require one
   local runtime only:
@@ -108,10 +114,12 @@ configure() {
   gate_max_error_ratio=${GATE_MAX_ERROR_RATIO:-0.05}
   gate_min_frames=${GATE_MIN_FRAMES:-20}
   drain_timeout_ms=${DRAIN_TIMEOUT:-30000}
+  handover_timeout=${HANDOVER_TIMEOUT:-30}
+  traefik_metrics=${TRAEFIK_METRICS_URL:-}
   POLL_MAX_SLEEP=${POLL_MAX_SLEEP:-2}
   local pair name
   for pair in READY_TIMEOUT:ready_timeout SMOKE_VUS:smoke_vus VERIFY_COUNT:verify_count VERIFY_TIMEOUT:verify_timeout \
-    GATE_SECONDS:gate_seconds GATE_INTERVAL:gate_interval GATE_MIN_FRAMES:gate_min_frames DRAIN_TIMEOUT:drain_timeout_ms \
+    GATE_SECONDS:gate_seconds GATE_INTERVAL:gate_interval GATE_MIN_FRAMES:gate_min_frames DRAIN_TIMEOUT:drain_timeout_ms HANDOVER_TIMEOUT:handover_timeout \
     POLL_MAX_SLEEP:POLL_MAX_SLEEP; do
     name=${pair#*:}
     positive_int "${pair%%:*}" "${!name}"
@@ -292,8 +300,10 @@ cmd_deploy() {
     fail "the front door did not report $target $verify_count times in a row within ${verify_timeout}s"
   step "post-switch gate on $target (${gate_seconds}s)" gate "$target" || fail "$gate_reason"
   phase=drain
+  handover_begin "$from" "$target"
   step "drain $from" drain "$from"
   scrape_step "Prometheus: scrape $target only" "$target"
+  step "hand-over: $from's clients on $target" handover "$target"
   finish
 }
 
@@ -310,8 +320,10 @@ cmd_rollback() {
   step "verify the front door reaches $target" verify_front "$target" ||
     fail "the front door did not report $target $verify_count times in a row within ${verify_timeout}s"
   phase=drain
+  handover_begin "$from" "$target"
   step "drain $from" drain "$from"
   scrape_step "Prometheus: scrape $target only" "$target"
+  step "hand-over: $from's clients on $target" handover "$target"
   finish
 }
 
@@ -454,6 +466,76 @@ drain() {
     note "$color still had connections at DRAIN_TIMEOUT=${drain_timeout_ms} ms; stopping it anyway"
   fi
   rt_stop_finish "$color"
+}
+
+# handover_begin FROM TARGET: what the hand-over is measured against, read just before the drain:
+# the connections FROM holds, TARGET's connections and the upgrades refused so far.
+handover_begin() {
+  local metrics
+  [ "$dry_run" = 1 ] && return 0
+  metrics=$(rt_http "$1" /metrics 2>/dev/null || true)
+  handover_expected=$(metric_sum websocket_connections_total <<<"$metrics")
+  metrics=$(rt_http "$2" /metrics 2>/dev/null || true)
+  handover_base=$(metric_sum websocket_connections_total <<<"$metrics")
+  handover_refused_base=$(metric_sum websocket_rate_limited_total 'limit="ip"' <<<"$metrics")
+  handover_front_base=$(front_refusals)
+  handover_started=$(now_ms)
+  handover_back_ms=""
+}
+
+# front_refusals: WebSocket upgrades the front door answered 429, from Traefik's metrics; "-" when
+# TRAEFIK_METRICS_URL is not set or does not answer.
+front_refusals() {
+  [ -n "$traefik_metrics" ] || { echo -; return 0; }
+  { curl -fsS --max-time 2 "$traefik_metrics" 2>/dev/null || echo "unreachable 1"; } |
+    awk '/^unreachable/ { gone = 1 } /^traefik_router_requests_total\{/ && /code="429"/ && /protocol="websocket"/ { sum += $NF }
+      END { if (gone) print "-"; else printf "%.0f\n", sum + 0 }'
+}
+
+# handover TARGET: waits until TARGET has gained as many connections as the old color held when its
+# drain began (HANDOVER_TIMEOUT seconds after the drain), then prints the figures. Clients that left
+# on their own during the deploy never arrive: the wait then ends at the timeout, which is reported
+# and does not fail the deploy (traffic is on TARGET either way).
+handover() {
+  local target=$1 moved refused front
+  if [ "$dry_run" = 1 ]; then
+    note "[dry-run] poll $(rt_url "$target")/metrics until it holds the drained color's connections (${handover_timeout}s)"
+    return 0
+  fi
+  if poll_until "$handover_timeout" arrived "$target"; then
+    # A client is back once its rooms are rejoined with the messages it missed: wait until the
+    # target's rejoins (resume_total) have stopped rising for a second.
+    rejoins_settled "$target"
+    note "all $handover_expected connections are on $target"
+  else
+    note "after ${handover_timeout}s (HANDOVER_TIMEOUT) ${handover_moved:-0} of $handover_expected connections are on $target; the others may have left"
+  fi
+  moved=${handover_moved:-0}
+  refused=$(($(rt_http "$target" /metrics 2>/dev/null | metric_sum websocket_rate_limited_total 'limit="ip"') - handover_refused_base))
+  front=$(front_refusals)
+  [ "$front" = - ] || [ "$handover_front_base" = - ] || front=$((front - handover_front_base))
+  note "hand-over: $((moved < handover_expected ? moved : handover_expected)) of $handover_expected connections moved to $target in $(awk -v ms="${handover_back_ms:-$(($(now_ms) - handover_started))}" 'BEGIN { printf "%.1f", ms / 1000 }')s; upgrades refused: $refused by $target (per-IP limit), ${front/#-/not counted (TRAEFIK_METRICS_URL unset)} by the front door"
+}
+
+rejoins_settled() {
+  local before after deadline
+  deadline=$(($(now_ms) + handover_timeout * 1000))
+  after=$(rt_http "$1" /metrics 2>/dev/null | metric_sum resume_total) || return 0
+  while [ "$(now_ms)" -lt "$deadline" ]; do
+    before=$after
+    sleep 1
+    after=$(rt_http "$1" /metrics 2>/dev/null | metric_sum resume_total) || return 0
+    [ "$after" != "$before" ] || break
+  done
+  handover_back_ms=$(($(now_ms) - handover_started - 1000))
+}
+
+arrived() {
+  local open
+  open=$(rt_http "$1" /metrics 2>/dev/null | metric_sum websocket_connections_total) || return 1
+  handover_moved=$((open - handover_base))
+  [ "$handover_moved" -ge "$handover_expected" ] || return 1
+  handover_back_ms=$(($(now_ms) - handover_started))
 }
 
 drained() {

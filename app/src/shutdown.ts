@@ -1,3 +1,4 @@
+import { planGoodbyes } from "./connections/drain-pacing";
 import type { ConnectionRegistry } from "./connections/registry";
 import type { Lifecycle } from "./lifecycle";
 import type { Logger } from "./observability/logger";
@@ -8,6 +9,9 @@ import { frames } from "./protocol/server-frames";
 export interface DrainOptions {
   drainTimeoutMs: number;
   drainJitterMs: number;
+  /** The per-address upgrade limit the clients come back through: their delays are paced to it. */
+  connectRatePerIp?: number;
+  connectBurstPerIp?: number;
   random?: () => number;
 }
 
@@ -30,12 +34,15 @@ export async function drainConnections(
   lifecycle.draining = true;
   metrics.draining.set(1);
 
-  const connections = [...registry.values()].filter((c) => !c.closing);
-  logger.info("drain started", { connections: connections.length, drainTimeoutMs: options.drainTimeoutMs });
-  for (const connection of connections) {
-    const retryAfterMs = Math.floor(random() * options.drainJitterMs);
+  const { goodbyes, compressed } = planGoodbyes(
+    [...registry.values()].filter((c) => !c.closing),
+    options,
+    random,
+  );
+  const connections = goodbyes.map((g) => g.connection);
+  logger.info("drain started", { connections: connections.length, drainTimeoutMs: options.drainTimeoutMs, compressed });
+  for (const { connection, retryAfterMs } of goodbyes)
     connection.socket.send(frames.goodbye("shutdown", true, retryAfterMs));
-  }
   metrics.countOut("goodbye", connections.length);
 
   const batches = Math.min(10, connections.length);

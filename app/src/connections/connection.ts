@@ -36,6 +36,8 @@ export class Connection {
   /** Rate-limited frames since the last accepted one. */
   limitedStreak = 0;
   closeCode: number | undefined;
+  /** The client's address as admission saw it: the drain paces the reconnects of each address. */
+  clientIp: string | undefined;
 
   constructor(
     readonly id: string,

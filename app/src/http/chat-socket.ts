@@ -82,6 +82,7 @@ export class ChatSocketHandlers {
     const admission = data.admission!;
     data.admission = undefined;
     data.connection = this.chat.open(ws, admission.connectionId, admission.identity);
+    data.connection.clientIp = admission.ip;
   }
 
   close(data: ChatSocketData, code: number) {

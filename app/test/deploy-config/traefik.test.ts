@@ -170,7 +170,7 @@ describe("traefik/dynamic", () => {
     }
   });
 
-  test("WebSocket routers: /ws, rate limited to 5 upgrades/s per client IP, never compressed", () => {
+  test("WebSocket routers: /ws, rate limited to 25 upgrades/s per client IP (bursts of 50), never compressed", () => {
     const ws = routers.filter((r) => isWebSocketRouter(r.body));
     expect(ws.flatMap((r) => r.body.entryPoints).sort()).toEqual(["web", "websecure"]);
     for (const router of ws) {
@@ -178,8 +178,24 @@ describe("traefik/dynamic", () => {
       expect(chain.some((m) => "compress" in m)).toBe(false);
       const limits = chain.filter((m) => "rateLimit" in m).map((m) => m.rateLimit);
       expect(limits).toHaveLength(1);
-      expect(ratePerSecond(limits[0])).toBe(5);
+      expect(ratePerSecond(limits[0])).toBe(25);
+      expect(limits[0].burst).toBe(50);
       expect(limits[0].sourceCriterion.ipStrategy).toBeDefined();
+    }
+  });
+
+  test("the colors limit upgrades per address exactly as ws-ratelimit does: the drain paces its wave to their limit", async () => {
+    // The colors take their environment from a YAML anchor (<<: *websocket-env).
+    const compose = parse(await Bun.file(join(repoRoot, "docker-compose.yml")).text(), { merge: true });
+    const { rateLimit } = middleware("ws-ratelimit");
+    const defaultOf = (value: string) => Number(/^\$\{[A-Z_]+:-(\d+)\}$/.exec(value)?.[1] ?? value);
+    for (const color of ["websocket-blue", "websocket-green"]) {
+      const env = compose.services[color].environment;
+      expect({ color, rate: defaultOf(env.CONNECT_RATE_PER_IP), burst: defaultOf(env.CONNECT_BURST_PER_IP) }).toEqual({
+        color,
+        rate: ratePerSecond(rateLimit),
+        burst: rateLimit.burst,
+      });
     }
   });
 

@@ -51,7 +51,11 @@ describe("deploy", () => {
       "post-switch gate on green (3s)",
       "drain blue",
       "Prometheus: scrape green only",
+      "hand-over: blue's clients on green",
     ]);
+    expect(run.stdout).toMatch(
+      /^ {4}hand-over: 0 of 0 connections moved to green in \d+\.\ds; upgrades refused: 0 by green \(per-IP limit\), 0 by the front door$/m,
+    );
     expect(run.stdout).toContain("Traefik API: chat-active -> websocket-green");
     expect(s.activeFile()).toContain("- name: websocket-green");
     expect(s.front.active()).toBe("websocket-green");

@@ -96,6 +96,7 @@ export class DeploySetup {
       PROMETHEUS_TARGETS_FILE: this.targetsFile,
       FRONT_URL: this.front.url,
       TRAEFIK_API_URL: this.front.apiUrl,
+      TRAEFIK_METRICS_URL: this.front.metricsUrl,
       BLUE_PORT: String(this.ports.blue),
       GREEN_PORT: String(this.ports.green),
       DEPLOY_BINARY: BINARY,

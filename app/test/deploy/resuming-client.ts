@@ -38,6 +38,8 @@ export class ResumingClient {
   readonly errors: Frame[] = [];
   /** Sends not acknowledged yet, by clientMsgId. */
   private readonly pending = new Map<string, string>();
+  /** The most sends ever waiting at once: what a client library's queue must hold (app/client: maxQueue). */
+  maxPending = 0;
   private ws: WebSocket | undefined;
   private epoch: string | undefined;
   private offset = 0;
@@ -88,6 +90,7 @@ export class ResumingClient {
     const clientMsgId = `${this.connectionId}-${++this.seq}`;
     const text = `m${this.seq} from ${this.user}`;
     this.pending.set(clientMsgId, text);
+    this.maxPending = Math.max(this.maxPending, this.pending.size);
     if (this.joined && !this.leaving) this.transmit(clientMsgId, text);
   }
 

@@ -34,6 +34,8 @@ export interface TraefikDouble {
   active(): string;
   /** Reloads that were applied, reads that were refused (files that do not parse). */
   reloads(): { applied: number; ignored: number };
+  /** When each reload was applied (ms since the epoch) and what chat-active named then. */
+  history(): { at: number; active: string }[];
   /** WebSockets open through the proxy per backend service. */
   openSockets(): Record<string, number>;
   /** Answers per status code given to WebSocket upgrades (101 accepted, 429 refused by a rate limit, ...). */
@@ -72,6 +74,7 @@ export function startTraefikDouble(
   let current: Built = build(first.config, "web");
   let applied = 0;
   let ignored = 0;
+  const history: { at: number; active: string }[] = [];
   const open = new Map<string, number>();
   const upgrades = new Map<number, number>();
   const routerCodes = new Map<string, number>();
@@ -92,12 +95,20 @@ export function startTraefikDouble(
     }
     current = build(next.config, "web");
     applied++;
+    history.push({ at: Date.now(), active: activeNames() });
   };
   const watcher: FSWatcher = watch(dynamicDir, () => {
     if (pending) return;
     const wait = Math.max(5, lastApply + throttleMs - performance.now());
     pending = setTimeout(apply, wait);
   });
+
+  function activeNames() {
+    return current
+      .targets("chat-active")
+      .map((t) => t.name)
+      .join(",");
+  }
 
   const pick = (service: string): string | undefined => {
     const targets = current.targets(service);
@@ -273,12 +284,9 @@ export function startTraefikDouble(
     wsUrl: `ws://127.0.0.1:${port}`,
     apiUrl: `http://127.0.0.1:${admin.port}/api`,
     metricsUrl: `http://127.0.0.1:${admin.port}/metrics`,
-    active: () =>
-      current
-        .targets("chat-active")
-        .map((t) => t.name)
-        .join(","),
+    active: activeNames,
     reloads: () => ({ applied, ignored }),
+    history: () => [...history],
     openSockets: () => Object.fromEntries(open),
     upgrades: () => Object.fromEntries(upgrades),
     stop: async () => {
