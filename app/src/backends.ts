@@ -43,13 +43,20 @@ export const CLOSE_DEADLINE_MS = 2000;
 
 type StoreConfig = Pick<
   Config,
-  "instanceId" | "historySize" | "historyTtlSeconds" | "dedupWindowSeconds" | "presenceTtlSeconds" | "redisKeyPrefix"
+  | "instanceId"
+  | "historySize"
+  | "historyMaxBytes"
+  | "historyTtlSeconds"
+  | "dedupWindowSeconds"
+  | "presenceTtlSeconds"
+  | "redisKeyPrefix"
 >;
 
 function memoryStores(config: StoreConfig) {
   return {
     history: new MemoryHistoryStore({
       historySize: config.historySize,
+      maxBytes: config.historyMaxBytes,
       ttlSeconds: config.historyTtlSeconds,
       dedupWindowSeconds: config.dedupWindowSeconds,
     }),

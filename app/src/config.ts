@@ -16,6 +16,7 @@ export interface Config {
   maxTextLength: number;
   maxMessageBytes: number;
   historySize: number;
+  historyMaxBytes: number;
   historyTtlSeconds: number;
   sessionTtlSeconds: number;
   dedupWindowSeconds: number;
@@ -240,6 +241,12 @@ export const VARIABLES = {
     "largest client frame in bytes; larger closes with 1009; empty: room for any text of MAX_TEXT_LENGTH",
   ),
   HISTORY_SIZE: v("historySize", integer(0, 1_000_000), "100", "messages kept per room"),
+  HISTORY_MAX_BYTES: v(
+    "historyMaxBytes",
+    integer(1_048_576, 68_719_476_736),
+    String(64 * 1_048_576),
+    "bytes of messages the in-memory history holds across all rooms (without REDIS_URL)",
+  ),
   HISTORY_TTL: v(
     "historyTtlSeconds",
     duration("seconds", 1, 365 * DAY),
