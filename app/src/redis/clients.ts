@@ -11,7 +11,8 @@ export interface RedisClients {
   status(): "up" | "down";
   /**
    * Quits both connections, waiting at most `deadlineMs` for Redis to answer, then cuts them.
-   * Resolves with what it gave up on ("redis quit" when Redis did not answer in time).
+   * Resolves with what it gave up on: "redis down" when Redis was down or hung already (nothing is
+   * sent), "redis quit" when it did not answer in time.
    */
   close(deadlineMs?: number): Promise<string[]>;
 }
@@ -127,6 +128,11 @@ export function createRedisClients(
     status: () => (isUp() ? "up" : "down"),
     close: async (deadlineMs = timings.commandTimeoutMs) => {
       clearInterval(probe);
+      if (!isUp()) {
+        commands.disconnect();
+        subscriber.disconnect();
+        return ["redis down"];
+      }
       const quit = Promise.allSettled([commands.quit(), subscriber.quit()]).then(() => true);
       let timer: ReturnType<typeof setTimeout> | undefined;
       const late = new Promise<false>((resolve) => {
