@@ -150,8 +150,7 @@ export function redisBackends(
     usesRedis: true,
     close: async () => {
       const started = Date.now();
-      // Down: the stores' last writes (this instance's presence entry) fail at once, nothing waits.
-      const gaveUp: string[] = isUp() ? [] : ["redis down"];
+      const gaveUp: string[] = [];
       const closing = Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close()));
       if (!(await within(closing, CLOSE_DEADLINE_MS / 2))) gaveUp.push("store close");
       gaveUp.push(...(await clients.close(Math.max(0, CLOSE_DEADLINE_MS - (Date.now() - started)))));

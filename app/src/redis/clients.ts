@@ -11,7 +11,8 @@ export interface RedisClients {
   status(): "up" | "down";
   /**
    * Quits both connections, waiting at most `deadlineMs` for Redis to answer, then cuts them.
-   * Resolves with what it gave up on ("redis quit" when Redis did not answer in time).
+   * Resolves with what it gave up on: "redis down" when Redis was down, or its connection was cut
+   * as hung, before it answered; "redis quit" when it did not answer in time.
    */
   close(deadlineMs?: number): Promise<string[]>;
 }
@@ -127,16 +128,34 @@ export function createRedisClients(
     status: () => (isUp() ? "up" : "down"),
     close: async (deadlineMs = timings.commandTimeoutMs) => {
       clearInterval(probe);
-      const quit = Promise.allSettled([commands.quit(), subscriber.quit()]).then(() => true);
+      const started = Date.now();
       let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new Promise<false>((resolve) => {
-        timer = setTimeout(() => resolve(false), deadlineMs);
-      });
-      const answered = await Promise.race([quit, late]);
+      const late = (ms: number) =>
+        new Promise<"late">((resolve) => {
+          timer = setTimeout(() => resolve("late"), ms);
+        });
+      // A PING first: QUIT is answered by ioredis itself when the connection drops meanwhile, so
+      // only a PING tells whether Redis was there to say goodbye to.
+      const answered = isUp()
+        ? await Promise.race([
+            Promise.all([commands.ping(), subscriber.ping()]).then(
+              () => "up" as const,
+              () => "down" as const,
+            ),
+            late(deadlineMs),
+          ])
+        : "down";
       clearTimeout(timer);
+      if (answered === "up") {
+        await Promise.race([
+          Promise.allSettled([commands.quit(), subscriber.quit()]),
+          late(Math.max(0, deadlineMs - (Date.now() - started))),
+        ]);
+        clearTimeout(timer);
+      }
       commands.disconnect();
       subscriber.disconnect();
-      return answered ? [] : ["redis quit"];
+      return answered === "up" ? [] : answered === "down" ? ["redis down"] : ["redis quit"];
     },
   };
 }

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
 import { connect } from "../../client";
 import { Recorder } from "../client/support";
-import { startBinary } from "../helpers/binary";
+import { type RunningBinary, startBinary } from "../helpers/binary";
 import { type Frame, TestClient } from "../helpers/client";
 import { startRedisInstance, waitRedisUp } from "../helpers/cluster";
 import { startRedis, type TestRedis } from "../helpers/redis";
@@ -13,7 +13,10 @@ import { connId, type TestServer } from "../helpers/server";
 import { waitFor } from "../helpers/wait";
 
 const started: TestRedis[] = [];
+/** Binaries a failed test may have left running. */
+const binaries: RunningBinary[] = [];
 afterAll(async () => {
+  for (const binary of binaries) if (binary.proc.exitCode === null) binary.proc.kill("SIGKILL");
   await Promise.all(started.map((r) => r.stop()));
 });
 
@@ -294,6 +297,7 @@ describe("Redis faults", () => {
       REDIS_REQUIRED: "true",
       DRAIN_TIMEOUT: String(drainTimeoutMs),
     });
+    binaries.push(server);
     await waitFor(async () => (await health(server.httpUrl)).redis === "up", { timeoutMs: 10_000, what: "Redis up" });
     const clients = [];
     for (let i = 0; i < 6; i++) {
@@ -353,6 +357,7 @@ test("SIGTERM the moment Redis hangs (before it is noticed): exits within DRAIN_
     REDIS_KEY_PREFIX: redis.prefix(),
     DRAIN_TIMEOUT: String(drainTimeoutMs),
   });
+  binaries.push(server);
   await waitFor(async () => (await health(server.httpUrl)).redis === "up", { timeoutMs: 10_000, what: "Redis up" });
   const client = await TestClient.connect(`ws://127.0.0.1:${server.port}/ws/chat/${connId()}?user=late`);
   await client.request({ type: "join", room: "late" });
