@@ -44,6 +44,8 @@ export const CloseCode = {
   SlowConsumer: 4008,
   /** The token expired and no fresh one came in an `auth` frame. */
   TokenExpired: 4401,
+  /** Another user holds this connectionId on the instance; connect again with a new one. */
+  ConnectionIdInUse: 4409,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 

@@ -83,13 +83,6 @@ export async function startServer(options: {
       heartbeat.stop();
       rooms.close();
       if (!options.keepListening) stopListening();
-      await Promise.allSettled([
-        backends.backplane.close(),
-        backends.history.close(),
-        backends.presence.close(),
-        backends.sessions.close(),
-        backends.dedup.close(),
-      ]);
       await backends.close();
     })());
 

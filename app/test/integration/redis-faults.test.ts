@@ -3,7 +3,7 @@
 // its offset is never given to another message, and a refused send says `unavailable`, never nothing.
 import { afterAll, describe, expect, test } from "bun:test";
 import { readFileSync } from "node:fs";
-import { connect } from "../../client";
+import { connect } from "../../client/index";
 import { Recorder } from "../client/support";
 import { type RunningBinary, startBinary } from "../helpers/binary";
 import { type Frame, TestClient } from "../helpers/client";

@@ -20,9 +20,9 @@ import {
   ALERTMANAGER_CONFIG,
   ALERTMANAGER_ENTRYPOINT,
   PROMETHEUS_CONFIG,
-  PROMETHEUS_TARGETS,
   RULES_DIR,
   RUNBOOK,
+  testTargets,
   tool,
   ymlFiles,
 } from "./paths";
@@ -227,12 +227,7 @@ beforeAll(async () => {
 
   // Prometheus: the real websocket job, labels and external labels, sending to the test Alertmanager.
   scaledRules(join(dir, "rules"));
-  const targets = parse(readFileSync(PROMETHEUS_TARGETS, "utf8")) as { labels: Record<string, string> }[];
-  const ports: Record<string, number> = { blue: blue.port, green: green.port };
-  writeFileSync(
-    join(dir, "targets", "websocket.yml"),
-    stringify(targets.map((g) => ({ targets: [`127.0.0.1:${ports[g.labels.color!]}`], labels: g.labels }))),
-  );
+  writeFileSync(join(dir, "targets", "websocket.yml"), testTargets({ blue: blue.port, green: green.port }));
   const job = realPrometheus.scrape_configs.find((j: any) => j.job_name === "websocket");
   job.file_sd_configs[0].files = [join(dir, "targets", "websocket.yml")];
   const redisJob = realPrometheus.scrape_configs.find((j: any) => j.job_name === "redis");

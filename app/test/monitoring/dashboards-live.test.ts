@@ -14,7 +14,7 @@ import { parse, stringify } from "yaml";
 import { freePort, type RunningBinary, startBinary } from "../helpers/binary";
 import { TestClient } from "../helpers/client";
 import { connId } from "../helpers/server";
-import { DASHBOARDS_DIR, PROMETHEUS_CONFIG, REPO, RULES_DIR, tool } from "./paths";
+import { DASHBOARDS_DIR, PROMETHEUS_CONFIG, REPO, RULES_DIR, testTargets, tool } from "./paths";
 
 /** Panels that must return data, by dashboard uid: every one of their queries must be non-empty. */
 const MUST_HAVE_DATA: Record<string, string[]> = {
@@ -124,33 +124,6 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30
     await Bun.sleep(delay);
     delay = Math.min(delay * 2, 500);
   }
-}
-
-interface TargetGroup {
-  targets: string[];
-  labels: Record<string, string>;
-}
-
-/**
- * The targets file (file_sd) as the deploy script writes it on first use (render_targets in
- * scripts/deploy/common.sh; the file itself is untracked deploy state), with each color's address
- * pointed at its test instance.
- */
-function testTargets(ports: Record<string, number>, colors?: string[]): string {
-  const render = Bun.spawnSync(
-    [
-      "bash",
-      "-c",
-      `. ${JSON.stringify(join(REPO, "scripts", "deploy", "common.sh"))}; rt_url() { printf 'http://websocket-%s:3001\\n' "$1"; }; render_targets blue green`,
-    ],
-    { stdout: "pipe", stderr: "inherit" },
-  );
-  const real = parse(render.stdout.toString()) as TargetGroup[];
-  return stringify(
-    real
-      .filter((g) => !colors || colors.includes(g.labels.color!))
-      .map((g) => ({ targets: [`127.0.0.1:${ports[g.labels.color!]}`], labels: g.labels })),
-  );
 }
 
 /** Replaces the targets file the way the deploy script does: a new file renamed over it. */

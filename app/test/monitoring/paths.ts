@@ -1,10 +1,10 @@
 // Where the monitoring configuration lives in the repository, and the tools the tests need.
 import { join } from "node:path";
+import { parse, stringify } from "yaml";
 
 export const REPO = join(import.meta.dir, "..", "..", "..");
 export const PROMETHEUS_DIR = join(REPO, "monitoring", "prometheus");
 export const PROMETHEUS_CONFIG = join(PROMETHEUS_DIR, "prometheus.yml");
-export const PROMETHEUS_TARGETS = join(PROMETHEUS_DIR, "targets", "websocket.yml");
 export const RULES_DIR = join(PROMETHEUS_DIR, "rules");
 export const RULE_TESTS_DIR = join(PROMETHEUS_DIR, "tests");
 export const GRAFANA_DIR = join(REPO, "monitoring", "grafana");
@@ -40,4 +40,31 @@ export function ymlFiles(dir: string): string[] {
 export function run(cmd: string[], cwd = REPO): { code: number; output: string } {
   const proc = Bun.spawnSync(cmd, { cwd, stdout: "pipe", stderr: "pipe" });
   return { code: proc.exitCode ?? -1, output: proc.stdout.toString() + proc.stderr.toString() };
+}
+
+interface TargetGroup {
+  targets: string[];
+  labels: Record<string, string>;
+}
+
+/**
+ * The websocket targets file (file_sd) as the deploy script writes it on first use (render_targets in
+ * scripts/deploy/common.sh; the file itself is untracked deploy state), with each color's address
+ * pointed at its test instance; `colors` keeps only those colors.
+ */
+export function testTargets(ports: Record<string, number>, colors?: string[]): string {
+  const render = Bun.spawnSync(
+    [
+      "bash",
+      "-c",
+      `. ${JSON.stringify(join(REPO, "scripts", "deploy", "common.sh"))}; rt_url() { printf 'http://websocket-%s:3001\\n' "$1"; }; render_targets blue green`,
+    ],
+    { stdout: "pipe", stderr: "inherit" },
+  );
+  const real = parse(render.stdout.toString()) as TargetGroup[];
+  return stringify(
+    real
+      .filter((g) => !colors || colors.includes(g.labels.color!))
+      .map((g) => ({ targets: [`127.0.0.1:${ports[g.labels.color!]}`], labels: g.labels })),
+  );
 }
