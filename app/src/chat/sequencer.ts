@@ -19,8 +19,13 @@ interface RoomSequence {
  * When a room's epoch changes (its history was lost, or Redis came back with less than it had),
  * its members here get an `epoch` frame before the first message of the new epoch.
  */
+const BACKWARDS_CHECK_INTERVAL_MS = 1000;
+const MAX_CHECKED_ROOMS = 10_000;
+
 export class RoomSequencer {
   private readonly rooms = new Map<string, RoomSequence>();
+  /** When each room was last checked for a store that went backwards (see checkBackwards). */
+  private readonly checkedAt = new Map<string, number>();
 
   constructor(
     private readonly history: HistoryStore,
@@ -71,7 +76,10 @@ export class RoomSequencer {
       seq.queue.push({ frame, offset });
       return;
     }
-    if (offset <= seq.last) return;
+    if (offset <= seq.last) {
+      this.checkBackwards(room, seq);
+      return;
+    }
     if (offset === seq.last + 1) {
       seq.last = offset;
       this.deliver(room, frame);
@@ -79,6 +87,29 @@ export class RoomSequencer {
     }
     seq.queue = [{ frame, offset }];
     void this.fill(room, seq);
+  }
+
+  /**
+   * An arrival at or below the last delivered offset is usually a duplicate (a gap filled from history
+   * before pub/sub caught up). It can also be a new message numbered again by a Redis that came back
+   * with less than this instance had delivered, stored by an instance new to the room that had no
+   * floor to compare with. Reading the head passes this instance's floor to the store, which then
+   * gives the room a new epoch; members here get the `epoch` frame instead of silently missing the
+   * renumbered messages. At most one check per room at a time and per second.
+   */
+  private checkBackwards(room: string, seq: RoomSequence) {
+    const now = Date.now();
+    if (now < (this.checkedAt.get(room) ?? 0) + BACKWARDS_CHECK_INTERVAL_MS) return;
+    this.checkedAt.set(room, now);
+    if (this.checkedAt.size > MAX_CHECKED_ROOMS) this.checkedAt.delete(this.checkedAt.keys().next().value!);
+    this.history.head(room).then(
+      (head) => {
+        if (this.rooms.get(room) === seq && head.epoch !== seq.epoch) this.track(room, head.epoch, head.offset);
+      },
+      () => {
+        // Storage unreachable: the next arrival at or below the last offset checks again.
+      },
+    );
   }
 
   /**

@@ -288,6 +288,43 @@ describe("Redis faults", () => {
     await Promise.all([a.stop(), b.stop()]);
   }, 30_000);
 
+  test("after a stale snapshot, a sender on an instance new to the room cannot renumber silently: members who saw more get an epoch frame", async () => {
+    const redis = await redisServer("none");
+    const prefix = redis.prefix();
+    const a = await startRedisInstance(redis, prefix);
+    await waitRedisUp(a);
+    const alice = await TestClient.connect(a.wsUrl(connId(), "user=alice"));
+    const carol = await TestClient.connect(a.wsUrl(connId(), "user=carol"));
+    const epoch = (await alice.request({ type: "join", room: "renumbered" })).epoch;
+    await carol.request({ type: "join", room: "renumbered" });
+    for (let i = 1; i <= 20; i++) {
+      await alice.request({ type: "message", room: "renumbered", text: `m${i}`, clientMsgId: `m${i}` });
+      if (i === 10) await redis.save();
+    }
+    await carol.next((f) => f.type === "message" && f.offset === 20);
+
+    await redis.kill();
+    await redis.restart();
+    await waitRedisUp(a);
+    // An instance that never saw the room has no floor to compare with: its message is stored at 11.
+    const c = await startRedisInstance(redis, prefix);
+    await waitRedisUp(c);
+    const erin = await TestClient.connect(c.wsUrl(connId(), "user=erin"));
+    await erin.request({ type: "join", room: "renumbered" });
+    const sent = await erin.request({ type: "message", room: "renumbered", text: "from c", clientMsgId: "c1" });
+    expect(sent.type).toBe("message_response");
+    // Instance A delivered up to 20 in that epoch: its members learn that the room's history changed.
+    for (const member of [alice, carol]) {
+      const changed = await member.next("epoch", 5000);
+      expect(changed.room).toBe("renumbered");
+      expect(changed.epoch).not.toBe(epoch);
+    }
+    const rejoined = await carol.request({ type: "join", room: "renumbered", lastOffset: 20, epoch });
+    expect(rejoined.recovered).toBe(false);
+    await Promise.all([alice, carol, erin].map((cl) => cl.close()));
+    await Promise.all([a.stop(), c.stop()]);
+  }, 30_000);
+
   test("Redis SIGSTOPped for 10 s: /health says so within 5 s, sends are refused (not left unanswered), memory stays flat, SIGTERM during the hang exits in time", async () => {
     const redis = await redisServer("aof");
     const drainTimeoutMs = 3000;
