@@ -165,6 +165,8 @@ preflight() {
   [ -w "$dynamic_dir" ] || [ "$dry_run" = 1 ] || fail "$dynamic_dir is not writable"
   # The switch stages its file in the parent of the watched directory (see replace_active_file).
   [ -w "$(dirname "$dynamic_dir")" ] || [ "$dry_run" = 1 ] || fail "$(dirname "$dynamic_dir") is not writable (the switch stages active-color.yml there)"
+  [ "$(stat -c %d "$(dirname "$dynamic_dir")")" = "$(stat -c %d "$dynamic_dir")" ] ||
+    fail "$(dirname "$dynamic_dir") and $dynamic_dir are on different filesystems: the switch's rename would not be atomic"
   [ -z "$targets_file" ] || [ "$dry_run" = 1 ] || [ -w "$(dirname "$targets_file")" ] ||
     fail "$(dirname "$targets_file") is not writable (PROMETHEUS_TARGETS_FILE)"
   [ "$dry_run" = 1 ] && return 0
@@ -511,7 +513,13 @@ handover() {
     note "after ${handover_timeout}s (HANDOVER_TIMEOUT) ${handover_moved:-0} of $handover_expected connections are on $target; the others may have left"
   fi
   moved=${handover_moved:-0}
-  refused=$(($(rt_http "$target" /metrics 2>/dev/null | metric_sum websocket_rate_limited_total 'limit="ip"') - handover_refused_base))
+  local target_metrics
+  # Unanswered /metrics: the count is unknown, not negative.
+  if target_metrics=$(rt_http "$target" /metrics 2>/dev/null); then
+    refused=$(($(metric_sum websocket_rate_limited_total 'limit="ip"' <<<"$target_metrics") - handover_refused_base))
+  else
+    refused="-"
+  fi
   front=$(front_refusals)
   [ "$front" = - ] || [ "$handover_front_base" = - ] || front=$((front - handover_front_base))
   note "hand-over: $((moved < handover_expected ? moved : handover_expected)) of $handover_expected connections moved to $target in $(awk -v ms="${handover_back_ms:-$(($(now_ms) - handover_started))}" 'BEGIN { printf "%.1f", ms / 1000 }')s; upgrades refused: $refused by $target (per-IP limit), ${front/#-/not counted (TRAEFIK_METRICS_URL unset)} by the front door"
@@ -565,7 +573,7 @@ cmd_status() {
     printf 'COLOR\tACTIVE\tRUNNING\tREADY\tSTATUS\tVERSION\tCONNECTIONS\tINSTANCE\n'
     for color in blue green; do
       if rt_running "$color"; then
-        health=$(rt_http "$color" /health 2>/dev/null || echo '{}')
+        health=$(rt_http_any "$color" /health 2>/dev/null || echo '{}')
         ready=$([ "$(rt_http_code "$color" /health/ready)" = 200 ] && echo yes || echo no)
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$color" "$([ "$color" = "$active" ] && echo yes || echo no)" yes "$ready" \
           "$(json_field status <<<"$health")" "$(json_field version <<<"$health")" \

@@ -18,6 +18,11 @@ rt_http() {
   compose exec -T "websocket-$1" curl -fsS --max-time 2 "${metrics_auth[@]}" "http://127.0.0.1:3001$2" 2>/dev/null
 }
 
+# rt_http_any COLOR PATH: the body whatever the status (a draining color answers /health with 503).
+rt_http_any() {
+  compose exec -T "websocket-$1" curl -sS --max-time 2 "${metrics_auth[@]}" "http://127.0.0.1:3001$2" 2>/dev/null
+}
+
 rt_http_code() {
   compose exec -T "websocket-$1" curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:3001$2" 2>/dev/null || echo 000
 }

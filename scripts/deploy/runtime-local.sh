@@ -40,6 +40,12 @@ rt_http() {
   curl -fsS --max-time 2 "${metrics_auth[@]}" "$(rt_url "$1")$2"
 }
 
+# rt_http_any COLOR PATH: the body of a GET on the color whatever its status (a draining color
+# answers /health with 503 and a body that says so).
+rt_http_any() {
+  curl -sS --max-time 2 "${metrics_auth[@]}" "$(rt_url "$1")$2"
+}
+
 # rt_http_code COLOR PATH: the status code of a GET on the color, 000 when it does not answer.
 rt_http_code() {
   curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$(rt_url "$1")$2" || true
@@ -95,8 +101,10 @@ rt_start() {
   else
     [ -x "$bin" ] || [ "$dry_run" = 1 ] || fail "$color has no binary to go back to in $dir"
   fi
-  local args=()
-  mapfile -t args < <(local_env_args "$color") || return 1
+  local args=() env_lines
+  # Captured first: a failure inside a process substitution would not reach this function.
+  env_lines=$(local_env_args "$color") || return 1
+  mapfile -t args <<<"$env_lines"
   run spawn "$(local_pid_file "$color")" "$dir/server.log" env -i "${args[@]}" "$bin"
 }
 
