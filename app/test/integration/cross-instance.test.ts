@@ -28,6 +28,29 @@ async function joined(instance: TestServer, user: string, room: string, id = con
 }
 
 describe("scale-out through Redis", () => {
+  test("a session saved by the previous release (keyed by connectionId alone) resumes for its own user only", async () => {
+    const {
+      prefix,
+      instances: [a],
+      stop,
+    } = await cluster(1);
+    const id = connId("legacy");
+    const key = `${prefix}session:${id}`;
+    const legacy = { userId: "olduser", rooms: { "legacy-room": { epoch: "e-old", offset: 3 } } };
+    await redis.client().set(key, JSON.stringify(legacy), "EX", 60);
+
+    const intruder = await TestClient.connect(a!.wsUrl(id, "user=intruder"), { waitEstablished: false });
+    expect(await intruder.next("connection_established")).toMatchObject({ resumed: false, rooms: [] });
+    await intruder.close();
+    expect(await redis.client().get(key)).toBe(JSON.stringify(legacy));
+
+    const owner = await TestClient.connect(a!.wsUrl(id, "user=olduser"), { waitEstablished: false });
+    expect(await owner.next("connection_established")).toMatchObject({ resumed: true, rooms: ["legacy-room"] });
+    expect(await redis.client().get(key)).toBeNull();
+    await owner.close();
+    await stop();
+  });
+
   test("direct messages reach every connection of the recipient on any instance", async () => {
     const {
       instances: [a, b, c],
