@@ -131,9 +131,10 @@ export interface ConnectOptions {
   maxQueue?: number;
   /**
    * Pace of the queue once a connection is back: at most `burst` messages at once, then `perSecond`.
-   * Default 15/s, burst 30: under the server's default frame rate limit (FRAME_RATE 20/s, FRAME_BURST
-   * 40) with room for typing, read and ping frames, so a long queue is not refused with
-   * `rate_limited` (nor the connection closed with 1008) when it is sent.
+   * Default: three quarters of the frame limit the server announces in `connection_established`
+   * (15/s, burst 30 under the default FRAME_RATE 20/s, FRAME_BURST 40; the same from a server that
+   * does not announce it), leaving room for typing, read and ping frames, so a long queue is not
+   * refused with `rate_limited` (nor the connection closed with 1008) when it is sent.
    */
   queueRate?: { perSecond: number; burst: number };
   /** Deadline of requests that are not resent (join, history, presence, ...). Default 10 s. */
@@ -243,7 +244,9 @@ export class ChatClient extends Emitter<ChatEvents> {
   private readonly maxQueue: number;
   private readonly maxQueueBytes: number;
   private readonly queueTimeoutMs: number;
-  private readonly queueRate: { perSecond: number; burst: number };
+  /** Pace of queued sends: the option, else derived from the limits the server announces. */
+  private queueRate: { perSecond: number; burst: number };
+  private readonly queueRateFixed: boolean;
   private readonly requestTimeoutMs: number;
   private readonly handshakeTimeoutMs: number;
   private readonly livenessGraceMs: number;
@@ -268,6 +271,7 @@ export class ChatClient extends Emitter<ChatEvents> {
     this.maxQueueBytes = options.maxQueueBytes ?? 1_048_576;
     this.queueTimeoutMs = options.queueTimeoutMs ?? 120_000;
     this.queueRate = options.queueRate ?? { perSecond: 15, burst: 30 };
+    this.queueRateFixed = options.queueRate !== undefined;
     this.tokens = this.queueRate.burst;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? 10_000;
@@ -507,6 +511,15 @@ export class ChatClient extends Emitter<ChatEvents> {
     const ws = this.ws;
     const session: ConnectionEstablished = strip(frame as ConnectionEstablished & { type: string });
     this._session = session;
+    if (!this.queueRateFixed && frame.frameRate && frame.frameBurst) {
+      // Three quarters of what the server allows leaves room for the app's own frames (typing,
+      // read, join) while the queue drains, so the queue is never refused for its rate.
+      this.queueRate = {
+        perSecond: Math.max(1, Math.floor(frame.frameRate * 0.75)),
+        burst: Math.max(1, Math.floor(frame.frameBurst * 0.75)),
+      };
+      this.tokens = Math.min(this.tokens, this.queueRate.burst);
+    }
     this.watch(frame.heartbeatIntervalMs + this.livenessGraceMs);
     this.opened = true;
     this.failures = 0;

@@ -89,6 +89,9 @@ export interface ConnectionEstablished {
   color: string;
   version: string;
   heartbeatIntervalMs: number;
+  /** Frames per second and burst the server allows this connection (absent from older servers). */
+  frameRate?: number;
+  frameBurst?: number;
   /** True when the server resumed a session of this connectionId. */
   resumed: boolean;
   rooms: string[];

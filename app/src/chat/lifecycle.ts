@@ -92,6 +92,8 @@ async function establish(
       color: config.color,
       version: config.version,
       heartbeatIntervalMs: config.heartbeatIntervalMs,
+      frameRate: config.frameRate,
+      frameBurst: config.frameBurst,
       resumed,
       rooms: [...connection.rooms.keys()],
     }),

@@ -30,6 +30,9 @@ export interface ConnectionEstablished {
   color: string;
   version: string;
   heartbeatIntervalMs: number;
+  /** The connection's frame limit (FRAME_RATE, FRAME_BURST): a client paces its resends under it. */
+  frameRate: number;
+  frameBurst: number;
   resumed: boolean;
   rooms: string[];
 }

@@ -128,11 +128,38 @@ describe("against a server with stricter limits than the queue's pace", () => {
     await srv.stop();
   });
 
+  test("the queue paces itself under the limit the server announces: 40 queued, none refused, in order", async () => {
+    const alice = connect(`ws://127.0.0.1:${proxy.port}`, {
+      connectionId: connId("paced"),
+      user: "paced",
+      backoff: { minMs: 50, maxMs: 200 },
+    });
+    clients.push(alice);
+    const events = new Recorder(alice);
+    await events.state("open");
+    await alice.join("paced");
+    const refusedBefore = await frameRefusals(srv);
+    proxy.refuse();
+    proxy.cut();
+    await events.state("reconnecting");
+    const texts = Array.from({ length: 40 }, (_, i) => `paced ${i}`);
+    const sends = texts.map((text) => alice.send("paced", text));
+    proxy.refuse(false);
+
+    const acks = await Promise.all(sends);
+    const first = acks[0]!.offset;
+    expect(acks.map((a) => a.offset)).toEqual(texts.map((_, i) => first + i));
+    expect(await frameRefusals(srv)).toBe(refusedBefore);
+    expect(events.all("error")).toEqual([]);
+  }, 30_000);
+
   test("refused messages wait and are sent again: each stored once, the connection kept", async () => {
     const alice = connect(`ws://127.0.0.1:${proxy.port}`, {
       connectionId: connId("alice"),
       user: "alice",
       backoff: { minMs: 50, maxMs: 200 },
+      // Faster than the server allows, as a client configured for other limits would be.
+      queueRate: { perSecond: 15, burst: 30 },
     });
     clients.push(alice);
     const events = new Recorder(alice);
@@ -155,3 +182,9 @@ describe("against a server with stricter limits than the queue's pace", () => {
     expect(events.all("error")).toEqual([]);
   }, 30_000);
 });
+
+/** `rate_limited` answers to frames (not upgrades) the server has given so far. */
+async function frameRefusals(server: TestServer): Promise<number> {
+  const text = await (await fetch(`${server.httpUrl}/metrics`)).text();
+  return Number(/^websocket_rate_limited_total\{limit="frames"\} (\d+)/m.exec(text)?.[1] ?? 0);
+}

@@ -216,6 +216,8 @@ describe("protocol.md: server frames", () => {
         color: "none",
         version: "v",
         heartbeatIntervalMs: 1,
+        frameRate: 1,
+        frameBurst: 1,
         resumed: false,
         rooms: [],
       }),

@@ -22,6 +22,9 @@ describe("connection_established", () => {
       version: "9.8.7",
       protocol: 1,
       heartbeatIntervalMs: 30000,
+      // The test server's limits, raised out of the way of the tests: what is configured is announced.
+      frameRate: srv.config.frameRate,
+      frameBurst: srv.config.frameBurst,
       resumed: false,
       rooms: [],
     });
