@@ -6,6 +6,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
+import type { Subprocess } from "bun";
 import { type RunningBinary, startBinary } from "../helpers/binary";
 import { TestClient } from "../helpers/client";
 import { upgrade } from "../helpers/http";
@@ -31,7 +32,9 @@ beforeAll(async () => {
     MAX_CONNECTIONS_PER_USER: "100000",
   });
 });
+let calmPair: Subprocess | undefined;
 afterAll(async () => {
+  calmPair?.kill("SIGKILL");
   await bin.stop("SIGKILL");
 });
 
@@ -114,10 +117,12 @@ test("10,000+ malformed frames and upgrades: no crash, bounded memory, the calm 
   // The calm pair runs in a process of its own so that this one, busy with the abuse, cannot
   // slow down its measurements.
   const calm = Bun.spawn([process.execPath, join(import.meta.dir, "calm-pair.ts"), ws], {
-    stdin: "ignore",
+    stdin: "pipe",
     stdout: "pipe",
     stderr: "inherit",
   });
+  // Whatever happens below, the pair never outlives the test (it would hold the test output open).
+  calmPair = calm;
   const calmLines = lines(calm.stdout);
   expect(JSON.parse(await calmLines.next(10_000))).toEqual({ ready: true });
   const baseline = rssMb(pid);
@@ -235,7 +240,8 @@ test("10,000+ malformed frames and upgrades: no crash, bounded memory, the calm 
     },
   );
 
-  calm.kill("SIGTERM");
+  calm.stdin.write("stop\n");
+  await calm.stdin.flush();
   const result = await calmLines.next(10_000);
   clearInterval(sampler);
   const pair = JSON.parse(result) as {
