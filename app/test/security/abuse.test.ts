@@ -3,7 +3,7 @@
 // resident memory must stay bounded, and the pair must receive every message; their latency during
 // the abuse is written to test-output/abuse.json (and recorded in docs/performance.md).
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
@@ -116,8 +116,11 @@ test("10,000+ malformed frames and upgrades: no crash, bounded memory, the calm 
   const ws = `ws://127.0.0.1:${bin.port}`;
   // The calm pair runs in a process of its own so that this one, busy with the abuse, cannot
   // slow down its measurements.
-  const calm = Bun.spawn([process.execPath, join(import.meta.dir, "calm-pair.ts"), ws], {
-    stdin: "pipe",
+  mkdirSync(OUT, { recursive: true });
+  const stopFile = join(OUT, `abuse-calm-stop-${process.pid}`);
+  rmSync(stopFile, { force: true });
+  const calm = Bun.spawn([process.execPath, join(import.meta.dir, "calm-pair.ts"), ws, stopFile], {
+    stdin: "ignore",
     stdout: "pipe",
     stderr: "inherit",
   });
@@ -240,9 +243,9 @@ test("10,000+ malformed frames and upgrades: no crash, bounded memory, the calm 
     },
   );
 
-  calm.stdin.write("stop\n");
-  await calm.stdin.flush();
+  writeFileSync(stopFile, "stop\n");
   const result = await calmLines.next(10_000);
+  rmSync(stopFile, { force: true });
   clearInterval(sampler);
   const pair = JSON.parse(result) as {
     sent: number;
@@ -266,7 +269,6 @@ test("10,000+ malformed frames and upgrades: no crash, bounded memory, the calm 
     latencyMs: { p50: pair.p50, p99: pair.p99, max: pair.max },
     rssMb: { baseline: +baseline.toFixed(1), peak: +peak.toFixed(1), after: +rssMb(pid).toFixed(1) },
   };
-  mkdirSync(OUT, { recursive: true });
   writeFileSync(join(OUT, "abuse.json"), JSON.stringify(report, null, 2));
   console.log("abuse run:", JSON.stringify(report));
 

@@ -1,11 +1,14 @@
 // A well-behaved pair, run as its own process so that its measurements are not slowed by the
 // process generating the abuse: alice sends every 25 ms into a room, bob records how long each
-// message takes to arrive. Runs until a line arrives on stdin (or SIGTERM), then prints one JSON
-// line and exits. The stop comes through stdin because a SIGTERM sent to this busy child was seen
-// lost: the signal was caught natively but the listener never ran, and the pair chatted on.
-export {};
+// message takes to arrive. Runs until told to stop, then prints one JSON line and exits.
+// The stop is a file appearing at the path given as the second argument, checked by the same timer
+// that sends: a SIGTERM and a line on stdin were both seen lost by this child on a loaded machine.
+// A ceiling on the run (third argument, seconds) ends it anyway, so the pair never chats on alone.
+import { existsSync } from "node:fs";
 
-const [base] = process.argv.slice(2);
+const [base, stopFile, maxSeconds = "180"] = process.argv.slice(2);
+if (!base || !stopFile) throw new Error("usage: calm-pair.ts <ws-base> <stop-file> [max-seconds]");
+const runUntil = Date.now() + Number(maxSeconds) * 1000;
 const id = () => `calm-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
 
 function open(user: string): Promise<WebSocket> {
@@ -41,17 +44,17 @@ bob.addEventListener("message", (e) => {
   latencies.push(performance.now() - sentAt.get(f.clientMsgId)!);
 });
 let seq = 0;
+let stop: () => void = () => {};
+const stopped = new Promise<void>((resolve) => (stop = resolve));
 const timer = setInterval(() => {
+  if (existsSync(stopFile) || Date.now() > runUntil) return stop();
   const clientMsgId = `c${++seq}`;
   sentAt.set(clientMsgId, performance.now());
   alice.send(JSON.stringify({ type: "message", room: "calm", text: `steady ${seq}`, clientMsgId }));
 }, 25);
 console.log(JSON.stringify({ ready: true }));
 
-await new Promise<void>((resolve) => {
-  process.once("SIGTERM", () => resolve());
-  process.stdin.once("data", () => resolve());
-});
+await stopped;
 clearInterval(timer);
 const deadline = Date.now() + 3000;
 while (received.size < seq && Date.now() < deadline) await Bun.sleep(10);
