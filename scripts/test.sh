@@ -18,6 +18,7 @@ USAGE
 system_deps() {
   need_apt jq jq
   need_apt redis-server redis-server
+  need_apt redis-cli redis-tools
   need_apt shellcheck shellcheck
   need_apt curl curl
   # The end-to-end browser tests drive Debian's Chromium through playwright-core.

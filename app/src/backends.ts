@@ -95,8 +95,8 @@ export function redisBackends(
   deps: { metrics: Metrics; logger: Logger },
 ): Backends {
   const { metrics, logger } = deps;
-  const keys = redisKeys(config.redisKeyPrefix);
-  const { commands, subscriber } = clients;
+  const keys = redisKeys(config.redisKeyPrefix, clients.layout);
+  const { commands, publisher, subscriber } = clients;
   const local = fallbackStores(config);
   const isUp = () => clients.status() === "up";
   const guard = { isUp, ...deps };
@@ -117,7 +117,7 @@ export function redisBackends(
   });
   const backplane = new RedisBackplane({
     instanceId: config.instanceId,
-    publisher: commands,
+    publisher,
     subscriber,
     keys,
     isUp,

@@ -3,6 +3,7 @@
 
 import { isIP } from "node:net";
 import { isProxyEntry } from "./http/client-ip";
+import { type ClusterTarget, parseClusterNodes, redactEntry } from "./redis/cluster-nodes";
 
 export type Color = "blue" | "green" | "none";
 
@@ -30,6 +31,8 @@ export interface Config {
   metricsToken: string;
   adminToken: string;
   redisUrl: string;
+  /** Seed nodes of a Redis Cluster (REDIS_CLUSTER_NODES); undefined when not set. */
+  redisCluster: ClusterTarget | undefined;
   redisRequired: boolean;
   redisKeyPrefix: string;
   maxRoomsPerConnection: number;
@@ -187,6 +190,15 @@ const redisUrl: Parser<string> = (raw, name) => {
   return raw;
 };
 
+const redisClusterNodes: Parser<ClusterTarget | undefined> = (raw, name) => {
+  if (raw === "") return undefined;
+  try {
+    return parseClusterNodes(raw);
+  } catch (error) {
+    throw new ConfigError(name, (error as Error).message, redactEntry(raw));
+  }
+};
+
 interface Variable<K extends keyof Config> {
   key: K;
   parse: Parser<Config[K]>;
@@ -305,6 +317,12 @@ export const VARIABLES = {
   ),
   ADMIN_TOKEN: v("adminToken", anyText, "", "bearer token for /admin routes; empty disables them"),
   REDIS_URL: v("redisUrl", redisUrl, "", "redis:// URL; empty keeps everything in memory on this instance"),
+  REDIS_CLUSTER_NODES: v(
+    "redisCluster",
+    redisClusterNodes,
+    "",
+    "comma-separated host:port seed nodes of a Redis Cluster (or redis:// / rediss:// URLs with the credentials of every node); instead of REDIS_URL",
+  ),
   REDIS_REQUIRED: v("redisRequired", boolean, "false", "report not ready while Redis is unreachable"),
   REDIS_KEY_PREFIX: v(
     "redisKeyPrefix",
@@ -394,6 +412,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     out[variable.key] = variable.parse(raw, name);
   }
   const config = out as Config;
+  if (config.redisUrl && config.redisCluster) {
+    throw new ConfigError("REDIS_CLUSTER_NODES", "REDIS_URL to be empty when set (one Redis or one cluster)", "(set)");
+  }
   if (config.maxMessageBytes === 0) config.maxMessageBytes = messageBytesFor(config.maxTextLength);
   if (config.authRequired && !config.jwtSecret && !config.jwtJwksUrl) {
     throw new ConfigError("AUTH_REQUIRED", "JWT_SECRET or JWT_JWKS_URL to be set when true", "true");

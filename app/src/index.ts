@@ -4,6 +4,7 @@ import { type Config, ConfigError, loadConfig } from "./config";
 import { ListenError } from "./listen";
 import { createLogger, flushLogger } from "./observability/logger";
 import { createRedisClients } from "./redis/clients";
+import { createClusterClients } from "./redis/cluster";
 import { memoryBackends, type RunningServer, redisBackends, startServer } from "./server";
 
 /** Exit codes besides 0 (drained) and 130 (second signal), documented in docs/operations.md. */
@@ -30,9 +31,11 @@ try {
     logger,
     publicDir: publicDir.dir,
     backends: (metrics) =>
-      config.redisUrl
-        ? redisBackends(config, createRedisClients(config.redisUrl, { logger, metrics }), { logger, metrics })
-        : memoryBackends(config),
+      config.redisCluster
+        ? redisBackends(config, createClusterClients(config.redisCluster, { logger, metrics }), { logger, metrics })
+        : config.redisUrl
+          ? redisBackends(config, createRedisClients(config.redisUrl, { logger, metrics }), { logger, metrics })
+          : memoryBackends(config),
   });
 } catch (error) {
   if (error instanceof ListenError) {
@@ -46,7 +49,7 @@ logger.info("server listening", {
   port: server.port,
   url: `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${server.port}/`,
   maxConnections: config.maxConnections,
-  redis: server.backends.usesRedis ? "enabled" : "disabled",
+  redis: config.redisCluster ? "cluster" : server.backends.usesRedis ? "enabled" : "disabled",
 });
 
 let signals = 0;

@@ -37,6 +37,8 @@ const cases: [string, string, string][] = [
   ["COLOR", "purple", "one of blue, green, none"],
   ["LOG_LEVEL", "loud", "one of error, warn, info"],
   ["REDIS_URL", "http://localhost:6379", "a redis:// or rediss:// URL"],
+  ["REDIS_CLUSTER_NODES", "10.0.0.1:7000,,10.0.0.2:7000", "an empty entry"],
+  ["REDIS_CLUSTER_NODES", "10.0.0.1:99999", "host:port or redis:// or rediss:// URL entries"],
   ["INSTANCE_ID", "has space", "1-64 characters"],
 ];
 
@@ -119,5 +121,48 @@ describe("TRUSTED_PROXIES", () => {
         );
       }
     }
+  });
+});
+
+describe("REDIS_CLUSTER_NODES", () => {
+  test("takes host:port seeds, or URLs whose scheme and credentials apply to every node", () => {
+    expect(loadConfig({ REDIS_CLUSTER_NODES: "10.0.0.1:7000, redis-b:7001,[::1]:7002" }).redisCluster).toEqual({
+      nodes: [
+        { host: "10.0.0.1", port: 7000 },
+        { host: "redis-b", port: 7001 },
+        { host: "::1", port: 7002 },
+      ],
+      username: "",
+      password: "",
+      tls: false,
+    });
+    expect(
+      loadConfig({ REDIS_CLUSTER_NODES: "rediss://chat:s%40cret@a:7000,rediss://chat:s%40cret@b:7000,c:7000" })
+        .redisCluster,
+    ).toMatchObject({
+      username: "chat",
+      password: "s@cret",
+      tls: true,
+      nodes: [{ host: "a" }, { host: "b" }, { host: "c" }],
+    });
+    expect(loadConfig({}).redisCluster).toBeUndefined();
+  });
+
+  test("refuses URL entries that disagree, and REDIS_URL beside it, without showing a password", () => {
+    const message = (env: Record<string, string>) => {
+      try {
+        loadConfig(env);
+        return "accepted";
+      } catch (error) {
+        expect(error).toBeInstanceOf(ConfigError);
+        return (error as Error).message;
+      }
+    };
+    const mixed = message({ REDIS_CLUSTER_NODES: "redis://u:secret1@a:7000,rediss://u:secret1@b:7000" });
+    expect(mixed).toContain("the same scheme, user and password in every URL entry");
+    expect(mixed).not.toContain("secret1");
+    expect(message({ REDIS_CLUSTER_NODES: "a:7000", REDIS_URL: "redis://b:6379" })).toContain(
+      "REDIS_URL to be empty when set",
+    );
   });
 });

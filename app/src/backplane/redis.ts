@@ -1,6 +1,6 @@
-import type Redis from "ioredis";
 import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
+import type { BackplanePublisher, BackplaneSubscriber } from "../redis/clients";
 import type { RedisKeys } from "../redis/keys";
 import type { Backplane, Envelope } from "./backplane";
 
@@ -19,8 +19,10 @@ export class RedisBackplane implements Backplane {
   constructor(
     private readonly deps: {
       instanceId: string;
-      publisher: Redis;
-      subscriber: Redis;
+      /** PUBLISH on one Redis; SPUBLISH to the channel's shard on a cluster. */
+      publisher: BackplanePublisher & { status?: string };
+      /** One subscribed connection; on a cluster, one per master (SSUBSCRIBE). */
+      subscriber: BackplaneSubscriber;
       keys: RedisKeys;
       metrics: Metrics;
       logger: Logger;

@@ -1,4 +1,4 @@
-import type Redis from "ioredis";
+import type { RedisCommands } from "../redis/clients";
 import type { RedisKeys } from "../redis/keys";
 import type { DedupAnswer, DedupStore } from "./dedup";
 
@@ -8,7 +8,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 /** SET NX claims a pair for the window; the winner overwrites the empty value with its answer. */
 export class RedisDedupStore implements DedupStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisCommands,
     private readonly keys: RedisKeys,
     private readonly windowSeconds: number,
     /** How long a losing claim waits for the winner's answer. */

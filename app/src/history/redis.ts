@@ -1,8 +1,9 @@
 import { randomUUIDv7 } from "bun";
-import type Redis from "ioredis";
 import type { RoomMessage } from "../protocol/server-frames";
+import type { RedisCommands } from "../redis/clients";
 import type { RedisKeys } from "../redis/keys";
 import { RedisScript } from "../redis/script";
+import { keySlot } from "../redis/slots";
 import { roomTopic } from "../rooms/topics";
 import type { AppendReceipt, AppendResult, HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
 
@@ -18,6 +19,10 @@ import type { AppendReceipt, AppendResult, HistoryStore, MessageDraft, Replay, R
 // had (restarted from a stale snapshot or an AOF missing its last second, a failover to a lagging
 // replica). The new epoch's offsets continue above the highest one the caller saw, so no offset
 // names two messages and no instance drops a new message as one it already delivered.
+//
+// On a Redis Cluster every key of a message (meta, log, dedup) and its channel carry the room's hash
+// tag, a batch is split into one script call per slot, and the script publishes with SPUBLISH, so
+// the message reaches only the instances subscribed to the room on its shard.
 
 /**
  * Both scripts define this: the epoch of a room (meta, log keys), replaced by `fresh` when the keys
@@ -51,8 +56,9 @@ const APPEND_ARGS_PER_MESSAGE = 7;
 // it with SET NX "" and then wrote the answer: an empty value is such a claim still in progress.
 // Returns per message {0, epoch, offset, reset} when stored (reset 1 when the room's epoch was
 // replaced because it had gone backwards), {1, receipt JSON} for a repeat, {2} for a
-// claim in progress. Each room's TTL is renewed once per batch.
-const APPEND = new RedisScript(`${ROOM_EPOCH}
+// claim in progress. Each room's TTL is renewed once per batch. PUBLISH is the command given.
+const appendScript = (publish: "PUBLISH" | "SPUBLISH") =>
+  new RedisScript(`${ROOM_EPOCH}
 local ttl, size, origin, sentAt, window = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local results, epochs, logs = {}, {}, {}
 for i = 0, #KEYS / 3 - 1 do
@@ -74,7 +80,7 @@ for i = 0, #KEYS / 3 - 1 do
       redis.call('XADD', log, 'MAXLEN', size, offset .. '-0', 'm', stored)
     end
     if origin ~= '' then
-      redis.call('PUBLISH', ARGV[a + 3], '{"origin":"' .. origin .. '","topic":"' .. ARGV[a + 4] .. '","epoch":"' .. epoch ..
+      redis.call('${publish}', ARGV[a + 3], '{"origin":"' .. origin .. '","topic":"' .. ARGV[a + 4] .. '","epoch":"' .. epoch ..
         '","offset":' .. offset .. ',"sentAt":' .. sentAt .. ',"message":' .. stored .. '}')
     end
     redis.call('SET', dedup, '{"offset":' .. offset .. ',' .. ARGV[a + 2], 'EX', window)
@@ -87,6 +93,8 @@ for meta, log in pairs(logs) do
 end
 return results
 `);
+
+const APPEND = { single: appendScript("PUBLISH"), cluster: appendScript("SPUBLISH") };
 
 const HEAD = new RedisScript(`${ROOM_EPOCH}
 local epoch, reset = room_epoch(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))
@@ -121,7 +129,7 @@ export class RedisHistoryStore implements HistoryStore {
   private batch: PendingAppend[] = [];
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisCommands,
     private readonly keys: RedisKeys,
     private readonly options: {
       historySize: number;
@@ -180,8 +188,13 @@ export class RedisHistoryStore implements HistoryStore {
       (replies) => {
         // Each append gets its own answer: a reply that cannot be read fails that append alone.
         batch.forEach((pending, i) => {
+          const reply = replies[i]!;
+          if (reply instanceof Error) {
+            pending.reject(reply);
+            return;
+          }
           try {
-            pending.resolve(this.result(pending.draft, replies[i]!));
+            pending.resolve(this.result(pending.draft, reply));
           } catch (error) {
             pending.reject(error);
           }
@@ -193,7 +206,36 @@ export class RedisHistoryStore implements HistoryStore {
     );
   }
 
-  private store(batch: PendingAppend[]): Promise<AppendReply[]> {
+  /**
+   * One script call for a batch on one Redis; on a cluster one per slot (each a batch of its own:
+   * a slot whose node fails fails only its appends), answers put back in the batch's order.
+   */
+  private store(batch: PendingAppend[]): Promise<(AppendReply | Error)[]> {
+    if (this.keys.layout === "single") return this.storeSlot(batch);
+    const slots = new Map<number, number[]>();
+    batch.forEach(({ draft }, i) => {
+      const slot = keySlot(this.keys.roomMeta(draft.room));
+      const indexes = slots.get(slot);
+      if (indexes) indexes.push(i);
+      else slots.set(slot, [i]);
+    });
+    if (slots.size === 1) return this.storeSlot(batch);
+    const replies: (AppendReply | Error)[] = new Array(batch.length);
+    return Promise.all(
+      [...slots.values()].map((indexes) =>
+        this.storeSlot(indexes.map((i) => batch[i]!)).then(
+          (answers) => {
+            for (const [k, i] of indexes.entries()) replies[i] = answers[k]!;
+          },
+          (error: Error) => {
+            for (const i of indexes) replies[i] = error;
+          },
+        ),
+      ),
+    ).then(() => replies);
+  }
+
+  private storeSlot(batch: PendingAppend[]): Promise<AppendReply[]> {
     const { keys, options } = this;
     const keyList: string[] = [];
     const args: (string | number)[] = [
@@ -208,7 +250,7 @@ export class RedisHistoryStore implements HistoryStore {
       keyList.push(
         keys.roomMeta(draft.room),
         keys.roomLog(draft.room),
-        keys.dedup(draft.from, `message:${draft.clientMsgId}`),
+        keys.messageDedup(draft.room, draft.from, draft.clientMsgId),
       );
       // The offset is only known inside the script, which writes `{"offset":<n>,` before these.
       args.push(
@@ -220,7 +262,7 @@ export class RedisHistoryStore implements HistoryStore {
         ...this.floor(draft.room),
       );
     }
-    return APPEND.run(this.redis, keyList, args) as Promise<AppendReply[]>;
+    return APPEND[keys.layout].run(this.redis, keyList, args) as Promise<AppendReply[]>;
   }
 
   private result(draft: MessageDraft, reply: AppendReply): AppendResult {

@@ -29,7 +29,8 @@ export function cgroupMemoryLimit(read: (path: string) => string = (p) => readFi
  * process (as in tests) never share counters.
  */
 export function createMetrics(
-  config: Pick<Config, "version" | "color" | "instanceId" | "maxConnections" | "redisUrl">,
+  config: Pick<Config, "version" | "color" | "instanceId" | "maxConnections" | "redisUrl"> &
+    Partial<Pick<Config, "redisCluster">>,
 ) {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
@@ -150,9 +151,9 @@ export function createMetrics(
   );
   const backplaneUp = new Gauge({
     name: "backplane_up",
-    help: "1 while Redis is reachable, 0 while it is not; absent without REDIS_URL",
+    help: "1 while Redis (every master of a cluster) is reachable, 0 while it is not; absent without Redis",
     // Registered only with Redis configured, so a memory-only instance never looks like an outage.
-    registers: config.redisUrl ? [registry] : [],
+    registers: config.redisUrl || config.redisCluster ? [registry] : [],
   });
   // The memory alert compares resident memory with this, so its threshold follows the limit set in
   // docker-compose.yml instead of repeating it. Registered only under a limit: without one there is

@@ -1,5 +1,5 @@
-import type Redis from "ioredis";
 import type { Logger } from "../observability/logger";
+import type { RedisCommands } from "../redis/clients";
 import type { RedisKeys } from "../redis/keys";
 import type { PresenceStore } from "./presence";
 
@@ -48,7 +48,7 @@ export class RedisPresenceStore implements PresenceStore {
   private readonly timers: ReturnType<typeof setInterval>[] = [];
 
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisCommands,
     private readonly keys: RedisKeys,
     private readonly options: { instanceId: string; ttlSeconds: number; logger: Logger },
   ) {
@@ -67,7 +67,7 @@ export class RedisPresenceStore implements PresenceStore {
   }
 
   /** Queues the liveness refresh; every add carries one so no member is held by an unknown instance. */
-  private alive(multi: ReturnType<Redis["multi"]>) {
+  private alive(multi: ReturnType<RedisCommands["multi"]>) {
     const { keys, options } = this;
     return multi
       .set(keys.instanceAlive(options.instanceId), "1", "PX", Math.floor((options.ttlSeconds * 2000) / 3))
@@ -97,12 +97,22 @@ export class RedisPresenceStore implements PresenceStore {
     }
   }
 
+  /**
+   * The room is listed under this instance (with its liveness) before the member is added, so a
+   * member is never held by an instance the sweep does not know of. Two steps, as the registry and
+   * the room are in different slots of a cluster.
+   */
   async add(room: string, userId: string, connectionId: string) {
     const { keys } = this;
-    const [, , [, first]] = (await this.alive(this.redis.multi())
-      .eval(ADD, 2, keys.presenceConnections(room), keys.presenceUsers(room), this.field(connectionId), userId)
-      .sadd(keys.instanceRooms(this.options.instanceId), room)
-      .exec()) as [unknown, unknown, [Error | null, number], unknown];
+    await this.alive(this.redis.multi()).sadd(keys.instanceRooms(this.options.instanceId), room).exec();
+    const first = await this.redis.eval(
+      ADD,
+      2,
+      keys.presenceConnections(room),
+      keys.presenceUsers(room),
+      this.field(connectionId),
+      userId,
+    );
     return first === 1;
   }
 

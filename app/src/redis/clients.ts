@@ -1,12 +1,37 @@
-import Redis from "ioredis";
+import Redis, { type Cluster } from "ioredis";
 import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
+import type { KeyLayout } from "./keys";
+
+/** The command connection of the stores: one Redis, or a Redis Cluster routing each key to its slot. */
+export type RedisCommands = Redis | Cluster;
+
+/** What the backplane publishes with: PUBLISH on one Redis, SPUBLISH (sharded) on a cluster. */
+export interface BackplanePublisher {
+  publish(channel: string, message: string): Promise<unknown>;
+}
+
+/**
+ * What the backplane subscribes with: one subscribed connection on one Redis; on a cluster, one per
+ * master (see ShardSubscriber). `status` is "ready" when it can subscribe; "ready" is emitted then.
+ */
+export interface BackplaneSubscriber {
+  readonly status: string;
+  subscribe(...channels: string[]): Promise<unknown>;
+  unsubscribe(...channels: string[]): Promise<unknown>;
+  on(event: "message", listener: (channel: string, message: string) => void): unknown;
+  on(event: "ready", listener: () => void): unknown;
+}
 
 export interface RedisClients {
-  /** Commands of the stores and backplane publishes. */
-  commands: Redis;
-  /** Subscriber connection of the backplane (a subscribed connection can run no other command). */
-  subscriber: Redis;
+  /** "single" keeps the key names of earlier releases; "cluster" tags keys by room and user. */
+  layout: KeyLayout;
+  /** Commands of the stores. */
+  commands: RedisCommands;
+  /** Backplane publishes (PUBLISH, or SPUBLISH on a cluster). */
+  publisher: BackplanePublisher;
+  /** Subscriber of the backplane (a subscribed connection can run no other command). */
+  subscriber: BackplaneSubscriber;
   /** "up" while both connections are ready and answering. */
   status(): "up" | "down";
   /**
@@ -123,7 +148,9 @@ export function createRedisClients(
   probe.unref?.();
 
   return {
+    layout: "single",
     commands,
+    publisher: commands,
     subscriber,
     status: () => (isUp() ? "up" : "down"),
     close: async (deadlineMs = timings.commandTimeoutMs) => {

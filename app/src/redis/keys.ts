@@ -1,20 +1,58 @@
 // Every Redis key and channel the server uses, built in one place under REDIS_KEY_PREFIX.
-// Room keys carry a {hash tag} so a room's log and meta would share a slot; the append script also
-// touches several rooms and dedup keys in one call, so the server needs one Redis, not a cluster.
+//
+// Two layouts. "single" (one Redis) keeps the names every earlier release used, so a release running
+// beside this one in a blue-green deploy reads and writes the same keys. "cluster" (Redis Cluster)
+// puts every key a script or transaction touches together under one {hash tag}, so it lives in one
+// slot: a room's meta, log, presence, message dedup and backplane channel under {room:<name>}; a
+// user's sessions, direct-message dedup and channel under {user:<id>}; the instance registry under
+// {instances}. The prefix holds no braces (config refuses them), so the tag is always the one here.
 
-export function redisKeys(prefix: string) {
-  return {
-    roomMeta: (room: string) => `${prefix}{room:${room}}:meta`,
-    roomLog: (room: string) => `${prefix}{room:${room}}:log`,
-    dedup: (userId: string, clientMsgId: string) => `${prefix}dedup:${userId}:${clientMsgId}`,
-    session: (connectionId: string) => `${prefix}session:${connectionId}`,
-    presenceConnections: (room: string) => `${prefix}{presence:${room}}:connections`,
-    presenceUsers: (room: string) => `${prefix}{presence:${room}}:users`,
-    instances: () => `${prefix}instances`,
-    instanceAlive: (instanceId: string) => `${prefix}instance:${instanceId}:alive`,
-    instanceRooms: (instanceId: string) => `${prefix}instance:${instanceId}:rooms`,
-    channel: (topic: string) => `${prefix}bp:${topic}`,
+export type KeyLayout = "single" | "cluster";
+
+export function redisKeys(prefix: string, layout: KeyLayout = "single") {
+  const room = (name: string) => `${prefix}{room:${name}}`;
+  const shared = {
+    layout,
+    roomMeta: (name: string) => `${room(name)}:meta`,
+    roomLog: (name: string) => `${room(name)}:log`,
     channelPrefix: () => `${prefix}bp:`,
+  };
+  if (layout === "single")
+    return {
+      ...shared,
+      /** The dedup key of a room message: per sender and clientMsgId, as earlier releases wrote it. */
+      messageDedup: (_room: string, userId: string, clientMsgId: string) =>
+        `${prefix}dedup:${userId}:message:${clientMsgId}`,
+      dedup: (userId: string, clientMsgId: string) => `${prefix}dedup:${userId}:${clientMsgId}`,
+      session: (key: string) => `${prefix}session:${key}`,
+      presenceConnections: (name: string) => `${prefix}{presence:${name}}:connections`,
+      presenceUsers: (name: string) => `${prefix}{presence:${name}}:users`,
+      instances: () => `${prefix}instances`,
+      instanceAlive: (instanceId: string) => `${prefix}instance:${instanceId}:alive`,
+      instanceRooms: (instanceId: string) => `${prefix}instance:${instanceId}:rooms`,
+      channel: (topic: string) => `${prefix}bp:${topic}`,
+    };
+  const user = (userId: string) => `${prefix}{user:${userId}}`;
+  return {
+    ...shared,
+    /**
+     * Under the room's tag, so the append script checks and writes it in the room's slot: a
+     * clientMsgId is then deduplicated per room (a client resends a message to the room it sent it to).
+     */
+    messageDedup: (name: string, userId: string, clientMsgId: string) => `${room(name)}:dedup:${userId}:${clientMsgId}`,
+    dedup: (userId: string, clientMsgId: string) => `${user(userId)}:dedup:${clientMsgId}`,
+    /** `key` is `<connectionId>:<userId>` (see sessionKey; a connectionId holds no `:`). */
+    session: (key: string) => {
+      const colon = key.indexOf(":");
+      return colon < 0 ? `${prefix}{session:${key}}` : `${user(key.slice(colon + 1))}:session:${key.slice(0, colon)}`;
+    },
+    presenceConnections: (name: string) => `${room(name)}:presence:connections`,
+    presenceUsers: (name: string) => `${room(name)}:presence:users`,
+    instances: () => `${prefix}{instances}`,
+    instanceAlive: (instanceId: string) => `${prefix}{instances}:${instanceId}:alive`,
+    instanceRooms: (instanceId: string) => `${prefix}{instances}:${instanceId}:rooms`,
+    /** A topic is `room:<name>`, `user:<id>` or `all`: the channel shares the slot of its keys. */
+    channel: (topic: string) => `${prefix}bp:{${topic}}`,
   };
 }
 

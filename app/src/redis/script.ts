@@ -1,4 +1,4 @@
-import type Redis from "ioredis";
+import type { RedisCommands } from "./clients";
 
 /**
  * A Lua script sent by its SHA1 (EVALSHA), and in full only when Redis does not know it yet (after
@@ -11,7 +11,8 @@ export class RedisScript {
     this.sha = new Bun.CryptoHasher("sha1").update(lua).digest("hex");
   }
 
-  async run(redis: Redis, keys: string[], args: (string | number)[]): Promise<unknown> {
+  /** On a cluster every key must be in one slot: the script runs on the node that owns it. */
+  async run(redis: RedisCommands, keys: string[], args: (string | number)[]): Promise<unknown> {
     try {
       return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
     } catch (error) {

@@ -1,4 +1,4 @@
-import type Redis from "ioredis";
+import type { RedisCommands } from "../redis/clients";
 import type { RedisKeys } from "../redis/keys";
 import { RedisScript } from "../redis/script";
 import type { Session, SessionStore } from "./sessions";
@@ -17,7 +17,7 @@ return value
 
 export class RedisSessionStore implements SessionStore {
   constructor(
-    private readonly redis: Redis,
+    private readonly redis: RedisCommands,
     private readonly keys: RedisKeys,
   ) {}
 
@@ -35,7 +35,8 @@ export class RedisSessionStore implements SessionStore {
   /** The session an older release saved under `connectionId` alone (see sessionKey), if its user's. */
   private takeLegacy(key: string) {
     const colon = key.indexOf(":");
-    if (colon < 0) return undefined;
+    // No earlier release ran on a cluster: it has no such sessions.
+    if (colon < 0 || this.keys.layout === "cluster") return undefined;
     return TAKE_LEGACY.run(this.redis, [this.keys.session(key.slice(0, colon))], [key.slice(colon + 1)]);
   }
 

@@ -1,4 +1,5 @@
-// The two backends every contract suite runs against: the in-memory default and Redis.
+// The backends every contract suite runs against: the in-memory default, one Redis, and a Redis
+// Cluster of 3 masters and 3 replicas (keys tagged by room and user, sharded pub/sub).
 import { afterAll, beforeAll } from "bun:test";
 import Redis from "ioredis";
 import { MemoryBackplane, MemoryHub } from "../../src/backplane/memory";
@@ -11,22 +12,44 @@ import { createLogger } from "../../src/observability/logger";
 import { createMetrics } from "../../src/observability/metrics";
 import { MemoryPresenceStore } from "../../src/presence/memory";
 import { RedisPresenceStore } from "../../src/presence/redis";
-import { redisKeys } from "../../src/redis/keys";
+import type { RedisClients, RedisCommands } from "../../src/redis/clients";
+import { createClusterClients } from "../../src/redis/cluster";
+import { parseClusterNodes } from "../../src/redis/cluster-nodes";
+import { type KeyLayout, redisKeys } from "../../src/redis/keys";
 import { MemorySessionStore } from "../../src/sessions/memory";
 import { RedisSessionStore } from "../../src/sessions/redis";
 import { startRedis, type TestRedis } from "../helpers/redis";
+import { startRedisCluster, type TestCluster } from "../helpers/redis-cluster";
 
 let redis: TestRedis | undefined;
+let cluster: TestCluster | undefined;
 const connections: Redis[] = [];
+const clusterClients: RedisClients[] = [];
+/** The stores' cluster connection, opened once the cluster is up. */
+let clusterCommands: RedisCommands;
 
 export function useRedis() {
   beforeAll(async () => {
-    redis = await startRedis();
-  });
+    [redis, cluster] = await Promise.all([startRedis(), startRedisCluster()]);
+    clusterCommands = (await clusterConnection()).commands;
+  }, 60_000);
   afterAll(async () => {
     for (const c of connections) c.disconnect();
-    await redis?.stop();
+    await Promise.all(clusterClients.map((c) => c.close(500)));
+    await Promise.all([redis?.stop(), cluster?.stop()]);
   });
+}
+
+/** Clients of the cluster as the server opens them, ready. */
+async function clusterConnection(): Promise<RedisClients> {
+  const clients = createClusterClients(parseClusterNodes(cluster!.seeds), { logger, metrics: metrics() });
+  clusterClients.push(clients);
+  const deadline = Date.now() + 10_000;
+  while (clients.status() !== "up") {
+    if (Date.now() > deadline) throw new Error("the cluster clients never came up");
+    await Bun.sleep(20);
+  }
+  return clients;
 }
 
 function connection() {
@@ -63,13 +86,6 @@ export interface Factory {
 }
 
 let ids = 0;
-
-/** A Redis history store with the connection and keys it uses, to set up what another release wrote. */
-export function redisHistoryWithKeys(options: { historySize: number; ttlSeconds: number; dedupWindowSeconds: number }) {
-  const client = connection();
-  const keys = redisKeys(redis!.prefix());
-  return { history: new RedisHistoryStore(client, keys, options), client, keys };
-}
 
 export const memory: Factory = {
   name: "memory",
@@ -125,4 +141,58 @@ export const redisFactory: Factory = {
   },
 };
 
-export const factories = [memory, redisFactory];
+export const clusterFactory: Factory = {
+  name: "redis cluster",
+  history: (o) =>
+    new RedisHistoryStore(clusterCommands, redisKeys(cluster!.prefix(), "cluster"), { dedupWindowSeconds: 300, ...o }),
+  historyPair: (o) => {
+    const keys = redisKeys(cluster!.prefix(), "cluster");
+    const make = () => new RedisHistoryStore(clusterCommands, keys, { dedupWindowSeconds: 300, ...o });
+    return [make(), make()];
+  },
+  dedup: (w) => new RedisDedupStore(clusterCommands, redisKeys(cluster!.prefix(), "cluster"), w),
+  sessions: () => new RedisSessionStore(clusterCommands, redisKeys(cluster!.prefix(), "cluster")),
+  presencePair: (ttl) => {
+    const keys = redisKeys(cluster!.prefix(), "cluster");
+    const make = () =>
+      new RedisPresenceStore(clusterCommands, keys, { instanceId: `i${++ids}`, ttlSeconds: ttl, logger });
+    return [make(), make()];
+  },
+  backplanes: async (n) => {
+    const keys = redisKeys(cluster!.prefix(), "cluster");
+    return Promise.all(
+      Array.from({ length: n }, async () => {
+        const clients = await clusterConnection();
+        return new RedisBackplane({
+          instanceId: `rc${++ids}`,
+          publisher: clients.publisher,
+          subscriber: clients.subscriber,
+          keys,
+          metrics: metrics(),
+          logger,
+          isUp: () => clients.status() === "up",
+        });
+      }),
+    );
+  },
+};
+
+export const factories = [memory, redisFactory, clusterFactory];
+
+/** The two Redis layouts, for tests of what only Redis does. */
+export const redisLayouts: KeyLayout[] = ["single", "cluster"];
+
+/** A Redis history store with the connection and keys it uses, to set up what another release wrote. */
+export function redisHistoryWithKeys(
+  options: { historySize: number; ttlSeconds: number; dedupWindowSeconds: number },
+  layout: KeyLayout = "single",
+) {
+  const client: RedisCommands = layout === "single" ? connection() : clusterCommands;
+  const keys = redisKeys((layout === "single" ? redis! : cluster!).prefix(), layout);
+  return { history: new RedisHistoryStore(client, keys, options), client, keys };
+}
+
+/** The cluster connection the stores use, for a test's own commands. */
+export function clusterClient(): RedisCommands {
+  return clusterCommands;
+}

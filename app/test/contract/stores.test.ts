@@ -2,7 +2,11 @@ import { describe, expect, test } from "bun:test";
 import type { Envelope } from "../../src/backplane/backplane";
 import type { AppendResult } from "../../src/history/history";
 import { RedisHistoryStore } from "../../src/history/redis";
-import { factories, redisHistoryWithKeys, useRedis } from "./backends";
+import { redisKeys } from "../../src/redis/keys";
+import { keySlot } from "../../src/redis/slots";
+import { roomTopic, userTopic } from "../../src/rooms/topics";
+import { sessionKey } from "../../src/sessions/sessions";
+import { clusterClient, factories, redisHistoryWithKeys, redisLayouts, useRedis } from "./backends";
 
 useRedis();
 
@@ -115,91 +119,111 @@ describe.each(factories)("history contract ($name)", (f) => {
   });
 });
 
-test("Redis history: both keys of a room written in one batch carry the history TTL", async () => {
-  const { history, client, keys } = redisHistoryWithKeys({ historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 });
-  // One batch: two rooms, three messages.
-  await Promise.all([
-    history.append(draft("ttl-a", 1)),
-    history.append(draft("ttl-b", 2)),
-    history.append(draft("ttl-a", 3)),
-  ]);
-  for (const room of ["ttl-a", "ttl-b"]) {
-    for (const key of [keys.roomMeta(room), keys.roomLog(room)]) {
-      const ttl = await client.ttl(key);
-      expect(`${key} ${ttl > 590 && ttl <= 600 ? "has the TTL" : `ttl ${ttl}`}`).toBe(`${key} has the TTL`);
+describe.each(redisLayouts)("Redis history (%s)", (layout) => {
+  test("both keys of a room written in one batch carry the history TTL", async () => {
+    const { history, client, keys } = redisHistoryWithKeys(
+      { historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 },
+      layout,
+    );
+    // One batch: two rooms, three messages.
+    await Promise.all([
+      history.append(draft("ttl-a", 1)),
+      history.append(draft("ttl-b", 2)),
+      history.append(draft("ttl-a", 3)),
+    ]);
+    for (const room of ["ttl-a", "ttl-b"]) {
+      for (const key of [keys.roomMeta(room), keys.roomLog(room)]) {
+        const ttl = await client.ttl(key);
+        expect(`${key} ${ttl > 590 && ttl <= 600 ? "has the TTL" : `ttl ${ttl}`}`).toBe(`${key} has the TTL`);
+      }
     }
-  }
-  expect(await client.ttl(keys.dedup("u", "message:c-1"))).toBeGreaterThan(290);
-});
-
-test("Redis history: an unreadable dedup value fails that append alone, not the rest of its batch", async () => {
-  const { history, client, keys } = redisHistoryWithKeys({ historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 });
-  await client.set(keys.dedup("u", "message:c-1"), "not json", "EX", 300);
-  const [bad, good] = await Promise.allSettled([history.append(draft("mixed", 1)), history.append(draft("mixed", 2))]);
-  expect(bad.status).toBe("rejected");
-  expect(good.status === "fulfilled" && good.value.status === "stored" && good.value.message.offset).toBe(1);
-});
-
-test("Redis history answers pending while a server of an older release holds the message's dedup claim", async () => {
-  // Older releases claimed a message with SET NX "" before storing it and wrote the answer after.
-  const { history, client, keys } = redisHistoryWithKeys({ historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 });
-  await client.set(keys.dedup("u", "message:c-1"), "", "EX", 300);
-  expect(await history.append(draft("old", 1))).toEqual({ status: "pending" });
-  expect((await history.head("old")).offset).toBe(0);
-  await client.set(
-    keys.dedup("u", "message:c-1"),
-    JSON.stringify({ room: "old", id: "first", offset: 7, ts: 1 }),
-    "EX",
-    300,
-  );
-  expect(await history.append(draft("old", 1))).toEqual({
-    status: "duplicate",
-    receipt: { room: "old", id: "first", offset: 7, ts: 1 },
+    expect(await client.ttl(keys.messageDedup("ttl-a", "u", "c-1"))).toBeGreaterThan(290);
   });
-});
 
-test("Redis history: a stored head below what this instance saw starts a new epoch whose offsets continue above it", async () => {
-  const epochResets: { room: string; seen: { epoch: string; offset: number } }[] = [];
-  const { history, client, keys } = redisHistoryWithKeys({ historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 });
-  const watched = new RedisHistoryStore(client, keys, {
-    historySize: 10,
-    ttlSeconds: 600,
-    dedupWindowSeconds: 300,
-    onEpochReset: (room, _epoch, seen) => epochResets.push({ room, seen }),
+  test("an unreadable dedup value fails that append alone, not the rest of its batch", async () => {
+    const { history, client, keys } = redisHistoryWithKeys(
+      { historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 },
+      layout,
+    );
+    await client.set(keys.messageDedup("mixed", "u", "c-1"), "not json", "EX", 300);
+    const [bad, good] = await Promise.allSettled([
+      history.append(draft("mixed", 1)),
+      history.append(draft("mixed", 2)),
+    ]);
+    expect(bad.status).toBe("rejected");
+    expect(good.status === "fulfilled" && good.value.status === "stored" && good.value.message.offset).toBe(1);
   });
-  let epoch = "";
-  for (let i = 1; i <= 5; i++) epoch = stored(await watched.append(draft("back", i))).epoch;
-  // Redis comes back with offsets 1-3 of the same epoch (a stale snapshot, a lagging replica).
-  await client.hset(keys.roomMeta("back"), "offset", 3);
-  await client.xtrim(keys.roomLog("back"), "MAXLEN", 3);
-  const next = stored(await watched.append(draft("back", 6)));
-  expect(next.epoch).not.toBe(epoch);
-  expect(next.message.offset).toBe(6);
-  expect(epochResets).toEqual([{ room: "back", seen: { epoch, offset: 5 } }]);
-  // Another instance that never saw more than Redis holds takes the new epoch as it is.
-  expect(await history.head("back")).toEqual({ epoch: next.epoch, offset: 6 });
-  expect(stored(await history.append(draft("back", 7))).message.offset).toBe(7);
-  // Replay in the new epoch starts at its first message; the old epoch is not recovered.
-  expect((await watched.since("back", 5, epoch)).complete).toBe(false);
-  expect((await watched.since("back", 5, next.epoch)).messages.map((m) => m.offset)).toEqual([6, 7]);
-});
 
-test("Redis history: a head read notices the loss too, and offsets seen on the backplane count", async () => {
-  const { client, keys } = redisHistoryWithKeys({ historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 });
-  const options = { historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 };
-  const writer = new RedisHistoryStore(client, keys, options);
-  const reader = new RedisHistoryStore(client, keys, options);
-  let epoch = "";
-  for (let i = 1; i <= 4; i++) epoch = stored(await writer.append(draft("seen", i))).epoch;
-  // The reader only received offset 4 through the backplane.
-  reader.observe("seen", epoch, 4);
-  // Redis comes back holding only the first message of the room.
-  await client.hset(keys.roomMeta("seen"), "offset", 1);
-  await client.xtrim(keys.roomLog("seen"), "MAXLEN", 1);
-  const head = await reader.head("seen");
-  expect(head.epoch).not.toBe(epoch);
-  expect(head.offset).toBe(4);
-  expect(stored(await writer.append(draft("seen", 5))).message.offset).toBe(5);
+  test("answers pending while a server of an older release holds the message's dedup claim", async () => {
+    // Older releases claimed a message with SET NX "" before storing it and wrote the answer after.
+    const { history, client, keys } = redisHistoryWithKeys(
+      { historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 },
+      layout,
+    );
+    await client.set(keys.messageDedup("old", "u", "c-1"), "", "EX", 300);
+    expect(await history.append(draft("old", 1))).toEqual({ status: "pending" });
+    expect((await history.head("old")).offset).toBe(0);
+    await client.set(
+      keys.messageDedup("old", "u", "c-1"),
+      JSON.stringify({ room: "old", id: "first", offset: 7, ts: 1 }),
+      "EX",
+      300,
+    );
+    expect(await history.append(draft("old", 1))).toEqual({
+      status: "duplicate",
+      receipt: { room: "old", id: "first", offset: 7, ts: 1 },
+    });
+  });
+
+  test("a stored head below what this instance saw starts a new epoch whose offsets continue above it", async () => {
+    const epochResets: { room: string; seen: { epoch: string; offset: number } }[] = [];
+    const { history, client, keys } = redisHistoryWithKeys(
+      { historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 },
+      layout,
+    );
+    const watched = new RedisHistoryStore(client, keys, {
+      historySize: 10,
+      ttlSeconds: 600,
+      dedupWindowSeconds: 300,
+      onEpochReset: (room, _epoch, seen) => epochResets.push({ room, seen }),
+    });
+    let epoch = "";
+    for (let i = 1; i <= 5; i++) epoch = stored(await watched.append(draft("back", i))).epoch;
+    // Redis comes back with offsets 1-3 of the same epoch (a stale snapshot, a lagging replica).
+    await client.hset(keys.roomMeta("back"), "offset", 3);
+    await client.xtrim(keys.roomLog("back"), "MAXLEN", 3);
+    const next = stored(await watched.append(draft("back", 6)));
+    expect(next.epoch).not.toBe(epoch);
+    expect(next.message.offset).toBe(6);
+    expect(epochResets).toEqual([{ room: "back", seen: { epoch, offset: 5 } }]);
+    // Another instance that never saw more than Redis holds takes the new epoch as it is.
+    expect(await history.head("back")).toEqual({ epoch: next.epoch, offset: 6 });
+    expect(stored(await history.append(draft("back", 7))).message.offset).toBe(7);
+    // Replay in the new epoch starts at its first message; the old epoch is not recovered.
+    expect((await watched.since("back", 5, epoch)).complete).toBe(false);
+    expect((await watched.since("back", 5, next.epoch)).messages.map((m) => m.offset)).toEqual([6, 7]);
+  });
+
+  test("a head read notices the loss too, and offsets seen on the backplane count", async () => {
+    const { client, keys } = redisHistoryWithKeys(
+      { historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 },
+      layout,
+    );
+    const options = { historySize: 10, ttlSeconds: 600, dedupWindowSeconds: 300 };
+    const writer = new RedisHistoryStore(client, keys, options);
+    const reader = new RedisHistoryStore(client, keys, options);
+    let epoch = "";
+    for (let i = 1; i <= 4; i++) epoch = stored(await writer.append(draft("seen", i))).epoch;
+    // The reader only received offset 4 through the backplane.
+    reader.observe("seen", epoch, 4);
+    // Redis comes back holding only the first message of the room.
+    await client.hset(keys.roomMeta("seen"), "offset", 1);
+    await client.xtrim(keys.roomLog("seen"), "MAXLEN", 1);
+    const head = await reader.head("seen");
+    expect(head.epoch).not.toBe(epoch);
+    expect(head.offset).toBe(4);
+    expect(stored(await writer.append(draft("seen", 5))).message.offset).toBe(5);
+  });
 });
 
 describe.each(factories)("dedup contract ($name)", (f) => {
@@ -286,5 +310,33 @@ describe.each(factories)("backplane contract ($name)", (f) => {
     await Bun.sleep(100);
     expect(got.b!.length).toBe(20);
     for (const p of [a, b, c]) await p!.close();
+  });
+});
+
+describe("Redis Cluster key layout", () => {
+  test("slots computed here are the cluster's, and every key a script or transaction touches shares one", async () => {
+    const keys = redisKeys("chat:", "cluster");
+    const node = clusterClient();
+    const odd = ["lobby", "a}b", "{x}", "ünïcode 🎉", "room:with:colons", ""];
+    for (const room of odd) {
+      const slot = keySlot(keys.roomMeta(room));
+      const roomKeys = [
+        keys.roomMeta(room),
+        keys.roomLog(room),
+        keys.messageDedup(room, "u", "c-1"),
+        keys.presenceConnections(room),
+        keys.presenceUsers(room),
+        keys.channel(roomTopic(room)),
+      ];
+      for (const key of roomKeys) {
+        expect(`${key} ${keySlot(key)}`).toBe(`${key} ${slot}`);
+        expect(await node.cluster("KEYSLOT", key)).toBe(slot);
+      }
+    }
+    const user = keySlot(keys.dedup("erin", "d-1"));
+    for (const key of [keys.session(sessionKey("erin", "conn-1")), keys.channel(userTopic("erin"))])
+      expect(keySlot(key)).toBe(user);
+    const registry = keySlot(keys.instances());
+    for (const key of [keys.instanceAlive("i-1"), keys.instanceRooms("i-1")]) expect(keySlot(key)).toBe(registry);
   });
 });
