@@ -27,6 +27,8 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
   /** Channels asked for, subscribed or not. */
   private readonly wanted = new Set<string>();
   private readonly nodes = new Map<string, NodeSubscription>();
+  /** Channels whose SSUBSCRIBE is sent and not answered yet (not sent again meanwhile). */
+  private readonly inflight = new Set<string>();
   /** Master of each slot at the last reconcile ("" when the cluster client knows none). */
   private owners: string[] = [];
   private closed = false;
@@ -46,18 +48,22 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
     this.probe.unref?.();
   }
 
-  /** "ready" while every wanted channel is subscribed on its slot's master, over a ready connection. */
+  /**
+   * "ready" while the cluster client is, every wanted channel's master has a connection here, and
+   * every connection is ready and has subscribed again all it held before it was (re)opened. A
+   * channel whose SSUBSCRIBE is in flight on a ready connection does not count (as on one Redis).
+   * Cheap: called for every message; the per-channel part is computed by reconcile.
+   */
   get status(): string {
     return this.inSync() ? "ready" : "connecting";
   }
 
+  /** Whether every wanted channel's master had a connection at the last reconcile. */
+  private covered = true;
+
   private inSync(): boolean {
-    if (this.closed || this.cluster.status !== "ready") return false;
-    for (const node of this.nodes.values()) if (!node.ready || node.pending > 0) return false;
-    for (const channel of this.wanted) {
-      const owner = this.owner(channel);
-      if (!owner || !this.nodes.get(owner)?.subscribed.has(channel)) return false;
-    }
+    if (this.closed || this.cluster.status !== "ready" || !this.covered) return false;
+    for (const node of this.nodes.values()) if (!node.ready || !node.settled) return false;
     return true;
   }
 
@@ -124,7 +130,8 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
         () => {},
       );
     }
-    if (!this.inSync()) this.schedule();
+    // Also retries channels whose SSUBSCRIBE failed.
+    this.schedule();
   }
 
   private owner(channel: string): string | undefined {
@@ -169,26 +176,32 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
     }
     for (const node of stale) this.recycle(node);
     const toSubscribe = new Map<string, string[]>();
+    let covered = true;
     for (const channel of this.wanted) {
       const owner = this.owner(channel);
       const holder = this.holder(channel);
-      if (holder && holder.key === owner) continue;
+      if ((holder && holder.key === owner) || this.inflight.has(channel)) continue;
       if (holder) holder.subscribed.delete(channel);
       if (owner) push(toSubscribe, owner, channel);
+      else covered = false;
     }
+    this.covered = covered;
     const calls: Promise<void>[] = [];
     for (const [key, channels] of toSubscribe) {
       const node = this.node(key);
       if (!node.ready) continue;
       for (const group of groupBySlot(channels).values()) calls.push(this.ssubscribe(node, group));
     }
+    // A ready connection has, once this pass is answered, subscribed everything it owes.
+    const settling = [...this.nodes.values()].filter((n) => n.ready && !n.settled);
     await Promise.all(calls);
+    for (const node of settling) if (node.ready) node.settled = true;
     this.emit("reconciled");
     this.emitIfReady();
   }
 
   private async ssubscribe(node: NodeSubscription, channels: string[]) {
-    node.pending++;
+    for (const channel of channels) this.inflight.add(channel);
     try {
       await node.redis.ssubscribe(...channels);
       // Still wanted, on a connection not replaced meanwhile, and this node still the owner.
@@ -200,7 +213,7 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
       // MOVED: the slot map is stale. The cluster client refreshes it; this reconciles after.
       if ((error as Error).message?.startsWith("MOVED")) this.cluster.refreshSlotsCache();
     } finally {
-      node.pending--;
+      for (const channel of channels) this.inflight.delete(channel);
     }
   }
 
@@ -217,7 +230,7 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
       autoResubscribe: false,
       lazyConnect: false,
     });
-    const node: NodeSubscription = { key, redis, ready: false, pending: 0, subscribed: new Set() };
+    const node: NodeSubscription = { key, redis, ready: false, settled: false, subscribed: new Set() };
     redis.on("smessage", (channel: string, message: string) => {
       if (this.wanted.has(channel)) this.emit("message", channel, message);
     });
@@ -227,7 +240,9 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
     });
     redis.on("close", () => {
       node.ready = false;
+      node.settled = false;
       node.subscribed.clear();
+      this.emitIfReady();
     });
     // ioredis emits "moved" (and leaves the command unanswered) when SSUBSCRIBE gets MOVED.
     redis.on("moved", () => {
@@ -245,6 +260,7 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
   /** Closes a connection whose replies may be out of step and opens it again, clean. */
   private recycle(node: NodeSubscription) {
     node.ready = false;
+    node.settled = false;
     node.subscribed.clear();
     if (this.nodes.get(node.key) === node) this.nodes.delete(node.key);
     node.redis.disconnect();
@@ -264,8 +280,8 @@ interface NodeSubscription {
   key: string;
   redis: Redis;
   ready: boolean;
-  /** SSUBSCRIBE calls sent and not answered yet. */
-  pending: number;
+  /** Ready, and the SSUBSCRIBEs sent when it became ready are answered. */
+  settled: boolean;
   /** Channels this connection is subscribed to on its node. */
   subscribed: Set<string>;
 }
