@@ -32,8 +32,11 @@ export interface TestCluster {
   /** SIGSTOP / SIGCONT of one node. */
   pause(port: number): void;
   resume(port: number): void;
-  /** Waits until every live node reports cluster_state:ok and the slot map has one live master per shard. */
-  waitHealthy(timeoutMs?: number): Promise<void>;
+  /**
+   * Waits until every live node reports cluster_state:ok and each of the 3 shards has a live master
+   * (and, with `replicas`, an online replica that has synced).
+   */
+  waitHealthy(options?: { timeoutMs?: number; replicas?: boolean }): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -150,7 +153,7 @@ export async function startRedisCluster(): Promise<TestCluster> {
       },
       pause: (port) => nodes.get(port)!.proc.kill("SIGSTOP"),
       resume: (port) => nodes.get(port)!.proc.kill("SIGCONT"),
-      waitHealthy: async (timeoutMs = 20_000) => {
+      waitHealthy: async ({ timeoutMs = 20_000, replicas = false } = {}) => {
         const deadline = Date.now() + timeoutMs;
         for (;;) {
           const ok = await Promise.all(
@@ -167,7 +170,9 @@ export async function startRedisCluster(): Promise<TestCluster> {
           );
           let masters = 0;
           try {
-            masters = parseShards(await shards()).filter((s) => s.slots.length > 0 && alive(nodes, s.master)).length;
+            masters = parseShards(await shards()).filter(
+              (s) => s.slots.length > 0 && alive(nodes, s.master) && (!replicas || s.replicas.length > 0),
+            ).length;
           } catch {}
           if (ok.every(Boolean) && masters === 3) return;
           if (Date.now() > deadline) throw new Error("the redis cluster did not become healthy");
@@ -176,7 +181,7 @@ export async function startRedisCluster(): Promise<TestCluster> {
       },
       stop,
     };
-    await cluster.waitHealthy();
+    await cluster.waitHealthy({ replicas: true });
     return cluster;
   } catch (error) {
     await stop();
