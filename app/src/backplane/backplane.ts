@@ -34,6 +34,11 @@ export interface Backplane {
   subscribe(topic: string): Promise<void>;
   unsubscribe(topic: string): Promise<void>;
   onEnvelope(handler: (envelope: Envelope) => void): void;
+  /**
+   * Called with a topic whose subscription was lost and is back (a failover, a slot moved to
+   * another shard): envelopes published meanwhile were not received.
+   */
+  onResubscribed?(handler: (topic: string) => void): void;
   /** "up", or "down" while the transport is unreachable. */
   status(): "up" | "down";
   close(): Promise<void>;

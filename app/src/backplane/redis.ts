@@ -35,6 +35,20 @@ export class RedisBackplane implements Backplane {
     this.channelPrefix = deps.keys.channelPrefix();
     deps.subscriber.on("message", (channel: string, payload: string) => this.receive(channel, payload));
     deps.subscriber.on("ready", () => this.resubscribePending());
+    deps.subscriber.on("resubscribed", (channels: string[]) => {
+      for (const channel of channels) {
+        const topic = this.topicOf.get(channel);
+        if (topic !== undefined && this.topics.has(topic)) this.resubscribed(topic);
+      }
+    });
+  }
+
+  /** Topic of each channel subscribed, to name the topics of a "resubscribed". */
+  private readonly topicOf = new Map<string, string>();
+  private resubscribed: (topic: string) => void = () => {};
+
+  onResubscribed(handler: (topic: string) => void) {
+    this.resubscribed = handler;
   }
 
   publish(envelope: Omit<Envelope, "origin" | "sentAt" | "message"> & { frame: string }) {
@@ -73,6 +87,7 @@ export class RedisBackplane implements Backplane {
   async subscribe(topic: string) {
     if (this.topics.has(topic)) return;
     this.topics.add(topic);
+    this.topicOf.set(this.deps.keys.channel(topic), topic);
     if (this.deps.subscriber.status !== "ready") {
       // Not an error: subscribed as soon as the connection is ready.
       this.pending.add(topic);
@@ -101,6 +116,7 @@ export class RedisBackplane implements Backplane {
 
   async unsubscribe(topic: string) {
     if (!this.topics.delete(topic)) return;
+    this.topicOf.delete(this.deps.keys.channel(topic));
     this.pending.delete(topic);
     try {
       await this.deps.subscriber.unsubscribe(this.deps.keys.channel(topic));
@@ -122,5 +138,6 @@ export class RedisBackplane implements Backplane {
 
   async close() {
     this.topics.clear();
+    this.topicOf.clear();
   }
 }

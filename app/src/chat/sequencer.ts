@@ -1,4 +1,4 @@
-import type { HistoryStore } from "../history/history";
+import type { HistoryStore, RoomHead } from "../history/history";
 import { frames } from "../protocol/server-frames";
 
 interface RoomSequence {
@@ -65,12 +65,18 @@ export class RoomSequencer {
   /** Offers a message for delivery; `frame` is its serialised `message` frame. */
   offer(room: string, epoch: string, offset: number, frame: string) {
     let seq = this.rooms.get(room);
-    if (!seq || seq.epoch !== epoch) {
-      // A new epoch (history lost) restarts the offsets: nothing before it can be a duplicate.
-      const changed = seq !== undefined;
+    if (seq && seq.epoch !== epoch) {
+      // A new epoch (history lost) restarts the offsets: nothing before it can be a duplicate. Its
+      // first messages may have been published before this instance was subscribed again (after a
+      // failover): where it started is read first, and they are filled in from there.
+      seq = { epoch, last: offset - 1, from: offset - 1, queue: [{ frame, offset }] };
+      this.rooms.set(room, seq);
+      void this.startEpoch(room, seq);
+      return;
+    }
+    if (!seq) {
       seq = { epoch, last: offset - 1, from: offset - 1, queue: undefined };
       this.rooms.set(room, seq);
-      if (changed) this.deliver(room, frames.epoch(room, epoch, offset - 1));
     }
     if (seq.queue) {
       seq.queue.push({ frame, offset });
@@ -113,6 +119,51 @@ export class RoomSequencer {
   }
 
   /**
+   * Delivers what history holds beyond the last delivered offset of a tracked room (its envelopes
+   * may have been lost while the backplane was away); a changed epoch is announced as on arrival.
+   */
+  async catchUp(room: string) {
+    const seq = this.rooms.get(room);
+    // A fill in progress reads history anyway.
+    if (!seq || seq.queue) return;
+    let head: RoomHead;
+    try {
+      head = await this.history.head(room);
+    } catch {
+      return; // History unreachable: the room's next arrival fills the gap.
+    }
+    if (this.rooms.get(room) !== seq || seq.queue) return;
+    if (head.epoch === seq.epoch) {
+      if (head.offset <= seq.last) return;
+      // Arrivals wait in the queue while history is read.
+      seq.queue = [];
+      await this.fill(room, seq);
+      return;
+    }
+    const start = head.start ?? head.offset;
+    const next: RoomSequence = { epoch: head.epoch, last: start, from: start, queue: [] };
+    this.rooms.set(room, next);
+    this.deliver(room, frames.epoch(room, next.epoch, start));
+    await this.fill(room, next);
+  }
+
+  /** Announces a new epoch from where it started (when the store knows), then delivers it in order. */
+  private async startEpoch(room: string, seq: RoomSequence) {
+    try {
+      const head = await this.history.head(room);
+      if (head.epoch === seq.epoch && head.start !== undefined && head.start < seq.last) {
+        seq.last = head.start;
+        seq.from = head.start;
+      }
+    } catch {
+      // History unreachable: the epoch starts at the first arrival.
+    }
+    if (this.rooms.get(room) !== seq) return;
+    this.deliver(room, frames.epoch(room, seq.epoch, seq.last));
+    await this.fill(room, seq);
+  }
+
+  /**
    * Bridges a gap: reads history after the last delivered offset and delivers, in order, everything
    * known (stored or queued). A message is stored before it is published, so a read made after an
    * arrival covers every offset below it; arrivals during the read are handled by another round. A
@@ -120,7 +171,8 @@ export class RoomSequencer {
    */
   private async fill(room: string, seq: RoomSequence) {
     let filled = 0;
-    while (seq.queue && seq.queue.length > 0) {
+    // At least one round: catchUp starts it with an empty queue.
+    do {
       const before = seq.last;
       const known = new Map<number, string>();
       try {
@@ -130,7 +182,7 @@ export class RoomSequencer {
       } catch {
         // History unreachable: deliver what arrived rather than hold the room back.
       }
-      const queued = seq.queue;
+      const queued = seq.queue ?? [];
       for (const item of queued) known.set(item.offset, item.frame);
       const queuedOffsets = new Set(queued.map((q) => q.offset));
       const deliverRun = () => {
@@ -151,7 +203,7 @@ export class RoomSequencer {
       }
       const waiting = queued.filter((q) => q.offset > seq.last);
       seq.queue = waiting.length > 0 ? waiting : undefined;
-    }
+    } while (seq.queue && seq.queue.length > 0);
     if (filled > 0) this.onGapFilled(filled);
   }
 }

@@ -44,6 +44,11 @@ export class ChatService implements ChatContext {
     this.memberships = new Memberships(deps, this.sequencer, this.delivery);
     this.replies = new Replies(deps.metrics, this.now);
     deps.backplane.onEnvelope((envelope) => this.delivery.deliverRemote(envelope));
+    // Room messages published while the subscription was away are read from history now, not at
+    // the room's next message (which a quiet room may not send for a long time).
+    deps.backplane.onResubscribed?.((topic) => {
+      if (topic.startsWith("room:")) void this.sequencer.catchUp(topic.slice(5));
+    });
     deps.presence.onExpired((room, userIds) =>
       this.publish(roomTopic(room), frames.presenceDiff(room, [], userIds), "presence_diff"),
     );

@@ -27,6 +27,11 @@ export interface RoomHead {
   epoch: string;
   /** Offset of the newest message, 0 for an empty room. */
   offset: number;
+  /**
+   * The offset the epoch began after (its first message is `start + 1`), when the store knows it:
+   * a receiver that missed the first messages of a new epoch reads them from there.
+   */
+  start?: number;
 }
 
 export interface Replay {

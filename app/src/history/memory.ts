@@ -210,7 +210,8 @@ export class MemoryHistoryStore implements HistoryStore {
 
   async head(room: string): Promise<RoomHead> {
     const log = this.find(room);
-    return log ? { epoch: log.epoch, offset: log.offset } : { epoch: this.emptyEpoch, offset: 0 };
+    // Every epoch here starts at offset 0: a forgotten room starts again from 1.
+    return log ? { epoch: log.epoch, offset: log.offset, start: 0 } : { epoch: this.emptyEpoch, offset: 0, start: 0 };
   }
 
   async since(room: string, afterOffset: number, epoch?: string): Promise<Replay> {

@@ -27,7 +27,9 @@ import type { AppendReceipt, AppendResult, HistoryStore, MessageDraft, Replay, R
 /**
  * Both scripts define this: the epoch of a room (meta, log keys), replaced by `fresh` when the keys
  * were lost or the stored head is below `floor`, the newest offset the caller saw in epoch `seen`.
- * Returns the epoch and 1 when it replaced an epoch that had gone backwards.
+ * Returns the epoch and 1 when it replaced an epoch that had gone backwards. A new epoch records
+ * where it started ("<epoch> <floor>": an older release does not write it, so it counts only while
+ * its epoch is the room's).
  */
 const ROOM_EPOCH = `
 local function room_epoch(meta, log, fresh, ttl, seen, floor)
@@ -38,7 +40,7 @@ local function room_epoch(meta, log, fresh, ttl, seen, floor)
   if not epoch then
     redis.call('DEL', log)
   end
-  redis.call('HSET', meta, 'epoch', fresh, 'offset', floor)
+  redis.call('HSET', meta, 'epoch', fresh, 'offset', floor, 'start', fresh .. ' ' .. floor)
   redis.call('EXPIRE', meta, ttl)
   return fresh, epoch and 1 or 0
 end
@@ -98,7 +100,8 @@ const APPEND = { single: appendScript("PUBLISH"), cluster: appendScript("SPUBLIS
 
 const HEAD = new RedisScript(`${ROOM_EPOCH}
 local epoch, reset = room_epoch(KEYS[1], KEYS[2], ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]))
-return {epoch, tonumber(redis.call('HGET', KEYS[1], 'offset')), reset}
+local head = redis.call('HMGET', KEYS[1], 'offset', 'start')
+return {epoch, tonumber(head[1]), reset, head[2] or ''}
 `);
 
 /** Most messages stored by one script call. */
@@ -280,14 +283,17 @@ export class RedisHistoryStore implements HistoryStore {
   }
 
   async head(room: string): Promise<RoomHead> {
-    const [epoch, offset, reset] = (await HEAD.run(
+    const [epoch, offset, reset, start] = (await HEAD.run(
       this.redis,
       [this.keys.roomMeta(room), this.keys.roomLog(room)],
       [randomUUIDv7(), this.options.ttlSeconds, ...this.floor(room)],
-    )) as [string, number, number];
+    )) as [string, number, number, string];
     this.reset(room, epoch, reset);
     this.observe(room, epoch, Number(offset));
-    return { epoch, offset: Number(offset) };
+    const [startEpoch, startOffset] = start.split(" ");
+    return startEpoch === epoch && startOffset !== undefined
+      ? { epoch, offset: Number(offset), start: Number(startOffset) }
+      : { epoch, offset: Number(offset) };
   }
 
   async since(room: string, afterOffset: number, epoch?: string): Promise<Replay> {

@@ -21,6 +21,8 @@ export interface BackplaneSubscriber {
   unsubscribe(...channels: string[]): Promise<unknown>;
   on(event: "message", listener: (channel: string, message: string) => void): unknown;
   on(event: "ready", listener: () => void): unknown;
+  /** Channels whose subscription was lost and is back (emitted by the cluster's ShardSubscriber). */
+  on(event: "resubscribed", listener: (channels: string[]) => void): unknown;
 }
 
 export interface RedisClients {

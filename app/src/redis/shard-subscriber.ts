@@ -20,15 +20,22 @@ import { keySlot } from "./slots";
  * of step, or that answers a PING with anything but a pong, is closed and opened again, and its
  * channels subscribed from scratch.
  *
- * Messages published while a channel moves are not received: the backplane's receivers notice the
- * gap at the next message and read it from history.
+ * Messages published while a channel moves are not received: "resubscribed" is emitted with the
+ * channels once they are subscribed again, so the backplane's receivers read what they missed from
+ * history without waiting for the room's next message.
  */
 export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber {
   /** Channels asked for, subscribed or not. */
   private readonly wanted = new Set<string>();
   private readonly nodes = new Map<string, NodeSubscription>();
-  /** Channels whose SSUBSCRIBE is sent and not answered yet (not sent again meanwhile). */
-  private readonly inflight = new Set<string>();
+  /**
+   * Channels whose SSUBSCRIBE is sent and not answered yet, and the connection it was sent on: not
+   * sent again meanwhile, unless that connection was replaced (ioredis never answers an SSUBSCRIBE
+   * that got MOVED; it only times out).
+   */
+  private readonly inflight = new Map<string, NodeSubscription>();
+  /** Wanted channels that were subscribed and are not any more: on their way to a new master. */
+  private readonly lost = new Set<string>();
   /** Master of each slot at the last reconcile ("" when the cluster client knows none). */
   private owners: string[] = [];
   private closed = false;
@@ -98,6 +105,7 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
     const bySlot = new Map<NodeSubscription, string[]>();
     for (const channel of channels) {
       this.wanted.delete(channel);
+      this.lost.delete(channel);
       const node = this.holder(channel);
       if (!node) continue;
       node.subscribed.delete(channel);
@@ -136,6 +144,14 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
 
   private owner(channel: string): string | undefined {
     return this.owners[keySlot(channel)] || undefined;
+  }
+
+  /** Forgets what a connection held (closed, replaced, or its slots moved), remembering it was lost. */
+  private drop(node: NodeSubscription, channels: Iterable<string> = node.subscribed) {
+    for (const channel of [...channels]) {
+      node.subscribed.delete(channel);
+      if (this.wanted.has(channel)) this.lost.add(channel);
+    }
   }
 
   private holder(channel: string): NodeSubscription | undefined {
@@ -180,8 +196,10 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
     for (const channel of this.wanted) {
       const owner = this.owner(channel);
       const holder = this.holder(channel);
-      if ((holder && holder.key === owner) || this.inflight.has(channel)) continue;
-      if (holder) holder.subscribed.delete(channel);
+      if (holder && holder.key === owner) continue;
+      const sending = this.inflight.get(channel);
+      if (sending && sending.key === owner && this.nodes.get(sending.key) === sending && sending.ready) continue;
+      if (holder) this.drop(holder, [channel]);
       if (owner) push(toSubscribe, owner, channel);
       else covered = false;
     }
@@ -201,19 +219,24 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
   }
 
   private async ssubscribe(node: NodeSubscription, channels: string[]) {
-    for (const channel of channels) this.inflight.add(channel);
+    for (const channel of channels) this.inflight.set(channel, node);
     try {
       await node.redis.ssubscribe(...channels);
       // Still wanted, on a connection not replaced meanwhile, and this node still the owner.
       if (this.nodes.get(node.key) !== node || !node.ready) return;
+      const back: string[] = [];
       for (const channel of channels)
-        if (this.wanted.has(channel) && this.owner(channel) === node.key) node.subscribed.add(channel);
+        if (this.wanted.has(channel) && this.owner(channel) === node.key) {
+          node.subscribed.add(channel);
+          if (this.lost.delete(channel)) back.push(channel);
+        }
+      if (back.length > 0) this.emit("resubscribed", back);
     } catch (error) {
       this.hooks.onError(error as Error);
       // MOVED: the slot map is stale. The cluster client refreshes it; this reconciles after.
       if ((error as Error).message?.startsWith("MOVED")) this.cluster.refreshSlotsCache();
     } finally {
-      for (const channel of channels) this.inflight.delete(channel);
+      for (const channel of channels) if (this.inflight.get(channel) === node) this.inflight.delete(channel);
     }
   }
 
@@ -241,7 +264,7 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
     redis.on("close", () => {
       node.ready = false;
       node.settled = false;
-      node.subscribed.clear();
+      this.drop(node);
       this.emitIfReady();
     });
     // ioredis emits "moved" (and leaves the command unanswered) when SSUBSCRIBE gets MOVED.
@@ -251,7 +274,11 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
     });
     redis.on("error", (error: Error) => {
       this.hooks.onError(error);
-      if (error.message.startsWith("Command queue state error")) this.recycle(node);
+      // Most often the unrequested sunsubscribe of a slot that moved away: read the slot map again.
+      if (error.message.startsWith("Command queue state error")) {
+        this.cluster.refreshSlotsCache();
+        this.recycle(node);
+      }
     });
     this.nodes.set(key, node);
     return node;
@@ -261,7 +288,7 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
   private recycle(node: NodeSubscription) {
     node.ready = false;
     node.settled = false;
-    node.subscribed.clear();
+    this.drop(node);
     if (this.nodes.get(node.key) === node) this.nodes.delete(node.key);
     node.redis.disconnect();
     this.node(node.key);

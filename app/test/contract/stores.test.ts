@@ -33,7 +33,7 @@ describe.each(factories)("history contract ($name)", (f) => {
     for (let i = 1; i <= 3; i++) results.push(stored(await h.append(draft("r", i))));
     expect(results.map((r) => r.message.offset)).toEqual([1, 2, 3]);
     expect(new Set(results.map((r) => r.epoch))).toEqual(new Set([empty.epoch]));
-    expect(await h.head("r")).toEqual({ epoch: empty.epoch, offset: 3 });
+    expect(await h.head("r")).toEqual({ epoch: empty.epoch, offset: 3, start: 0 });
   });
 
   test("since replays what came after an offset, complete only while every message is still stored", async () => {
@@ -197,7 +197,8 @@ describe.each(redisLayouts)("Redis history (%s)", (layout) => {
     expect(next.message.offset).toBe(6);
     expect(epochResets).toEqual([{ room: "back", seen: { epoch, offset: 5 } }]);
     // Another instance that never saw more than Redis holds takes the new epoch as it is.
-    expect(await history.head("back")).toEqual({ epoch: next.epoch, offset: 6 });
+    // The new epoch says where it started: after the newest offset the first instance saw.
+    expect(await history.head("back")).toEqual({ epoch: next.epoch, offset: 6, start: 5 });
     expect(stored(await history.append(draft("back", 7))).message.offset).toBe(7);
     // Replay in the new epoch starts at its first message; the old epoch is not recovered.
     expect((await watched.since("back", 5, epoch)).complete).toBe(false);

@@ -23,10 +23,18 @@ export interface TestCluster {
   client(): Cluster;
   /** A plain connection to one node. */
   node(port: number): Redis;
+  /** Ports of the masters that own slots now. */
+  masters(): Promise<number[]>;
   /** Port of the master that owns `key`'s slot now. */
   masterOf(key: string): Promise<number>;
   /** Port of the replica of the master on `port`. */
   replicaOf(masterPort: number): Promise<number>;
+  /**
+   * Moves one slot to the master on `toPort` the way `redis-cli --cluster reshard` does: IMPORTING
+   * and MIGRATING, then its keys MIGRATEd in batches of `batch` (calling `between` before each, so a
+   * test can let traffic run while the slot is half moved), then SETSLOT NODE on every master.
+   */
+  moveSlot(slot: number, toPort: number, between?: () => Promise<void>, batch?: number): Promise<void>;
   /** SIGKILL of one node. */
   kill(port: number): Promise<void>;
   /** SIGSTOP / SIGCONT of one node. */
@@ -121,6 +129,11 @@ export async function startRedisCluster(): Promise<TestCluster> {
       }
       throw new Error("no node of the cluster answers");
     };
+    const ownerOf = async (slot: number) => {
+      for (const shard of parseShards(await shards()))
+        if (shard.slots.some(([from, to]) => slot >= from && slot <= to)) return shard.master;
+      throw new Error(`no master owns slot ${slot}`);
+    };
     const cluster: TestCluster = {
       seeds: ports.map((p) => `127.0.0.1:${p}`).join(","),
       ports,
@@ -135,16 +148,35 @@ export async function startRedisCluster(): Promise<TestCluster> {
         return c;
       },
       node,
-      masterOf: async (key) => {
-        const slot = (await node(ports.find((p) => alive(nodes, p))!).cluster("KEYSLOT", key)) as number;
-        for (const shard of parseShards(await shards()))
-          if (shard.slots.some(([from, to]) => slot >= from && slot <= to)) return shard.master;
-        throw new Error(`no master owns slot ${slot}`);
-      },
+      masters: async () =>
+        parseShards(await shards())
+          .filter((s) => s.slots.length > 0)
+          .map((s) => s.master),
+      masterOf: async (key) =>
+        ownerOf((await node(ports.find((p) => alive(nodes, p))!).cluster("KEYSLOT", key)) as number),
       replicaOf: async (masterPort) => {
         for (const shard of parseShards(await shards()))
           if (shard.master === masterPort && shard.replicas.length > 0) return shard.replicas[0]!;
         throw new Error(`no replica of ${masterPort}`);
+      },
+      moveSlot: async (slot, toPort, between = async () => {}, batch = 10) => {
+        const fromPort = await ownerOf(slot);
+        if (fromPort === toPort) throw new Error(`slot ${slot} is already on ${toPort}`);
+        const id = async (port: number) => String(await node(port).cluster("MYID"));
+        const [fromId, toId] = await Promise.all([id(fromPort), id(toPort)]);
+        await node(toPort).cluster("SETSLOT", slot, "IMPORTING", fromId);
+        await node(fromPort).cluster("SETSLOT", slot, "MIGRATING", toId);
+        for (;;) {
+          const keys = (await node(fromPort).cluster("GETKEYSINSLOT", slot, batch)) as string[];
+          if (keys.length === 0) break;
+          await between();
+          await node(fromPort).migrate("127.0.0.1", toPort, "", 0, 5000, "KEYS", ...keys);
+        }
+        await node(toPort).cluster("SETSLOT", slot, "NODE", toId);
+        await node(fromPort).cluster("SETSLOT", slot, "NODE", toId);
+        for (const shard of parseShards(await shards()))
+          if (shard.master !== fromPort && shard.master !== toPort)
+            await node(shard.master).cluster("SETSLOT", slot, "NODE", toId);
       },
       kill: async (port) => {
         const n = nodes.get(port)!;
