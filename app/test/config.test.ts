@@ -37,8 +37,8 @@ const cases: [string, string, string][] = [
   ["COLOR", "purple", "one of blue, green, none"],
   ["LOG_LEVEL", "loud", "one of error, warn, info"],
   ["REDIS_URL", "http://localhost:6379", "a redis:// or rediss:// URL"],
-  ["REDIS_CLUSTER_NODES", "10.0.0.1:7000,,10.0.0.2:7000", "an empty entry"],
-  ["REDIS_CLUSTER_NODES", "10.0.0.1:99999", "host:port or redis:// or rediss:// URL entries"],
+  ["REDIS_CLUSTER_NODES", "10.0.0.1:7000,,10.0.0.2:7000", "comma-separated host:port seed nodes"],
+  ["REDIS_CLUSTER_NODES", "10.0.0.1:99999", "comma-separated host:port seed nodes"],
   ["INSTANCE_ID", "has space", "1-64 characters"],
 ];
 

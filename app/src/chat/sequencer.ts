@@ -20,6 +20,13 @@ interface RoomSequence {
  * its members here get an `epoch` frame before the first message of the new epoch.
  */
 const BACKWARDS_CHECK_INTERVAL_MS = 1000;
+/**
+ * How long a room's head is asked for when a new epoch arrives or a lost subscription came back:
+ * right after a failover the store may still refuse reads for a few seconds (until every shard
+ * answers), and the room's messages wait meanwhile rather than skip what was missed.
+ */
+const HEAD_RETRY_MS = 250;
+const HEAD_ATTEMPTS = 24;
 const MAX_CHECKED_ROOMS = 10_000;
 
 export class RoomSequencer {
@@ -126,13 +133,9 @@ export class RoomSequencer {
     const seq = this.rooms.get(room);
     // A fill in progress reads history anyway.
     if (!seq || seq.queue) return;
-    let head: RoomHead;
-    try {
-      head = await this.history.head(room);
-    } catch {
-      return; // History unreachable: the room's next arrival fills the gap.
-    }
-    if (this.rooms.get(room) !== seq || seq.queue) return;
+    const head = await this.headOf(room, () => this.rooms.get(room) === seq && !seq.queue);
+    // History unreachable: the room's next arrival fills the gap.
+    if (!head || this.rooms.get(room) !== seq || seq.queue) return;
     if (head.epoch === seq.epoch) {
       if (head.offset <= seq.last) return;
       // Arrivals wait in the queue while history is read.
@@ -149,18 +152,27 @@ export class RoomSequencer {
 
   /** Announces a new epoch from where it started (when the store knows), then delivers it in order. */
   private async startEpoch(room: string, seq: RoomSequence) {
-    try {
-      const head = await this.history.head(room);
-      if (head.epoch === seq.epoch && head.start !== undefined && head.start < seq.last) {
-        seq.last = head.start;
-        seq.from = head.start;
-      }
-    } catch {
-      // History unreachable: the epoch starts at the first arrival.
-    }
+    // History unreachable: the epoch starts at the first arrival.
+    const head = await this.headOf(room, () => this.rooms.get(room) === seq);
     if (this.rooms.get(room) !== seq) return;
+    if (head && head.epoch === seq.epoch && head.start !== undefined && head.start < seq.last) {
+      seq.last = head.start;
+      seq.from = head.start;
+    }
     this.deliver(room, frames.epoch(room, seq.epoch, seq.last));
     await this.fill(room, seq);
+  }
+
+  /** The room's head, asked again while the store refuses and `wanted()` holds; undefined if never. */
+  private async headOf(room: string, wanted: () => boolean): Promise<RoomHead | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.history.head(room);
+      } catch {
+        if (attempt >= HEAD_ATTEMPTS || !wanted()) return undefined;
+        await new Promise((resolve) => setTimeout(resolve, HEAD_RETRY_MS));
+      }
+    }
   }
 
   /**

@@ -8,20 +8,24 @@ export interface ClusterTarget {
   tls: boolean;
 }
 
+/** What REDIS_CLUSTER_NODES accepts, as its config error says. */
+export const CLUSTER_NODES_ACCEPTS = "comma-separated host:port seed nodes, or redis:// or rediss:// URLs";
+
 /**
  * Parses comma-separated seed nodes: `host:port`, or URLs (`redis://user:password@host:port`,
  * `rediss://` for TLS) whose scheme and credentials apply to every node of the cluster. URL entries
- * must agree on them. Throws an Error saying what is wrong.
+ * must agree on them (every node of a cluster takes the same login). Throws an Error saying what it
+ * expected, without the value (it may hold a password).
  */
 export function parseClusterNodes(raw: string): ClusterTarget {
   const target: ClusterTarget = { nodes: [], username: "", password: "", tls: false };
   let login: string | undefined;
   for (const entry of raw.split(",").map((e) => e.trim())) {
-    if (entry === "") throw new Error("an empty entry");
+    if (entry === "") throw new Error(CLUSTER_NODES_ACCEPTS);
     const url = parseEntry(entry);
     const port = Number(url.port || "6379");
     if (!url.hostname || !Number.isInteger(port) || port < 1 || port > 65_535 || (url.pathname && url.pathname !== "/"))
-      throw new Error(`a host:port entry, not ${JSON.stringify(redactEntry(entry))}`);
+      throw new Error(CLUSTER_NODES_ACCEPTS);
     target.nodes.push({ host: url.hostname.replace(/^\[(.*)\]$/, "$1"), port });
     if (!entry.includes("://")) continue;
     const entryLogin = `${url.protocol}|${url.username}|${url.password}`;
@@ -41,7 +45,7 @@ function parseEntry(entry: string): URL {
     if (url.protocol !== "redis:" && url.protocol !== "rediss:") throw new Error();
     return url;
   } catch {
-    throw new Error(`host:port or redis:// or rediss:// URL entries, not ${JSON.stringify(redactEntry(entry))}`);
+    throw new Error(CLUSTER_NODES_ACCEPTS);
   }
 }
 
