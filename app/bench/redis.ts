@@ -19,6 +19,7 @@ import { APP_DIR, chatCommand, chatDescription, targets } from "./lib/targets";
 import type { BroadcastOptions, BroadcastResult } from "./load/broadcast";
 import type { HopLatencyOptions, HopLatencyResult } from "./load/hop-latency";
 import type { PubSubLatencyOptions, PubSubLatencyResult } from "./load/pubsub-latency";
+import { runShards, SHARDS_DEFAULTS } from "./shards";
 
 const GOAL_RATIO = 0.5;
 const GOAL_HOP_P99_MS = 5;
@@ -64,6 +65,7 @@ interface Options {
   skipBroadcast: boolean;
   skipLatency: boolean;
   json: string | undefined;
+  shards: boolean;
 }
 
 function usage(): string {
@@ -84,6 +86,8 @@ function usage(): string {
   --skip-broadcast       only the hop latency
   --skip-latency         only the broadcast figures
   --json FILE            also write the results as JSON
+  --shards               instead: the shards comparison (bench/shards.ts), one Redis against a 3-master
+                         Redis Cluster, 600 clients in 300 rooms
   -h, --help             this text`;
 }
 
@@ -107,6 +111,7 @@ function parseArgs(argv: string[]): Options {
     skipBroadcast: false,
     skipLatency: false,
     json: undefined,
+    shards: false,
   };
   const positive = (name: string, value: string | undefined) => {
     const n = Number(value);
@@ -159,6 +164,9 @@ function parseArgs(argv: string[]): Options {
         break;
       case "--json":
         options.json = argv[++i] ?? usageError("--json needs a file name");
+        break;
+      case "--shards":
+        options.shards = true;
         break;
       case "-h":
       case "--help":
@@ -557,6 +565,7 @@ function report(broadcast: BroadcastRow[], latency: LatencyRun | undefined, opti
 
 async function main() {
   const options = parseArgs(process.argv.slice(2));
+  if (options.shards) return runShards(SHARDS_DEFAULTS);
   const load = (await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ");
   step("starting redis-server");
   const redis = await startRedis();

@@ -68,6 +68,12 @@ export function createClusterClients(
   /** Masters whose last PING failed (a hung or dead node), until one answers again. */
   const silent = new Set<string>();
   const isUp = () => commands.status === "ready" && silent.size === 0 && subscriber.status === "ready";
+  const why = () =>
+    commands.status !== "ready"
+      ? `cluster client ${commands.status}`
+      : silent.size > 0
+        ? `no answer from ${[...silent].join(", ")}: ${lastError}`
+        : subscriber.why();
 
   let wasUp = false;
   let warnedAt = Number.NEGATIVE_INFINITY;
@@ -93,6 +99,7 @@ export function createClusterClients(
     if (!up && wasUp) {
       logger.warn("redis cluster lost a node or a subscription; room messages are refused until it is back", {
         address,
+        reason: why(),
       });
       warnedAt = Date.now();
     }

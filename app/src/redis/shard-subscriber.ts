@@ -56,10 +56,10 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
   }
 
   /**
-   * "ready" while the cluster client is, every wanted channel's master has a connection here, and
-   * every connection is ready and has subscribed again all it held before it was (re)opened. A
-   * channel whose SSUBSCRIBE is in flight on a ready connection does not count (as on one Redis).
-   * Cheap: called for every message; the per-channel part is computed by reconcile.
+   * "ready" while the cluster client is, every wanted channel's slot has a master, and every channel
+   * that was subscribed is subscribed again (after its connection was lost or replaced, or its slot
+   * moved). A channel whose first SSUBSCRIBE is in flight does not count (as on one Redis), nor does
+   * a connection being opened for it. Cheap: called for every message.
    */
   get status(): string {
     return this.inSync() ? "ready" : "connecting";
@@ -68,10 +68,16 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
   /** Whether every wanted channel's master had a connection at the last reconcile. */
   private covered = true;
 
+  /** Why the status is not "ready", for logs ("" when it is). */
+  why(): string {
+    if (this.closed) return "closed";
+    if (this.cluster.status !== "ready") return `cluster client ${this.cluster.status}`;
+    if (!this.covered) return "a channel's slot has no master";
+    return this.lost.size > 0 ? `${this.lost.size} channels to subscribe again` : "";
+  }
+
   private inSync(): boolean {
-    if (this.closed || this.cluster.status !== "ready" || !this.covered) return false;
-    for (const node of this.nodes.values()) if (!node.ready || !node.settled) return false;
-    return true;
+    return !this.closed && this.cluster.status === "ready" && this.covered && this.lost.size === 0;
   }
 
   /**
@@ -132,8 +138,9 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
       if (!node.ready) continue;
       node.redis.ping().then(
         (reply: unknown) => {
-          // In subscribed mode PING is answered ["pong", ""]; anything else is a reply out of step.
-          if (!(Array.isArray(reply) && String(reply[0]).toLowerCase() === "pong")) this.recycle(node);
+          // PING is answered "PONG", or ["pong", ""] once subscribed; anything else is a reply out of step.
+          const pong = Array.isArray(reply) ? reply[0] : reply;
+          if (String(pong).toLowerCase() !== "pong") this.recycle(node);
         },
         () => {},
       );
@@ -210,10 +217,7 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
       if (!node.ready) continue;
       for (const group of groupBySlot(channels).values()) calls.push(this.ssubscribe(node, group));
     }
-    // A ready connection has, once this pass is answered, subscribed everything it owes.
-    const settling = [...this.nodes.values()].filter((n) => n.ready && !n.settled);
     await Promise.all(calls);
-    for (const node of settling) if (node.ready) node.settled = true;
     this.emit("reconciled");
     this.emitIfReady();
   }
@@ -253,7 +257,7 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
       autoResubscribe: false,
       lazyConnect: false,
     });
-    const node: NodeSubscription = { key, redis, ready: false, settled: false, subscribed: new Set() };
+    const node: NodeSubscription = { key, redis, ready: false, subscribed: new Set() };
     redis.on("smessage", (channel: string, message: string) => {
       if (this.wanted.has(channel)) this.emit("message", channel, message);
     });
@@ -263,7 +267,6 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
     });
     redis.on("close", () => {
       node.ready = false;
-      node.settled = false;
       this.drop(node);
       this.emitIfReady();
     });
@@ -287,7 +290,6 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
   /** Closes a connection whose replies may be out of step and opens it again, clean. */
   private recycle(node: NodeSubscription) {
     node.ready = false;
-    node.settled = false;
     this.drop(node);
     if (this.nodes.get(node.key) === node) this.nodes.delete(node.key);
     node.redis.disconnect();
@@ -307,8 +309,6 @@ interface NodeSubscription {
   key: string;
   redis: Redis;
   ready: boolean;
-  /** Ready, and the SSUBSCRIBEs sent when it became ready are answered. */
-  settled: boolean;
   /** Channels this connection is subscribed to on its node. */
   subscribed: Set<string>;
 }
