@@ -21,9 +21,9 @@ interface RoomSequence {
  */
 const BACKWARDS_CHECK_INTERVAL_MS = 1000;
 /**
- * How long a room's head is asked for when a new epoch arrives or a lost subscription came back:
- * right after a failover the store may still refuse reads for a few seconds (until every shard
- * answers), and the room's messages wait meanwhile rather than skip what was missed.
+ * How long history is asked to fill a gap, start a new epoch or catch up after a lost subscription:
+ * during a failover or a slot move the store may refuse reads for a few seconds (until every shard
+ * answers again), and the room's messages wait meanwhile rather than skip what was missed.
  */
 const HEAD_RETRY_MS = 250;
 const HEAD_ATTEMPTS = 24;
@@ -164,10 +164,15 @@ export class RoomSequencer {
   }
 
   /** The room's head, asked again while the store refuses and `wanted()` holds; undefined if never. */
-  private async headOf(room: string, wanted: () => boolean): Promise<RoomHead | undefined> {
+  private headOf(room: string, wanted: () => boolean): Promise<RoomHead | undefined> {
+    return this.retried(() => this.history.head(room), wanted);
+  }
+
+  /** A history read, made again while the store refuses and `wanted()` holds; undefined if never. */
+  private async retried<T>(read: () => Promise<T>, wanted: () => boolean): Promise<T | undefined> {
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.history.head(room);
+        return await read();
       } catch {
         if (attempt >= HEAD_ATTEMPTS || !wanted()) return undefined;
         await new Promise((resolve) => setTimeout(resolve, HEAD_RETRY_MS));
@@ -187,13 +192,15 @@ export class RoomSequencer {
     do {
       const before = seq.last;
       const known = new Map<number, string>();
-      try {
-        const replay = await this.history.since(room, seq.last, seq.epoch);
+      // History unreachable (for longer than a failover's refusals): deliver what arrived rather
+      // than hold the room back.
+      const replay = await this.retried(
+        () => this.history.since(room, seq.last, seq.epoch),
+        () => true,
+      );
+      if (replay)
         for (const message of replay.messages)
           if (message.offset > seq.last) known.set(message.offset, frames.message(message));
-      } catch {
-        // History unreachable: deliver what arrived rather than hold the room back.
-      }
       const queued = seq.queue ?? [];
       for (const item of queued) known.set(item.offset, item.frame);
       const queuedOffsets = new Set(queued.map((q) => q.offset));
