@@ -332,6 +332,8 @@ async function measureBroadcast(setup: Setup, redis: RedisServer, options: Optio
     const load: BroadcastOptions = {
       ports: servers.map((s) => s.port),
       pathPrefix: setup.id === "raw-bun" ? "/ws/bench" : "/ws/chat/bench",
+      // The chat server's clients ask for batched frames, as its client library does by default.
+      pathSuffix: setup.id === "raw-bun" ? "" : "?batch=1",
       clients: options.clients,
       window: options.window,
       warmupMs: options.warmupMs,
@@ -384,6 +386,7 @@ async function measureLatency(redis: RedisServer, options: Options): Promise<Lat
     const load: HopLatencyOptions = {
       ports: servers.map((s) => s.port),
       pathPrefix: "/ws/chat/hopbench",
+      pathSuffix: "?batch=1",
       clients: options.latencyClients,
       senders: options.senders,
       rate: options.rate,

@@ -96,6 +96,8 @@ export interface ConnectionEstablished {
   resumed: boolean;
   rooms: string[];
   protocol: number;
+  /** Present when the connection asked for batched frames: the most frames and bytes one WebSocket frame holds. */
+  batch?: { maxFrames: number; maxBytes: number };
 }
 
 export interface MessageResponse {

@@ -49,6 +49,8 @@ export interface Config {
   restrictedRoomPrefixes: string[];
   maxRequestBodyBytes: number;
   backpressureLimitBytes: number;
+  batchMaxFrames: number;
+  batchMaxBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -373,6 +375,18 @@ export const VARIABLES = {
     integer(16_384, 1_048_576),
     "1048576",
     "bytes buffered for a slow client before it is closed with 4008",
+  ),
+  BATCH_MAX_FRAMES: v(
+    "batchMaxFrames",
+    integer(1, 1024),
+    "64",
+    "most frames joined into one WebSocket frame for clients that ask for batches",
+  ),
+  BATCH_MAX_BYTES: v(
+    "batchMaxBytes",
+    integer(1024, 1_048_576),
+    "65536",
+    "largest WebSocket frame of joined frames (UTF-8 bytes); a single larger frame is sent alone",
   ),
 } as const;
 

@@ -3,13 +3,15 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 
 export interface Target {
-  id: "raw-bun" | "node-ws" | "chat" | "elysia-route" | "elysia-upgrade";
+  id: "raw-bun" | "node-ws" | "chat" | "chat-plain" | "elysia-route" | "elysia-upgrade";
   label: string;
   /** How it is started, for the report. */
   describe: string;
   command(port: number): { cmd: string[]; env: Record<string, string> };
   /** WebSocket path of client i is `${prefix}${i}`. */
   broadcastPathPrefix: string;
+  /** Query string of the broadcast clients' paths (`?batch=1` for batched frames). */
+  broadcastQuery: string;
   idlePathPrefix: string;
   /** The server greets each connection with a frame (the chat server's `connection_established`). */
   greets: boolean;
@@ -70,6 +72,7 @@ export function targets(): Target[] {
       describe: `bun bench/baselines/raw-bun.ts`,
       command: (port) => ({ cmd: [bun, join(BENCH_DIR, "baselines", "raw-bun.ts")], env: { PORT: String(port) } }),
       broadcastPathPrefix: "/ws/bench",
+      broadcastQuery: "",
       idlePathPrefix: "/ws/idle",
       greets: false,
     },
@@ -82,16 +85,28 @@ export function targets(): Target[] {
         return { cmd: [node, join(BENCH_DIR, "baselines", "node-ws.mjs")], env: { PORT: String(port) } };
       },
       broadcastPathPrefix: "/ws/bench",
+      broadcastQuery: "",
       idlePathPrefix: "/ws/idle",
       greets: false,
     },
     {
       id: "chat",
-      label: "this server",
+      label: "this server, batched frames",
       describe: chatDescription(),
       command: (port) => chatCommand(port),
       // connectionId must be 8-64 characters: "bench000", "idle000000".
       broadcastPathPrefix: "/ws/chat/bench",
+      broadcastQuery: "?batch=1",
+      idlePathPrefix: "/ws/chat/idle",
+      greets: true,
+    },
+    {
+      id: "chat-plain",
+      label: "this server, plain frames",
+      describe: chatDescription(),
+      command: (port) => chatCommand(port),
+      broadcastPathPrefix: "/ws/chat/bench",
+      broadcastQuery: "",
       idlePathPrefix: "/ws/chat/idle",
       greets: true,
     },
@@ -105,6 +120,7 @@ export function targets(): Target[] {
           env: { PORT: String(port), ELYSIA_WS: mode },
         }),
         broadcastPathPrefix: "/ws/bench",
+        broadcastQuery: "",
         idlePathPrefix: "/ws/idle",
         greets: false,
       }),

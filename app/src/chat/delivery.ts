@@ -24,7 +24,7 @@ export class Delivery {
   /** Like publish, but the sending socket does not get its own typing or read frame back. */
   publishFromSender(connection: Connection, room: string, frame: string, type: string) {
     const topic = roomTopic(room);
-    connection.socket.publish(topic, frame);
+    this.deps.local.publishFromSender(connection, topic, frame);
     this.deps.metrics.countOut(type, Math.max(0, this.deps.local.subscriberCount(topic) - 1));
     this.deps.backplane.publish({ topic, frame });
   }
@@ -48,11 +48,11 @@ export class Delivery {
     const { local, registry } = this.deps;
     if (topic.startsWith("user:")) {
       const sockets = registry.forUser(topic.slice(5));
-      for (const connection of sockets) connection.socket.send(frame);
+      for (const connection of sockets) connection.send(frame);
       return sockets.length;
     }
     if (topic === BROADCAST_TOPIC) {
-      for (const connection of registry.values()) connection.socket.send(frame);
+      for (const connection of registry.values()) connection.send(frame);
       return registry.size;
     }
     local.publish(topic, frame);

@@ -35,6 +35,8 @@ export interface ConnectionEstablished {
   frameBurst: number;
   resumed: boolean;
   rooms: string[];
+  /** Only for a client that asked for batched frames: how many frames and bytes one batch holds at most. */
+  batch?: { maxFrames: number; maxBytes: number };
 }
 
 const json = JSON.stringify;

@@ -33,7 +33,7 @@ export async function join(chat: ChatContext, connection: Connection, frame: Fra
       // Messages above liveFrom were (or will be) delivered by publish: replaying them would duplicate.
       for (const message of replay.messages) {
         if (message.offset > membership.liveFrom) break;
-        connection.socket.send(frames.message(message));
+        connection.send(frames.message(message));
       }
     }
     metrics.resumes.labels(String(recovered)).inc();
