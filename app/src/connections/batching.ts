@@ -23,14 +23,19 @@ export class Batch {
 
   constructor(
     readonly connection: Connection | undefined,
-    readonly topic: BatchedTopic | undefined,
+    readonly topic: LocalTopic | undefined,
   ) {}
 }
 
-/** A topic with batched members: they are subscribed to its batched twin, which gets joined frames. */
-interface BatchedTopic {
+/**
+ * A topic with members here. Plain members are subscribed to the topic itself; batched ones to its
+ * batched twin (`name`), which gets joined frames. The counts spare a native call (which encodes the
+ * topic and the frame) for a kind of member the topic does not have.
+ */
+interface LocalTopic {
   readonly name: string;
-  members: number;
+  plain: number;
+  batchedMembers: number;
   batch: Batch | undefined;
 }
 
@@ -50,7 +55,7 @@ interface BatchedTopic {
  * pending frames are sent before it is closed.
  */
 export class FrameBatcher implements LocalPublisher {
-  private readonly topics = new Map<string, BatchedTopic>();
+  private readonly topics = new Map<string, LocalTopic>();
   /** Batches of this turn in the order of their first frame; sent at the end of the turn. */
   private due: Batch[] = [];
   private scheduled = false;
@@ -65,14 +70,15 @@ export class FrameBatcher implements LocalPublisher {
   /** Subscribers of a topic on this instance, plain and batched. */
   subscriberCount(topic: string): number {
     const batched = this.topics.get(topic);
-    return this.native.subscriberCount(topic) + (batched ? this.native.subscriberCount(batched.name) : 0);
+    return batched ? batched.plain + batched.batchedMembers : 0;
   }
 
   /** Publishes a frame to every subscriber of a topic here: plain ones now, batched ones at the end of the turn. */
   publish(topic: string, frame: string) {
-    this.native.publish(topic, frame);
     const batched = this.topics.get(topic);
-    if (batched) this.add(batched, undefined, frame);
+    if (!batched) return;
+    if (batched.plain > 0) this.native.publish(topic, frame);
+    if (batched.batchedMembers > 0) this.add(batched, undefined, frame);
   }
 
   /** Publishes to a topic's subscribers except the sender (its own typing or read frame). */
@@ -81,15 +87,14 @@ export class FrameBatcher implements LocalPublisher {
     if (sender.batcher) {
       // The sender cannot be left out of a joined frame: what is pending goes first, then this frame
       // alone through the sender's own publish, which skips the sender.
-      if (batched) {
-        if (batched.batch) this.send(batched.batch);
-        sender.socket.publish(batched.name, frame);
-      }
-      this.native.publish(topic, frame);
+      if (!batched) return;
+      if (batched.batch) this.send(batched.batch);
+      sender.socket.publish(batched.name, frame);
+      if (batched.plain > 0) this.native.publish(topic, frame);
       return;
     }
     sender.socket.publish(topic, frame);
-    if (batched) this.add(batched, undefined, frame);
+    if (batched && batched.batchedMembers > 0) this.add(batched, undefined, frame);
   }
 
   /** Sends a frame to one batched connection, joined with the others it gets in this turn. */
@@ -99,34 +104,37 @@ export class FrameBatcher implements LocalPublisher {
 
   /** Subscribes a socket to a topic (to its batched twin for a batched connection). */
   subscribe(connection: Connection, topic: string) {
+    let batched = this.topics.get(topic);
+    if (!batched) {
+      batched = { name: batchedTopic(topic), plain: 0, batchedMembers: 0, batch: undefined };
+      this.topics.set(topic, batched);
+    }
     if (!connection.batcher) {
+      batched.plain++;
       connection.socket.subscribe(topic);
       return;
     }
-    let batched = this.topics.get(topic);
-    if (!batched) {
-      batched = { name: batchedTopic(topic), members: 0, batch: undefined };
-      this.topics.set(topic, batched);
-    } else if (batched.batch) {
+    if (batched.batch) {
       // Published before this socket subscribed: it must not reach it (a replay covers it).
       this.send(batched.batch);
     }
-    batched.members++;
+    batched.batchedMembers++;
     connection.socket.subscribe(batched.name);
   }
 
   /** Unsubscribes a socket; a closing socket is only counted out (Bun drops its subscriptions itself). */
   unsubscribe(connection: Connection, topic: string) {
+    const batched = this.topics.get(topic);
     if (!connection.batcher) {
       if (!connection.closing) connection.socket.unsubscribe(topic);
-      return;
+      if (batched) batched.plain--;
+    } else if (batched) {
+      // Published while this socket was subscribed: it still gets it, as a plain socket would have.
+      if (batched.batch) this.send(batched.batch);
+      if (!connection.closing) connection.socket.unsubscribe(batched.name);
+      batched.batchedMembers--;
     }
-    const batched = this.topics.get(topic);
-    if (!batched) return;
-    // Published while this socket was subscribed: it still gets it, as a plain socket would have.
-    if (batched.batch) this.send(batched.batch);
-    if (!connection.closing) connection.socket.unsubscribe(batched.name);
-    if (--batched.members <= 0) this.topics.delete(topic);
+    if (batched && batched.plain <= 0 && batched.batchedMembers <= 0) this.topics.delete(topic);
   }
 
   /** Sends a connection's pending frames now (before it is closed). */
@@ -142,7 +150,7 @@ export class FrameBatcher implements LocalPublisher {
     for (const batch of due) this.send(batch);
   }
 
-  private add(topic: BatchedTopic | undefined, connection: Connection | undefined, frame: string) {
+  private add(topic: LocalTopic | undefined, connection: Connection | undefined, frame: string) {
     const { maxFrames, maxBytes } = this.limits;
     const size = Buffer.byteLength(frame);
     let batch = topic ? topic.batch : connection!.batch;
