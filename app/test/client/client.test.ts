@@ -85,6 +85,34 @@ describe("requests", () => {
   });
 });
 
+describe("batched frames", () => {
+  test("by default the client asks for batched frames and emits each frame of a batch, in order; batch: false asks for none", async () => {
+    const batched = await open("bea");
+    const plain = await open("pat", { batch: false });
+    expect(new URL(batched.client.url).searchParams.get("batch")).toBe("1");
+    expect(batched.client.session?.batch).toEqual({ maxFrames: 64, maxBytes: 65536 });
+    expect(new URL(plain.client.url).searchParams.has("batch")).toBe(false);
+    expect(plain.client.session?.batch).toBeUndefined();
+    await batched.client.join("lib-batched");
+    await plain.client.join("lib-batched");
+    // Sent at once: the server handles them in few turns, so the batched client gets them joined.
+    const sends = Array.from({ length: 30 }, (_, i) => plain.client.send("lib-batched", `b${i}`));
+    await Promise.all(sends);
+    const texts: string[] = [];
+    for (let i = 0; i < 30; i++) texts.push((await batched.events.next("message")).text);
+    expect(texts).toEqual(Array.from({ length: 30 }, (_, i) => `b${i}`));
+    // A join's replay and its answer come in one WebSocket frame (one turn): every message is emitted
+    // once and in order, and the join resolves after them.
+    const late = await open("lou");
+    const { epoch } = await plain.client.join("lib-batched");
+    const rejoined = await late.client.join("lib-batched", { epoch, offset: 0 });
+    expect(rejoined).toMatchObject({ recovered: true, offset: 30 });
+    const replayed: number[] = [];
+    for (let i = 0; i < 30; i++) replayed.push((await late.events.next("message")).offset);
+    expect(replayed).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+  });
+});
+
 describe("while disconnected", () => {
   test("messages wait in a bounded queue; a full queue rejects at once; close rejects the rest", async () => {
     // Nothing listens on this port: the client stays disconnected.
