@@ -220,6 +220,7 @@ describe("protocol.md: server frames", () => {
         frameBurst: 1,
         resumed: false,
         rooms: [],
+        batch: { maxFrames: 1, maxBytes: 1 },
       }),
     heartbeat: () => frames.heartbeat(1),
     pong: () => frames.pong(1, "r"),
