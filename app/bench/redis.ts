@@ -458,6 +458,7 @@ function report(broadcast: BroadcastRow[], latency: LatencyRun | undefined, opti
         "CPU µs/delivery",
         "/ raw Bun per CPU s",
         "frame B",
+        "deliveries/WS frame",
       ],
     ];
     for (const row of broadcast) {
@@ -475,6 +476,7 @@ function report(broadcast: BroadcastRow[], latency: LatencyRun | undefined, opti
         fmt(perDelivery * 1e6, 2),
         raw ? fmt(rawPerDelivery / perDelivery, 2) : "-",
         fmt(b.frameBytes),
+        fmt(b.deliveriesPerFrame, 1),
       ]);
     }
     out.push(`Broadcast, ${options.clients} clients in one room:`, "", table(rows), "");
