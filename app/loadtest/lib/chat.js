@@ -87,10 +87,10 @@ export function latencyOf(frame, now) {
 
 /**
  * Runs one session; the VU's iteration ends when the socket is closed and its timers are done.
- * `endsAt` (epoch ms) closes the session early so it finishes with its scenario.
+ * `endsAt` (epoch ms) closes the session early so it finishes with its scenario. `index` numbers the
+ * user (its room and user id); a VU that holds several sockets passes one per socket.
  */
-export function chatSession(config, endsAt) {
-  const index = vuIndex();
+export function chatSession(config, endsAt, index = vuIndex()) {
   const connectionId = connectionIdFor(index, exec.vu.iterationInScenario);
   const userId = `k6-user-${index}`;
   const room = roomFor(config, index);
