@@ -131,7 +131,7 @@ describe("FrameBatcher", () => {
   });
 
   test("the count and byte caps close a batch early; later frames follow in order", () => {
-    const { batcher, endTurn, connect } = setup({ maxFrames: 3, maxBytes: 1024 });
+    const { endTurn, connect } = setup({ maxFrames: 3, maxBytes: 1024 });
     const c = connect(true);
     for (const frame of ["1", "2", "3", "4", "x".repeat(1000), "y".repeat(30), "z".repeat(2000), "5"])
       c.connection.send(frame);
