@@ -12,7 +12,7 @@ import type { BroadcastOptions, BroadcastResult as LoadResult } from "./load/bro
 /** The load generator's result, with the one server's share of a core. */
 type BroadcastResult = LoadResult & { serverCpu: number };
 
-import { rssBytes } from "./lib/cpu";
+import { cpuSeconds, rssBytes } from "./lib/cpu";
 import { BenchError, type Child, freePort, indent, spawnChild, stopChild, waitHealthy } from "./lib/processes";
 import { APP_DIR, type Target, targets } from "./lib/targets";
 
@@ -28,6 +28,10 @@ interface Options {
   durationMs: number;
   connections: number;
   loadProcesses: number;
+  /** HEARTBEAT_INTERVAL of the chat server; undefined keeps the benchmark's 600 s (none in a run). */
+  heartbeatMs: number | undefined;
+  /** How long the server's CPU is read once the idle connections are open. */
+  idleCpuMs: number;
   skipBroadcast: boolean;
   skipMemory: boolean;
   json: string | undefined;
@@ -46,6 +50,9 @@ function usage(): string {
   --duration MS        measured broadcast interval (default 5000)
   --connections N      idle connections for the memory figure (default 10000)
   --load-processes N   processes holding the idle client sockets (default 2)
+  --heartbeat MS       the chat server's HEARTBEAT_INTERVAL (default 600000: no heartbeat during a run),
+                       to measure what heartbeats cost at idle
+  --idle-cpu MS        how long the server's CPU is read with the idle connections open (default 10000)
   --skip-broadcast     only the memory figure
   --skip-memory        only the broadcast figure
   --json FILE          also write the results as JSON
@@ -62,6 +69,8 @@ function parseArgs(argv: string[]): Options {
     durationMs: 5000,
     connections: 10_000,
     loadProcesses: 2,
+    heartbeatMs: undefined,
+    idleCpuMs: 10_000,
     skipBroadcast: false,
     skipMemory: false,
     json: undefined,
@@ -104,6 +113,12 @@ function parseArgs(argv: string[]): Options {
       case "--load-processes":
         options.loadProcesses = positive(arg, argv[++i]);
         break;
+      case "--heartbeat":
+        options.heartbeatMs = positive(arg, argv[++i]);
+        break;
+      case "--idle-cpu":
+        options.idleCpuMs = positive(arg, argv[++i]);
+        break;
       case "--skip-broadcast":
         options.skipBroadcast = true;
         break;
@@ -136,6 +151,8 @@ interface MemoryResult {
   rssBefore: number;
   rssIdle: number;
   rssJoined: number;
+  /** Share of one core the server used with every connection open and idle, over --idle-cpu. */
+  idleCpu: number;
   bytesPerIdle: number;
   bytesPerJoined: number;
   settled: boolean;
@@ -154,6 +171,8 @@ function step(message: string) {
 async function startServer(target: Target, options: Options): Promise<{ child: Child; port: number }> {
   const port = freePort();
   const { cmd, env } = target.command(port);
+  if (options.heartbeatMs !== undefined && target.id.startsWith("chat"))
+    env.HEARTBEAT_INTERVAL = String(options.heartbeatMs);
   const child = spawnChild(target.id, cmd, { cwd: APP_DIR, env, minOpenFiles: options.connections + 256 });
   await waitHealthy(child, port, 20_000);
   return { child, port };
@@ -242,6 +261,10 @@ async function measureMemory(target: Target, options: Options): Promise<MemoryRe
     );
     step(`  ${options.connections} idle connections open (${opened.map((l) => `${JSON.parse(l).ms} ms`).join(", ")})`);
     const idle = await settledRss(pid);
+    const cpuBefore = cpuSeconds(pid);
+    const cpuFrom = performance.now();
+    await Bun.sleep(options.idleCpuMs);
+    const idleCpu = (cpuSeconds(pid) - cpuBefore) / ((performance.now() - cpuFrom) / 1000);
     for (const g of generators) g.write("join");
     await Promise.all(generators.map((g) => g.nextLine(90_000, "joining one room per connection")));
     const joined = await settledRss(pid);
@@ -250,6 +273,7 @@ async function measureMemory(target: Target, options: Options): Promise<MemoryRe
       rssBefore: before.rss,
       rssIdle: idle.rss,
       rssJoined: joined.rss,
+      idleCpu,
       bytesPerIdle: (idle.rss - before.rss) / options.connections,
       bytesPerJoined: (joined.rss - before.rss) / options.connections,
       settled: before.settled && idle.settled && joined.settled,
@@ -283,7 +307,7 @@ function table(rows: string[][]): string {
   return [line(rows[0]!), rule, ...rows.slice(1).map(line)].join("\n");
 }
 
-function report(results: TargetResult[], _options: Options, environment: string[]) {
+function report(results: TargetResult[], options: Options, environment: string[]) {
   const rows: string[][] = [
     [
       "server",
@@ -296,6 +320,7 @@ function report(results: TargetResult[], _options: Options, environment: string[
       "RSS before",
       "B/idle conn",
       "B/conn, 1 join",
+      "idle CPU",
     ],
   ];
   for (const { target, broadcast: b, memory: m } of results) {
@@ -310,6 +335,7 @@ function report(results: TargetResult[], _options: Options, environment: string[
       m ? mib(m.rssBefore) : "-",
       m ? fmt(m.bytesPerIdle) : "-",
       m ? fmt(m.bytesPerJoined) : "-",
+      m ? `${fmt(m.idleCpu * 100, 1)}%` : "-",
     ]);
   }
   const out: string[] = ["", ...environment, "", table(rows), ""];
@@ -349,6 +375,13 @@ function report(results: TargetResult[], _options: Options, environment: string[
     if (raw?.memory)
       out.push(`this server / raw Bun, bytes per idle connection: ${fmt(b / raw.memory.bytesPerIdle, 2)}`);
     if (node?.memory) out.push(`Node + ws, bytes per idle connection: ${fmt(node.memory.bytesPerIdle)} (reference)`);
+    const m = chat.memory;
+    out.push(
+      `this server at idle with ${fmt(m.connections)} connections: ${fmt(m.idleCpu * 100, 1)}% of a core, RSS ${mib(m.rssIdle)}` +
+        (options.heartbeatMs !== undefined
+          ? `; heartbeats every ${fmt(options.heartbeatMs)} ms: ${fmt((m.idleCpu / (m.connections / (options.heartbeatMs / 1000))) * 1e6, 1)} µs of CPU per heartbeat (all idle CPU counted as heartbeat cost)`
+          : " (no heartbeat during the run; --heartbeat MS to measure their cost)"),
+    );
   }
   const saturated = results.filter((r) => r.broadcast && r.broadcast.loadCpu > 0.85);
   if (results.some((r) => r.broadcast)) {
