@@ -69,32 +69,32 @@ export class FrameBatcher implements LocalPublisher {
 
   /** Subscribers of a topic on this instance, plain and batched. */
   subscriberCount(topic: string): number {
-    const batched = this.topics.get(topic);
-    return batched ? batched.plain + batched.batchedMembers : 0;
+    const local = this.topics.get(topic);
+    return local ? local.plain + local.batchedMembers : 0;
   }
 
   /** Publishes a frame to every subscriber of a topic here: plain ones now, batched ones at the end of the turn. */
   publish(topic: string, frame: string) {
-    const batched = this.topics.get(topic);
-    if (!batched) return;
-    if (batched.plain > 0) this.native.publish(topic, frame);
-    if (batched.batchedMembers > 0) this.add(batched, undefined, frame);
+    const local = this.topics.get(topic);
+    if (!local) return;
+    if (local.plain > 0) this.native.publish(topic, frame);
+    if (local.batchedMembers > 0) this.add(local, undefined, frame);
   }
 
   /** Publishes to a topic's subscribers except the sender (its own typing or read frame). */
   publishFromSender(sender: Connection, topic: string, frame: string) {
-    const batched = this.topics.get(topic);
+    const local = this.topics.get(topic);
     if (sender.batcher) {
       // The sender cannot be left out of a joined frame: what is pending goes first, then this frame
       // alone through the sender's own publish, which skips the sender.
-      if (!batched) return;
-      if (batched.batch) this.send(batched.batch);
-      sender.socket.publish(batched.name, frame);
-      if (batched.plain > 0) this.native.publish(topic, frame);
+      if (!local) return;
+      if (local.batch) this.send(local.batch);
+      sender.socket.publish(local.name, frame);
+      if (local.plain > 0) this.native.publish(topic, frame);
       return;
     }
     sender.socket.publish(topic, frame);
-    if (batched && batched.batchedMembers > 0) this.add(batched, undefined, frame);
+    if (local && local.batchedMembers > 0) this.add(local, undefined, frame);
   }
 
   /** Sends a frame to one batched connection, joined with the others it gets in this turn. */
@@ -104,37 +104,37 @@ export class FrameBatcher implements LocalPublisher {
 
   /** Subscribes a socket to a topic (to its batched twin for a batched connection). */
   subscribe(connection: Connection, topic: string) {
-    let batched = this.topics.get(topic);
-    if (!batched) {
-      batched = { name: batchedTopic(topic), plain: 0, batchedMembers: 0, batch: undefined };
-      this.topics.set(topic, batched);
+    let local = this.topics.get(topic);
+    if (!local) {
+      local = { name: batchedTopic(topic), plain: 0, batchedMembers: 0, batch: undefined };
+      this.topics.set(topic, local);
     }
     if (!connection.batcher) {
-      batched.plain++;
+      local.plain++;
       connection.socket.subscribe(topic);
       return;
     }
-    if (batched.batch) {
+    if (local.batch) {
       // Published before this socket subscribed: it must not reach it (a replay covers it).
-      this.send(batched.batch);
+      this.send(local.batch);
     }
-    batched.batchedMembers++;
-    connection.socket.subscribe(batched.name);
+    local.batchedMembers++;
+    connection.socket.subscribe(local.name);
   }
 
   /** Unsubscribes a socket; a closing socket is only counted out (Bun drops its subscriptions itself). */
   unsubscribe(connection: Connection, topic: string) {
-    const batched = this.topics.get(topic);
+    const local = this.topics.get(topic);
     if (!connection.batcher) {
       if (!connection.closing) connection.socket.unsubscribe(topic);
-      if (batched) batched.plain--;
-    } else if (batched) {
+      if (local) local.plain--;
+    } else if (local) {
       // Published while this socket was subscribed: it still gets it, as a plain socket would have.
-      if (batched.batch) this.send(batched.batch);
-      if (!connection.closing) connection.socket.unsubscribe(batched.name);
-      batched.batchedMembers--;
+      if (local.batch) this.send(local.batch);
+      if (!connection.closing) connection.socket.unsubscribe(local.name);
+      local.batchedMembers--;
     }
-    if (batched && batched.plain <= 0 && batched.batchedMembers <= 0) this.topics.delete(topic);
+    if (local && local.plain <= 0 && local.batchedMembers <= 0) this.topics.delete(topic);
   }
 
   /** Sends a connection's pending frames now (before it is closed). */
