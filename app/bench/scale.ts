@@ -8,7 +8,7 @@
 
 import Redis from "ioredis";
 import { rssBytes } from "./lib/cpu";
-import { BenchError, type Child, freePort, spawnChild, stopChild, waitHealthy } from "./lib/processes";
+import { BenchError, type Child, freePort, indent, spawnChild, stopChild, waitHealthy } from "./lib/processes";
 import { type RedisServer, startRedis, stopRedis } from "./lib/redis-server";
 import { APP_DIR, chatCommand, chatDescription } from "./lib/targets";
 
@@ -167,6 +167,13 @@ async function main() {
       `broadcast notice to every connection (POST /admin/broadcast on ${instances[0]!.name}): all ${fmt(options.connections)} received within ${fmt(Math.max(...lastAt))} ms (last arrival per instance: ${lastAt.map((ms) => `${fmt(ms)} ms`).join(", ")})`,
     ];
     console.log(lines.join("\n"));
+  } catch (error) {
+    // A load process that lost its connections usually means its instance died: say which and why.
+    const dead = instances.filter((s) => s.child.proc.exitCode !== null || s.child.proc.signalCode);
+    if (dead.length === 0) throw error;
+    throw new BenchError(
+      `${(error as Error).message}\n${dead.map((s) => `${s.name} exited (${s.child.proc.exitCode ?? s.child.proc.signalCode}):\n${indent(s.child.tail())}`).join("\n")}`,
+    );
   } finally {
     for (const l of loads) {
       try {
