@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import type { Backplane } from "./backplane/backplane";
 import { MemoryBackplane, type MemoryHub } from "./backplane/memory";
 import { RedisBackplane } from "./backplane/redis";
@@ -5,6 +6,7 @@ import type { Config } from "./config";
 import type { DedupStore } from "./dedup/dedup";
 import { MemoryDedupStore } from "./dedup/memory";
 import { RedisDedupStore } from "./dedup/redis";
+import { DurableHistoryStore } from "./history/durable";
 import type { HistoryStore } from "./history/history";
 import { MemoryHistoryStore } from "./history/memory";
 import { RedisHistoryStore } from "./history/redis";
@@ -20,6 +22,8 @@ import { refuseWhileDown } from "./redis/unavailable";
 import { MemorySessionStore } from "./sessions/memory";
 import { RedisSessionStore } from "./sessions/redis";
 import type { SessionStore } from "./sessions/sessions";
+import { observeSqliteStore } from "./store/metrics";
+import { SQLITE_FILE, SqliteMessageStore } from "./store/sqlite";
 
 /** The swappable backends. Memory ones are the defaults; the composition root may pass Redis ones. */
 export interface Backends {
@@ -30,6 +34,8 @@ export interface Backends {
   dedup: DedupStore;
   /** Whether a Redis URL is configured (health then reports its state). */
   usesRedis: boolean;
+  /** Where room messages are kept beyond the hot history: `sqlite`, or `memory` (nowhere else). */
+  store: "sqlite" | "memory";
   /**
    * Closes the backplane and stores, then the Redis connections. Bounded: it waits at most
    * CLOSE_DEADLINE_MS for a Redis that does not answer, then cuts the connections; when Redis was
@@ -79,7 +85,49 @@ export function memoryBackends(config: StoreConfig, hub?: MemoryHub): Backends {
   const stores = memoryStores(config);
   const close = async () =>
     void (await Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close())));
-  return { backplane, ...stores, usesRedis: false, close };
+  return { backplane, ...stores, usesRedis: false, store: "memory", close };
+}
+
+/** The message database could not be opened or migrated; the server cannot start. */
+export class StoreOpenError extends Error {}
+
+/**
+ * One instance with its messages in SQLite under DATA_DIR: the in-memory history serves the newest
+ * messages of each room and continues each room's epoch and offsets from the database, which holds
+ * all of them (see DurableHistoryStore).
+ */
+export function sqliteBackends(
+  config: StoreConfig & Pick<Config, "dataDir" | "messageRetentionDays">,
+  deps: { metrics: Metrics; logger: Logger },
+): Backends {
+  let store: SqliteMessageStore;
+  try {
+    store = SqliteMessageStore.open(config.dataDir, { retentionDays: config.messageRetentionDays });
+  } catch (error) {
+    throw new StoreOpenError(
+      `cannot open the message database ${join(config.dataDir, SQLITE_FILE)}: ${(error as Error).message}`,
+    );
+  }
+  observeSqliteStore(store, deps.metrics.registry);
+  let lastWarning = 0;
+  store.onError = (error) => {
+    if (Date.now() - lastWarning < 10_000) return;
+    lastWarning = Date.now();
+    deps.logger.error("message database write failed; senders get unavailable", { error: error.message });
+  };
+  const hot = new MemoryHistoryStore({
+    historySize: config.historySize,
+    maxBytes: config.historyMaxBytes,
+    ttlSeconds: config.historyTtlSeconds,
+    dedupWindowSeconds: config.dedupWindowSeconds,
+    resume: (room) => store.head(room),
+  });
+  hot.observe(deps.metrics.registry);
+  const backplane = new MemoryBackplane(config.instanceId);
+  const stores = { history: new DurableHistoryStore(hot, store), ...fallbackStores(config) };
+  const close = async () =>
+    void (await Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close())));
+  return { backplane, ...stores, usesRedis: false, store: "sqlite", close };
 }
 
 /**
@@ -148,6 +196,7 @@ export function redisBackends(
     backplane,
     ...stores,
     usesRedis: true,
+    store: "memory",
     close: async () => {
       const started = Date.now();
       const gaveUp: string[] = [];

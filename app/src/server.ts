@@ -12,7 +12,7 @@ import { createMetrics, type Metrics } from "./observability/metrics";
 import { type LocalPublisher, RoomManager } from "./rooms/rooms";
 import { drainConnections } from "./shutdown";
 
-export { type Backends, memoryBackends, redisBackends } from "./backends";
+export { type Backends, memoryBackends, redisBackends, StoreOpenError, sqliteBackends } from "./backends";
 
 /**
  * Wires one server instance: dependencies, app, listen, heartbeat. `shutdown()` runs the drain
@@ -53,6 +53,7 @@ export async function startServer(options: {
     backplane: backends.backplane,
     lifecycle,
     usesRedis: backends.usesRedis,
+    store: backends.store,
     publicDir: options.publicDir,
     authenticator,
   });

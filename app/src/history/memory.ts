@@ -27,6 +27,12 @@ export interface MemoryHistoryOptions {
   /** Estimated bytes of messages kept across all rooms; the oldest are evicted past it. */
   maxBytes?: number;
   now?: () => number;
+  /**
+   * The epoch and newest offset a database holds for a room this store holds nothing of: the room
+   * continues there instead of starting a new epoch (after a restart, or once its messages left
+   * memory).
+   */
+  resume?: (room: string) => RoomHead | undefined;
 }
 
 /** 64 MiB of messages: about 6,500 messages of 10 KB, or 200,000 short ones. */
@@ -107,11 +113,13 @@ export class MemoryHistoryStore implements HistoryStore {
     const now = this.now();
     this.sweep(now);
     const log = this.rooms.get(room);
-    if (log && now - log.touchedAt > this.options.ttlSeconds * 1000) {
-      this.drop(log);
-      return undefined;
-    }
-    return log;
+    if (log && now - log.touchedAt > this.options.ttlSeconds * 1000) this.drop(log);
+    else if (log) return log;
+    const stored = this.options.resume?.(room);
+    if (!stored) return undefined;
+    const resumed: RoomLog = { room, epoch: stored.epoch, offset: stored.offset, messages: [], touchedAt: now };
+    this.rooms.set(room, resumed);
+    return resumed;
   }
 
   /** At most once per TTL (and at least once a minute): forgets every room idle past the TTL. */
