@@ -1,9 +1,10 @@
 // The three servers the benchmark compares, and how to start each one on a given port.
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export interface Target {
-  id: "raw-bun" | "node-ws" | "chat" | "elysia-route" | "elysia-upgrade";
+  id: "raw-bun" | "node-ws" | "chat" | "chat-sqlite" | "elysia-route" | "elysia-upgrade";
   label: string;
   /** How it is started, for the report. */
   describe: string;
@@ -49,9 +50,18 @@ export function chatCommand(
       DRAIN_TIMEOUT: "1000",
       DRAIN_JITTER_MS: "0",
       REDIS_URL: "",
+      // The hot history alone unless a run asks for the message database (chat-sqlite).
+      STORE: "memory",
       ...env,
     },
   };
+}
+
+/** A fresh, empty DATA_DIR for one server start, removed when the benchmark exits. */
+function freshDataDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "chat-bench-data-"));
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 export function chatDescription(): string {
@@ -91,6 +101,15 @@ export function targets(): Target[] {
       describe: chatDescription(),
       command: (port) => chatCommand(port),
       // connectionId must be 8-64 characters: "bench000", "idle000000".
+      broadcastPathPrefix: "/ws/chat/bench",
+      idlePathPrefix: "/ws/chat/idle",
+      greets: true,
+    },
+    {
+      id: "chat-sqlite",
+      label: "this server, SQLite store",
+      describe: `${chatDescription()} with STORE=sqlite, DATA_DIR a fresh temporary directory`,
+      command: (port) => chatCommand(port, { STORE: "sqlite", DATA_DIR: freshDataDir() }),
       broadcastPathPrefix: "/ws/chat/bench",
       idlePathPrefix: "/ws/chat/idle",
       greets: true,

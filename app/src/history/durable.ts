@@ -25,10 +25,10 @@ const MAX_REFUSED = 10_000;
  */
 export class DurableHistoryStore implements HistoryStore {
   /**
-   * Writes not committed yet, or refused, by sender and clientMsgId. The hot store answers a resend
-   * as a duplicate at once; the answer waits for (or retries) the write, so no ack precedes a commit.
+   * Writes the database refused, by sender and clientMsgId. The hot store answers a resend as a
+   * duplicate; the answer retries the write first, so no ack precedes a commit.
    */
-  private readonly writes = new Map<string, { epoch: string; message: RoomMessage; done?: Promise<void> }>();
+  private readonly refused = new Map<string, { epoch: string; message: RoomMessage }>();
 
   constructor(
     readonly hot: HistoryStore,
@@ -37,32 +37,34 @@ export class DurableHistoryStore implements HistoryStore {
 
   async append(draft: MessageDraft): Promise<AppendResult> {
     const result = await this.hot.append(draft);
-    const key = `${draft.from}\n${draft.clientMsgId}`;
-    if (result.status === "stored") await this.commit(key, result.epoch, result.message);
-    else if (result.status === "duplicate") {
-      const write = this.writes.get(key);
-      if (write) await this.commit(key, write.epoch, write.message);
+    if (result.status === "stored") {
+      try {
+        await this.store.write(result.epoch, result.message);
+      } catch {
+        this.keepRefused(draft, result.epoch, result.message);
+        // Not acknowledged: the client resends with the same clientMsgId, which retries this write.
+        throw new StoreUnavailable("message");
+      }
+    } else if (result.status === "duplicate") {
+      // The first send's commit may still be under way: answer once it is done, or retry it if refused.
+      await this.store.settled();
+      const key = refusedKey(draft);
+      const write = this.refused.get(key);
+      if (write) {
+        try {
+          await this.store.write(write.epoch, write.message);
+        } catch {
+          throw new StoreUnavailable("message");
+        }
+        this.refused.delete(key);
+      }
     }
     return result;
   }
 
-  /** Writes a message (or joins its write under way); a refused write is kept for the client's resend. */
-  private async commit(key: string, epoch: string, message: RoomMessage) {
-    let write = this.writes.get(key);
-    if (!write) {
-      write = { epoch, message };
-      this.writes.set(key, write);
-      if (this.writes.size > MAX_REFUSED) this.writes.delete(this.writes.keys().next().value!);
-    }
-    write.done ??= this.store.write(epoch, message);
-    try {
-      await write.done;
-      this.writes.delete(key);
-    } catch {
-      write.done = undefined;
-      // Not acknowledged: the client resends with the same clientMsgId, which retries this write.
-      throw new StoreUnavailable("message");
-    }
+  private keepRefused(draft: MessageDraft, epoch: string, message: RoomMessage) {
+    this.refused.set(refusedKey(draft), { epoch, message });
+    if (this.refused.size > MAX_REFUSED) this.refused.delete(this.refused.keys().next().value!);
   }
 
   head(room: string): Promise<RoomHead> {
@@ -101,4 +103,8 @@ export class DurableHistoryStore implements HistoryStore {
     await this.hot.close();
     await this.store.close();
   }
+}
+
+function refusedKey(draft: MessageDraft) {
+  return `${draft.from}\n${draft.clientMsgId}`;
 }

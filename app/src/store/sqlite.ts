@@ -5,6 +5,7 @@ import type { RoomHead } from "../history/history";
 import type { RoomMessage } from "../protocol/server-frames";
 import { migrate } from "./migrations";
 import type { MessageStore, StoredPage } from "./store";
+import { FIELDS_PER_MESSAGE, type WriterReply, type WriterRequest } from "./writer-protocol";
 
 /** The database file under DATA_DIR. */
 export const SQLITE_FILE = "messages.sqlite";
@@ -28,19 +29,48 @@ export interface SqliteStoreStats {
   queued: number;
 }
 
-interface Pending {
-  epoch: string;
-  message: RoomMessage;
-  resolve: () => void;
-  reject: (error: unknown) => void;
+/**
+ * Messages committed together. Every write of a batch shares its promise: one allocation per batch,
+ * not per message, on the hot path.
+ */
+class Batch {
+  readonly rows: unknown[] = [];
+  count = 0;
+  started = 0;
+  readonly done: Promise<void>;
+  resolve!: () => void;
+  reject!: (error: Error) => void;
+
+  constructor() {
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    // A refused batch whose writers all went away is not an unhandled rejection.
+    this.done.catch(() => {});
+  }
 }
+
+/**
+ * The writer thread's file. The compiled binary embeds it as an entrypoint of its own
+ * (scripts/build.ts) under its path from the app's root, which a relative string path names there;
+ * from source it is the file beside this one.
+ */
+const WRITER_URL = import.meta.url.includes("/$bunfs/")
+  ? "./src/store/sqlite-writer.ts"
+  : new URL("./sqlite-writer.ts", import.meta.url).href;
+
+/** Bun's Worker: it can stop keeping the process alive while idle. */
+type RefWorker = Worker & { ref(): void; unref(): void };
 
 type Row = { offset: number; id: string; sender: string; text: string; ts: number; client_msg_id: string };
 
 /**
  * Messages in an embedded SQLite file (WAL, synchronous FULL). Writes made in one turn of the event
- * loop share one transaction: under load, one fsync carries many messages, and each write resolves
- * once its transaction is on disk. One process owns the file; it is not shared between instances.
+ * loop form one batch, committed in one transaction by a writer thread (sqlite-writer.ts), so
+ * neither the inserts nor the fsync take time from the sockets; each write resolves once its
+ * transaction is on disk. Reads run here, on a connection of their own, and see every write that
+ * resolved. One process owns the file; it is not shared between instances.
  */
 export class SqliteMessageStore implements MessageStore {
   readonly db: Database;
@@ -48,15 +78,21 @@ export class SqliteMessageStore implements MessageStore {
   /** Called after each commit with its size and duration, and with the error of a failed one. */
   onCommit?: (messages: number, seconds: number) => void;
   onError?: (error: Error) => void;
-  private queue: Pending[] = [];
-  private readonly insertMessage: Statement;
-  private readonly upsertRoom: Statement;
+  /** The batch taking writes, the full ones waiting to be sent, and the one the writer holds. */
+  private open: Batch | undefined;
+  private readonly full: Batch[] = [];
+  private sent: Batch | undefined;
+  /** The writer has not answered `open` yet. */
+  private opening = false;
+  private flushScheduled = false;
+  private writer: RefWorker | undefined;
   private readonly selectHead: Statement<{ epoch: string; head: number }>;
   private readonly selectAfter: Statement<Row>;
   private readonly selectBefore: Statement<Row>;
   private readonly deleteOld: Statement;
   private retention: ReturnType<typeof setInterval> | undefined;
   private closed = false;
+  private drained: (() => void) | undefined;
 
   /** Opens (creating when missing) `<dataDir>/messages.sqlite` and migrates it; throws when it cannot. */
   static open(dataDir: string, options: { retentionDays?: number } = {}) {
@@ -68,19 +104,7 @@ export class SqliteMessageStore implements MessageStore {
     this.db = db;
     db.run(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     db.run("PRAGMA journal_mode = WAL");
-    // FULL: a commit is on disk before the write resolves, so an acknowledged message survives a power cut.
-    db.run("PRAGMA synchronous = FULL");
     migrate(db);
-    this.insertMessage = db.prepare(
-      `INSERT INTO messages (room, epoch, "offset", id, sender, text, ts, client_msg_id)
-       VALUES ($room, $epoch, $offset, $id, $sender, $text, $ts, $clientMsgId) ON CONFLICT DO NOTHING`,
-    );
-    // The head only moves forward within an epoch; a write of another epoch replaces it.
-    this.upsertRoom = db.prepare(
-      `INSERT INTO rooms (room, epoch, head) VALUES ($room, $epoch, $head)
-       ON CONFLICT (room) DO UPDATE SET epoch = excluded.epoch, head = excluded.head
-       WHERE rooms.epoch <> excluded.epoch OR rooms.head < excluded.head`,
-    );
     this.selectHead = db.prepare("SELECT epoch, head FROM rooms WHERE room = $room");
     this.selectAfter = db.prepare(
       `SELECT "offset", id, sender, text, ts, client_msg_id FROM messages
@@ -110,57 +134,105 @@ export class SqliteMessageStore implements MessageStore {
     return row ? { epoch: row.epoch, offset: row.head } : undefined;
   }
 
-  write(epoch: string, message: RoomMessage): Promise<void> {
+  write(epoch: string, m: RoomMessage): Promise<void> {
     if (this.closed) return Promise.reject(new Error("the message store is closed"));
-    return new Promise((resolve, reject) => {
-      if (this.queue.length === 0) setImmediate(() => this.flush());
-      this.queue.push({ epoch, message, resolve, reject });
-      this.stats.queued = this.queue.length;
-    });
-  }
-
-  /** Commits everything queued, in arrival order, in transactions of at most MAX_BATCH messages. */
-  private flush() {
-    while (this.queue.length > 0) {
-      const batch = this.queue.splice(0, MAX_BATCH);
-      this.stats.queued = this.queue.length;
-      const started = performance.now();
-      try {
-        this.commit(batch);
-      } catch (error) {
-        this.stats.errors++;
-        this.onError?.(error as Error);
-        for (const pending of batch) pending.reject(error);
-        continue;
-      }
-      this.stats.batches++;
-      this.stats.messages += batch.length;
-      this.onCommit?.(batch.length, (performance.now() - started) / 1000);
-      for (const pending of batch) pending.resolve();
+    let batch = this.open;
+    if (!batch || batch.count === MAX_BATCH) {
+      if (batch) this.full.push(batch);
+      batch = this.open = new Batch();
     }
+    batch.rows.push(m.room, epoch, m.offset, m.id, m.from, m.text, m.ts, m.clientMsgId);
+    batch.count++;
+    this.stats.queued++;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => {
+        this.flushScheduled = false;
+        this.flush();
+      });
+    }
+    return batch.done;
   }
 
-  private commit(batch: Pending[]) {
-    const heads = new Map<string, { epoch: string; head: number }>();
-    this.db
-      .transaction(() => {
-        for (const { epoch, message: m } of batch) {
-          this.insertMessage.run({
-            room: m.room,
-            epoch,
-            offset: m.offset,
-            id: m.id,
-            sender: m.from,
-            text: m.text,
-            ts: m.ts,
-            clientMsgId: m.clientMsgId,
-          });
-          const known = heads.get(m.room);
-          if (!known || known.epoch !== epoch || known.head < m.offset) heads.set(m.room, { epoch, head: m.offset });
-        }
-        for (const [room, { epoch, head }] of heads) this.upsertRoom.run({ room, epoch, head });
-      })
-      .immediate();
+  settled(): Promise<void> {
+    const last = this.open ?? this.full.at(-1) ?? this.sent;
+    return last ? last.done.then(ignore, ignore) : Promise.resolve();
+  }
+
+  /** The writer thread, started on first use and again after it died. */
+  private thread(): RefWorker {
+    if (this.writer) return this.writer;
+    // Listed as an entrypoint of the compiled binary (scripts/build.ts), which embeds it.
+    const writer = new Worker(WRITER_URL) as RefWorker;
+    writer.onmessage = (event: MessageEvent<WriterReply>) => this.settle(event.data);
+    writer.onerror = (event) => {
+      // The thread is gone: the batch it held fails, and the next batch starts another.
+      this.writer = undefined;
+      this.opening = false;
+      this.settle({ ok: false, error: `the database writer stopped: ${event.message}` });
+    };
+    writer.postMessage({
+      type: "open",
+      file: this.db.filename,
+      busyTimeoutMs: BUSY_TIMEOUT_MS,
+    } satisfies WriterRequest);
+    this.opening = true;
+    this.writer = writer;
+    return writer;
+  }
+
+  /**
+   * Sends the oldest waiting batch to the writer thread. One batch at a time: writes arriving
+   * meanwhile wait for its commit and then go together (group commit), so under load one
+   * transaction and one fsync carry many messages.
+   */
+  private flush() {
+    if (this.sent || (this.opening && this.writer)) return;
+    const batch = this.full.shift() ?? this.open;
+    if (!batch) return;
+    if (batch === this.open) this.open = undefined;
+    const writer = this.thread();
+    if (this.opening) {
+      this.full.unshift(batch);
+      return;
+    }
+    batch.started = performance.now();
+    this.sent = batch;
+    // One string: structured cloning thousands of small values costs the event loop far more.
+    writer.postMessage({ type: "write", rows: JSON.stringify(batch.rows) } satisfies WriterRequest);
+    // While a batch is in flight the writer keeps the process alive; idle, it does not. (A worker
+    // that is not ref'd is waited for by polling, which costs the event loop a core.)
+    writer.ref();
+  }
+
+  /** The writer's reply: to `open`, or to the batch in flight. */
+  private settle(reply: WriterReply) {
+    const batch = this.sent;
+    if (this.opening) {
+      this.opening = false;
+      if (!reply.ok) {
+        this.stats.errors++;
+        this.onError?.(new Error(reply.error));
+      }
+    } else if (batch) {
+      this.sent = undefined;
+      this.stats.queued -= batch.count;
+      if (reply.ok) {
+        this.stats.batches++;
+        this.stats.messages += batch.count;
+        this.onCommit?.(batch.count, (performance.now() - batch.started) / 1000);
+        batch.resolve();
+      } else {
+        const error = new Error(reply.error);
+        this.stats.errors++;
+        this.onError?.(error);
+        batch.reject(error);
+      }
+    }
+    this.flush();
+    if (this.sent || this.opening) return;
+    this.writer?.unref();
+    this.drained?.();
   }
 
   after(room: string, epoch: string, after: number, before: number, limit: number): StoredPage {
@@ -194,14 +266,20 @@ export class SqliteMessageStore implements MessageStore {
     }
   }
 
+  /** Commits what is queued, waits for the writer's last reply, then stops it and closes the file. */
   async close() {
     if (this.closed) return;
     this.flush();
     this.closed = true;
     clearInterval(this.retention);
+    if (this.sent || this.opening) await new Promise<void>((resolve) => (this.drained = resolve));
+    this.writer?.terminate();
+    this.writer = undefined;
     this.db.close();
   }
 }
+
+function ignore() {}
 
 function decode(room: string, r: Row): RoomMessage {
   return { room, id: r.id, offset: r.offset, from: r.sender, text: r.text, ts: r.ts, clientMsgId: r.client_msg_id };

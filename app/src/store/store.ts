@@ -20,6 +20,8 @@ export interface MessageStore {
   head(room: string): RoomHead | undefined;
   /** Stores messages of one epoch; resolves once committed. Written again, a message is ignored. */
   write(epoch: string, message: RoomMessage): Promise<void>;
+  /** Resolves once every write made before the call is committed or refused. */
+  settled(): Promise<void>;
   /** Messages of the epoch with `after < offset < before`, oldest first, at most `limit`. */
   after(room: string, epoch: string, after: number, before: number, limit: number): StoredPage;
   /** The newest `limit` messages of the epoch with an offset below `before`, oldest first. */

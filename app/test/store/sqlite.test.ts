@@ -142,3 +142,18 @@ test("a write after close is refused", async () => {
   await store.close();
   await expect(store.write("e", message("r", 1))).rejects.toThrow(/closed/);
 });
+
+test("close commits what is queued before closing the file, and settled waits for earlier writes", async () => {
+  const dir = dataDir();
+  const store = SqliteMessageStore.open(dir);
+  const first = store.write("e", message("r", 1));
+  const settled = store.settled();
+  await settled;
+  await first;
+  const late = Array.from({ length: 50 }, (_, i) => store.write("e", message("r", i + 2)));
+  await store.close();
+  await Promise.all(late);
+  const reopened = SqliteMessageStore.open(dir);
+  expect(reopened.head("r")).toEqual({ epoch: "e", offset: 51 });
+  await reopened.close();
+});
