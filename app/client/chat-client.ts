@@ -20,6 +20,7 @@ import {
   ErrorCode,
   type Goodbye,
   type History,
+  type MessageResponse,
   type Presence,
   type PresenceDiff,
   RECONNECTABLE_CLOSE_CODES,
@@ -50,6 +51,10 @@ export interface JoinResult {
   offset: number;
   /** True when every message missed since the last seen offset was replayed. */
   recovered: boolean;
+  /** The user's stored read position in the room (shared by the user's devices); 0 when none. */
+  readOffset: number;
+  /** Messages after `readOffset`: the room's unread badge. */
+  unread: number;
   /** True when the join was sent by the client itself after a reconnect. */
   rejoin: boolean;
 }
@@ -357,9 +362,14 @@ export class ChatClient extends Emitter<ChatEvents> {
     await this.request({ type: "typing", room, active }, "once");
   }
 
-  /** Tells the room that this user has read up to `offset`. */
-  async markRead(room: string, offset: number): Promise<void> {
-    await this.request({ type: "read", room, offset }, "once");
+  /**
+   * Tells the room that this user has read up to `offset`; the server stores it as the user's read
+   * position (forward only) and resolves with the stored position (`readOffset`, 0 from a server
+   * older than read positions). The user's other devices in the room get a `read` event.
+   */
+  async markRead(room: string, offset: number): Promise<number> {
+    const answer = (await this.request({ type: "read", room, offset }, "once")) as MessageResponse;
+    return typeof answer.readOffset === "number" ? answer.readOffset : 0;
   }
 
   async history(room: string, options: { before?: number; limit?: number } = {}): Promise<History> {
@@ -568,6 +578,9 @@ export class ChatClient extends Emitter<ChatEvents> {
           epoch: result.epoch,
           offset: result.offset,
           recovered: result.recovered,
+          // A server older than read positions sends neither.
+          readOffset: result.readOffset ?? 0,
+          unread: result.unread ?? 0,
           rejoin,
         };
         for (const w of state.waiters.splice(0)) w.resolve(joined);

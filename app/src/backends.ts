@@ -15,6 +15,10 @@ import type { Metrics } from "./observability/metrics";
 import { MemoryPresenceStore } from "./presence/memory";
 import type { PresenceStore } from "./presence/presence";
 import { RedisPresenceStore } from "./presence/redis";
+import { MemoryReadPositionStore } from "./reads/memory";
+import type { ReadPositionStore } from "./reads/reads";
+import { RedisReadPositionStore } from "./reads/redis";
+import { SqliteReadPositionStore } from "./reads/sqlite";
 import type { RedisClients } from "./redis/clients";
 import { withFallback } from "./redis/fallback";
 import { redisKeys } from "./redis/keys";
@@ -29,6 +33,8 @@ import { SQLITE_FILE, SqliteMessageStore } from "./store/sqlite";
 export interface Backends {
   backplane: Backplane;
   history: HistoryStore;
+  /** Each user's read position per room. */
+  reads: ReadPositionStore;
   presence: PresenceStore;
   sessions: SessionStore;
   dedup: DedupStore;
@@ -73,6 +79,7 @@ function memoryStores(config: StoreConfig) {
 /** The in-memory twins the Redis stores fall back to (history has none). */
 function fallbackStores(config: StoreConfig) {
   return {
+    reads: new MemoryReadPositionStore(),
     presence: new MemoryPresenceStore(),
     sessions: new MemorySessionStore(),
     dedup: new MemoryDedupStore(config.dedupWindowSeconds),
@@ -124,7 +131,11 @@ export function sqliteBackends(
   });
   hot.observe(deps.metrics.registry);
   const backplane = new MemoryBackplane(config.instanceId);
-  const stores = { history: new DurableHistoryStore(hot, store), ...fallbackStores(config) };
+  const stores = {
+    ...fallbackStores(config),
+    history: new DurableHistoryStore(hot, store),
+    reads: new SqliteReadPositionStore(store),
+  };
   const close = async () =>
     void (await Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close())));
   return { backplane, ...stores, usesRedis: false, store: "sqlite", close };
@@ -185,6 +196,12 @@ export function redisBackends(
       { ...guard, primaryOnly: ["onExpired"] },
     ),
     sessions: withFallback<SessionStore>("sessions", new RedisSessionStore(commands, keys), local.sessions, guard),
+    reads: withFallback<ReadPositionStore>(
+      "reads",
+      new RedisReadPositionStore(commands, keys, config.historyTtlSeconds),
+      local.reads,
+      guard,
+    ),
     dedup: withFallback<DedupStore>(
       "dedup",
       new RedisDedupStore(commands, keys, config.dedupWindowSeconds),

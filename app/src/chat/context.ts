@@ -7,6 +7,7 @@ import type { HistoryStore } from "../history/history";
 import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
 import type { PresenceStore } from "../presence/presence";
+import type { ReadPositionStore } from "../reads/reads";
 import type { LocalPublisher, RoomManager } from "../rooms/rooms";
 import type { SessionStore } from "../sessions/sessions";
 import type { Delivery } from "./delivery";
@@ -19,6 +20,7 @@ export interface ChatDeps {
   registry: ConnectionRegistry;
   rooms: RoomManager;
   history: HistoryStore;
+  reads: ReadPositionStore;
   presence: PresenceStore;
   sessions: SessionStore;
   dedup: DedupStore;

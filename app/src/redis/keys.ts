@@ -8,6 +8,8 @@ export function redisKeys(prefix: string) {
     roomLog: (room: string) => `${prefix}{room:${room}}:log`,
     dedup: (userId: string, clientMsgId: string) => `${prefix}dedup:${userId}:${clientMsgId}`,
     session: (connectionId: string) => `${prefix}session:${connectionId}`,
+    /** A user's read position per room: a hash under the user's hash tag. */
+    readPositions: (userId: string) => `${prefix}{user:${userId}}:reads`,
     presenceConnections: (room: string) => `${prefix}{presence:${room}}:connections`,
     presenceUsers: (room: string) => `${prefix}{presence:${room}}:users`,
     instances: () => `${prefix}instances`,

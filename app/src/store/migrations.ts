@@ -27,6 +27,18 @@ export const SQLITE_MIGRATIONS: readonly { version: number; sql: string }[] = [
       CREATE INDEX messages_ts ON messages (ts);
     `,
   },
+  {
+    version: 2,
+    sql: `
+      CREATE TABLE read_positions (
+        user_id TEXT NOT NULL,
+        room TEXT NOT NULL,
+        epoch TEXT NOT NULL,
+        "offset" INTEGER NOT NULL,
+        PRIMARY KEY (user_id, room)
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 export class SchemaError extends Error {}

@@ -4,11 +4,12 @@
 declare const self: Worker;
 
 import { Database, type Statement } from "bun:sqlite";
-import { FIELDS_PER_MESSAGE, type WriterReply, type WriterRequest } from "./writer-protocol";
+import { FIELDS_PER_MESSAGE, FIELDS_PER_READ, type WriterReply, type WriterRequest } from "./writer-protocol";
 
 let db: Database | undefined;
 let insertMessage: Statement;
 let upsertRoom: Statement;
+let upsertRead: Statement;
 
 function open(file: string, busyTimeoutMs: number) {
   db = new Database(file);
@@ -26,9 +27,15 @@ function open(file: string, busyTimeoutMs: number) {
      ON CONFLICT (room) DO UPDATE SET epoch = excluded.epoch, head = excluded.head
      WHERE rooms.epoch <> excluded.epoch OR rooms.head < excluded.head`,
   );
+  // A read position only moves forward within an epoch; a read of another epoch replaces it.
+  upsertRead = db.prepare(
+    `INSERT INTO read_positions (user_id, room, epoch, "offset") VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT (user_id, room) DO UPDATE SET epoch = excluded.epoch, "offset" = excluded."offset"
+     WHERE read_positions.epoch <> excluded.epoch OR read_positions."offset" < excluded."offset"`,
+  );
 }
 
-function write(rows: unknown[]) {
+function write(rows: unknown[], reads: unknown[]) {
   const heads = new Map<string, [epoch: unknown, head: number]>();
   db!
     .transaction(() => {
@@ -40,6 +47,9 @@ function write(rows: unknown[]) {
         if (!known || known[0] !== rows[i + 1] || known[1] < offset) heads.set(room, [rows[i + 1], offset]);
       }
       for (const [room, [epoch, head]] of heads) upsertRoom.run(room, epoch as string, head);
+      for (let i = 0; i < reads.length; i += FIELDS_PER_READ) {
+        upsertRead.run(...(reads.slice(i, i + FIELDS_PER_READ) as string[]));
+      }
     })
     .immediate();
 }
@@ -49,7 +59,7 @@ self.onmessage = (event: MessageEvent<WriterRequest>) => {
   let reply: WriterReply;
   try {
     if (request.type === "open") open(request.file, request.busyTimeoutMs);
-    else write(JSON.parse(request.rows) as unknown[]);
+    else write(JSON.parse(request.rows) as unknown[], JSON.parse(request.reads) as unknown[]);
     reply = { ok: true };
   } catch (error) {
     reply = { ok: false, error: (error as Error).message };

@@ -35,6 +35,7 @@ export interface SqliteStoreStats {
  */
 class Batch {
   readonly rows: unknown[] = [];
+  readonly reads: unknown[] = [];
   count = 0;
   started = 0;
   readonly done: Promise<void>;
@@ -136,14 +137,28 @@ export class SqliteMessageStore implements MessageStore {
 
   write(epoch: string, m: RoomMessage): Promise<void> {
     if (this.closed) return Promise.reject(new Error("the message store is closed"));
+    const batch = this.batchForWrite();
+    batch.rows.push(m.room, epoch, m.offset, m.id, m.from, m.text, m.ts, m.clientMsgId);
+    batch.count++;
+    this.stats.queued++;
+    return batch.done;
+  }
+
+  /** Stores a user's read position in the next batch (see SqliteReadPositionStore); resolves once committed. */
+  writeRead(userId: string, room: string, position: RoomHead): Promise<void> {
+    if (this.closed) return Promise.reject(new Error("the message store is closed"));
+    const batch = this.batchForWrite();
+    batch.reads.push(userId, room, position.epoch, position.offset);
+    return batch.done;
+  }
+
+  /** The batch taking writes, a new one when there is none or it is full; schedules its flush. */
+  private batchForWrite(): Batch {
     let batch = this.open;
     if (!batch || batch.count === MAX_BATCH) {
       if (batch) this.full.push(batch);
       batch = this.open = new Batch();
     }
-    batch.rows.push(m.room, epoch, m.offset, m.id, m.from, m.text, m.ts, m.clientMsgId);
-    batch.count++;
-    this.stats.queued++;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => {
@@ -151,7 +166,7 @@ export class SqliteMessageStore implements MessageStore {
         this.flush();
       });
     }
-    return batch.done;
+    return batch;
   }
 
   settled(): Promise<void> {
@@ -199,7 +214,11 @@ export class SqliteMessageStore implements MessageStore {
     batch.started = performance.now();
     this.sent = batch;
     // One string: structured cloning thousands of small values costs the event loop far more.
-    writer.postMessage({ type: "write", rows: JSON.stringify(batch.rows) } satisfies WriterRequest);
+    writer.postMessage({
+      type: "write",
+      rows: JSON.stringify(batch.rows),
+      reads: JSON.stringify(batch.reads),
+    } satisfies WriterRequest);
     // While a batch is in flight the writer keeps the process alive; idle, it does not. (A worker
     // that is not ref'd is waited for by polling, which costs the event loop a core.)
     writer.ref();
@@ -220,7 +239,7 @@ export class SqliteMessageStore implements MessageStore {
       if (reply.ok) {
         this.stats.batches++;
         this.stats.messages += batch.count;
-        this.onCommit?.(batch.count, (performance.now() - batch.started) / 1000);
+        if (batch.count > 0) this.onCommit?.(batch.count, (performance.now() - batch.started) / 1000);
         batch.resolve();
       } else {
         const error = new Error(reply.error);

@@ -2,10 +2,15 @@
 
 /** Values per message in a batch, in this order: room, epoch, offset, id, from, text, ts, clientMsgId. */
 export const FIELDS_PER_MESSAGE = 8;
+/** Values per read position in a batch: userId, room, epoch, offset. */
+export const FIELDS_PER_READ = 4;
 
 /**
- * `open` once, then one `write` per batch, its values (FIELDS_PER_MESSAGE per message) as a JSON
- * array; each request gets one reply, in order.
+ * `open` once, then one `write` per batch: its messages (FIELDS_PER_MESSAGE values each) and read
+ * positions (FIELDS_PER_READ each) as two JSON arrays, committed in one transaction. Each request
+ * gets one reply, in order.
  */
-export type WriterRequest = { type: "open"; file: string; busyTimeoutMs: number } | { type: "write"; rows: string };
+export type WriterRequest =
+  | { type: "open"; file: string; busyTimeoutMs: number }
+  | { type: "write"; rows: string; reads: string };
 export type WriterReply = { ok: true } | { ok: false; error: string };

@@ -6,6 +6,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { SQLITE_MIGRATIONS } from "../../src/store/migrations";
 import { SQLITE_FILE } from "../../src/store/sqlite";
 import { BINARY, type RunningBinary, startBinary } from "../helpers/binary";
 import { TestClient } from "../helpers/client";
@@ -87,6 +88,6 @@ test("a database written by a newer release is refused, not used", async () => {
   db.close();
   expect(await run(dataDir)).toEqual({
     code: 4,
-    stderr: `error: cannot open the message database ${join(dataDir, SQLITE_FILE)}: database schema version 999 is newer than this release knows (1)\n`,
+    stderr: `error: cannot open the message database ${join(dataDir, SQLITE_FILE)}: database schema version 999 is newer than this release knows (${SQLITE_MIGRATIONS.at(-1)!.version})\n`,
   });
 });
