@@ -130,6 +130,8 @@ export function sqliteBackends(
     resume: (room) => store.head(room),
   });
   hot.observe(deps.metrics.registry);
+  // The dedup window outlives a restart: a resend of a message stored just before it is a duplicate.
+  for (const message of store.storedSince(Date.now() - config.dedupWindowSeconds * 1000)) hot.rememberStored(message);
   const backplane = new MemoryBackplane(config.instanceId);
   const stores = {
     ...fallbackStores(config),

@@ -166,6 +166,15 @@ export class MemoryHistoryStore implements HistoryStore {
     return { status: "stored", message, epoch: log.epoch, published: false };
   }
 
+  /**
+   * Remembers a message stored before this process started (read back from a database), so that a
+   * resend of it within the dedup window is answered as a duplicate, not stored again.
+   */
+  rememberStored(message: Pick<RoomMessage, "room" | "id" | "offset" | "ts" | "from" | "clientMsgId">) {
+    const receipt: AppendReceipt = { room: message.room, id: message.id, offset: message.offset, ts: message.ts };
+    this.receipts.record(message.from, message.clientMsgId, receipt);
+  }
+
   private keep(log: RoomLog, message: RoomMessage) {
     const bytes = costOf(message);
     log.messages.push(message);

@@ -91,6 +91,7 @@ export class SqliteMessageStore implements MessageStore {
   private readonly selectAfter: Statement<Row>;
   private readonly selectBefore: Statement<Row>;
   private readonly deleteOld: Statement;
+  private readonly selectSince: Statement<Row & { room: string }>;
   private retention: ReturnType<typeof setInterval> | undefined;
   private closed = false;
   private drained: (() => void) | undefined;
@@ -116,6 +117,9 @@ export class SqliteMessageStore implements MessageStore {
       `SELECT "offset", id, sender, text, ts, client_msg_id FROM messages
        WHERE room = $room AND epoch = $epoch AND "offset" < $before
        ORDER BY "offset" DESC LIMIT $limit`,
+    );
+    this.selectSince = db.prepare(
+      `SELECT room, "offset", id, sender, text, ts, client_msg_id FROM messages WHERE ts >= $since ORDER BY ts`,
     );
     this.deleteOld = db.prepare(
       `DELETE FROM messages WHERE (room, epoch, "offset") IN
@@ -252,6 +256,11 @@ export class SqliteMessageStore implements MessageStore {
     if (this.sent || this.opening) return;
     this.writer?.unref();
     this.drained?.();
+  }
+
+  /** Every message stored at or after `since` (ms since the epoch), oldest first. */
+  storedSince(since: number): RoomMessage[] {
+    return this.selectSince.all({ since }).map((r) => decode(r.room, r));
   }
 
   after(room: string, epoch: string, after: number, before: number, limit: number): StoredPage {

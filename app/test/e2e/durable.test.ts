@@ -31,7 +31,7 @@ async function start(dataDir: string) {
 const ws = (binary: RunningBinary, user: string) =>
   TestClient.connect(`ws://127.0.0.1:${binary.port}/ws/chat/${connId()}?user=${user}`);
 
-test("history and offsets survive a SIGKILL and a restart; a client resumes from an old offset", async () => {
+test("history, offsets and the dedup window survive a SIGKILL and a restart; a client resumes from an old offset", async () => {
   const dataDir = tempDir();
   const first = await start(dataDir);
   expect(await (await fetch(`${first.httpUrl}/health`)).json()).toMatchObject({ store: "sqlite" });
@@ -53,6 +53,12 @@ test("history and offsets survive a SIGKILL and a restart; a client resumes from
   const page = await reader.request({ type: "history", room: "lobby", before: 4, limit: 10 });
   expect(page.messages.map((m: { text: string }) => m.text)).toEqual(["m1", "m2", "m3"]);
   expect(page.hasMore).toBe(false);
+  // The writer's resend of a message acknowledged before the crash is still a duplicate.
+  const writerAgain = await ws(second, "writer");
+  await writerAgain.request({ type: "join", room: "lobby" });
+  const resent = await writerAgain.request({ type: "message", room: "lobby", text: "m20", clientMsgId: "m20" });
+  expect(resent).toMatchObject({ ok: true, offset: 20, id: acks[19]!.id, duplicate: true });
+  writerAgain.close();
   const next = await reader.request({ type: "message", room: "lobby", text: "after restart", clientMsgId: "r1" });
   expect(next.offset).toBe(21);
   reader.close();
