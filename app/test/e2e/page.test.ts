@@ -177,6 +177,27 @@ describe("the chat page", () => {
     expect(problems).toEqual([]);
   });
 
+  test("a room read further on another device counts only the rest as unread after a reload", async () => {
+    const omar = await user("omar", ["u-devices"]);
+    const { page, problems } = await openPage("pia", "u-devices");
+    await omar.send("u-devices", "seen here");
+    await message(page, "seen here").waitFor();
+    // Another room on screen, so u-devices is not read by being shown; then the tab goes away.
+    await page.fill("#join-room", "u-elsewhere");
+    await page.press("#join-room", "Enter");
+    await page.locator("#title", { hasText: "# u-elsewhere" }).waitFor();
+    await page.goto("about:blank");
+    for (const text of ["one", "two", "three"]) await omar.send("u-devices", text);
+    // Pia reads up to "two" (offset 3) on her phone.
+    const phone = await user("pia", ["u-devices"]);
+    expect(await phone.markRead("u-devices", 3)).toBe(3);
+
+    await page.goto(`${binary.httpUrl}/`);
+    await page.waitForSelector('#status[data-state="open"]');
+    await expect(badge(page, "room:u-devices").textContent()).resolves.toBe("1");
+    expect(problems).toEqual([]);
+  });
+
   test("unread badges per room and conversation reset when read; the title shows the total", async () => {
     const { page, problems } = await openPage("judy", "u-main");
     await page.fill("#join-room", "u-side");
