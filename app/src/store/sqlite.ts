@@ -105,8 +105,10 @@ export class SqliteMessageStore implements MessageStore {
   constructor(db: Database, options: { retentionDays?: number } = {}) {
     this.db = db;
     db.run(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    db.run("PRAGMA journal_mode = WAL");
-    migrate(db);
+    // Switching a new file to WAL can be refused at once (without the busy timeout) while another
+    // process opens it too: retried for a moment, at start only.
+    whileLocked(() => db.run("PRAGMA journal_mode = WAL"));
+    whileLocked(() => migrate(db));
     this.selectHead = db.prepare("SELECT epoch, head FROM rooms WHERE room = $room");
     this.selectAfter = db.prepare(
       `SELECT "offset", id, sender, text, ts, client_msg_id FROM messages
@@ -308,6 +310,19 @@ export class SqliteMessageStore implements MessageStore {
 }
 
 function ignore() {}
+
+/** Runs `step`, again every 20 ms for up to BUSY_TIMEOUT_MS while SQLite answers that the file is locked. */
+function whileLocked<T>(step: () => T): T {
+  const deadline = Date.now() + BUSY_TIMEOUT_MS;
+  for (;;) {
+    try {
+      return step();
+    } catch (error) {
+      if (!/database is locked|SQLITE_BUSY/i.test((error as Error).message) || Date.now() > deadline) throw error;
+      Bun.sleepSync(20);
+    }
+  }
+}
 
 function decode(room: string, r: Row): RoomMessage {
   return { room, id: r.id, offset: r.offset, from: r.sender, text: r.text, ts: r.ts, clientMsgId: r.client_msg_id };

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { RoomMessage } from "../../src/protocol/server-frames";
 import { migrate, SQLITE_MIGRATIONS } from "../../src/store/migrations";
 import { SQLITE_FILE, SqliteMessageStore } from "../../src/store/sqlite";
+import { waitFor } from "../helpers/wait";
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -158,4 +159,18 @@ test("close commits what is queued before closing the file, and settled waits fo
   const reopened = SqliteMessageStore.open(dir);
   expect(reopened.head("r")).toEqual({ epoch: "e", offset: 51 });
   await reopened.close();
+});
+
+test("with a retention, opening the database deletes what is older than it", async () => {
+  const dir = dataDir();
+  const first = SqliteMessageStore.open(dir);
+  const day = 86_400_000;
+  await first.write("e", message("r", 1, Date.now() - 3 * day));
+  await first.write("e", message("r", 2, Date.now() - day / 2));
+  await first.close();
+  const store = SqliteMessageStore.open(dir, { retentionDays: 1 });
+  await waitFor(() => store.stats.expired === 1, { what: "the retention to run" });
+  expect(store.after("r", "e", 0, 10, 10).messages.map((m) => m.offset)).toEqual([2]);
+  expect(store.head("r")).toEqual({ epoch: "e", offset: 2 });
+  await store.close();
 });
