@@ -10,6 +10,7 @@ let db: Database | undefined;
 let insertMessage: Statement;
 let upsertRoom: Statement;
 let upsertRead: Statement;
+let deleteOld: Statement;
 
 function open(file: string, busyTimeoutMs: number) {
   db = new Database(file);
@@ -33,11 +34,16 @@ function open(file: string, busyTimeoutMs: number) {
      ON CONFLICT (user_id, room) DO UPDATE SET epoch = excluded.epoch, "offset" = excluded."offset"
      WHERE read_positions.epoch <> excluded.epoch OR read_positions."offset" < excluded."offset"`,
   );
+  deleteOld = db.prepare(
+    `DELETE FROM messages WHERE (room, epoch, "offset") IN
+     (SELECT room, epoch, "offset" FROM messages WHERE ts < ?1 LIMIT ?2)`,
+  );
 }
 
-function write(rows: unknown[], reads: unknown[]) {
+/** Commits one batch; returns the messages its retention step deleted. */
+function write(rows: unknown[], reads: unknown[], expireBefore?: number, expireLimit = 0): number {
   const heads = new Map<string, [epoch: unknown, head: number]>();
-  db!
+  return db!
     .transaction(() => {
       for (let i = 0; i < rows.length; i += FIELDS_PER_MESSAGE) {
         insertMessage.run(...(rows.slice(i, i + FIELDS_PER_MESSAGE) as string[]));
@@ -50,6 +56,7 @@ function write(rows: unknown[], reads: unknown[]) {
       for (let i = 0; i < reads.length; i += FIELDS_PER_READ) {
         upsertRead.run(...(reads.slice(i, i + FIELDS_PER_READ) as string[]));
       }
+      return expireBefore === undefined ? 0 : deleteOld.run(expireBefore, expireLimit).changes;
     })
     .immediate();
 }
@@ -58,9 +65,14 @@ self.onmessage = (event: MessageEvent<WriterRequest>) => {
   const request = event.data;
   let reply: WriterReply;
   try {
-    if (request.type === "open") open(request.file, request.busyTimeoutMs);
-    else write(JSON.parse(request.rows) as unknown[], JSON.parse(request.reads) as unknown[]);
-    reply = { ok: true };
+    if (request.type === "open") {
+      open(request.file, request.busyTimeoutMs);
+      reply = { ok: true };
+    } else {
+      const rows = JSON.parse(request.rows) as unknown[];
+      const reads = JSON.parse(request.reads) as unknown[];
+      reply = { ok: true, deleted: write(rows, reads, request.expireBefore, request.expireLimit) };
+    }
   } catch (error) {
     reply = { ok: false, error: (error as Error).message };
   }

@@ -36,6 +36,10 @@ export interface SqliteStoreStats {
 class Batch {
   readonly rows: unknown[] = [];
   readonly reads: unknown[] = [];
+  /** A retention step riding on this batch: delete messages older than this (ms since the epoch). */
+  expireBefore: number | undefined;
+  /** Messages the retention step deleted, once committed. */
+  deleted = 0;
   count = 0;
   started = 0;
   readonly done: Promise<void>;
@@ -90,7 +94,6 @@ export class SqliteMessageStore implements MessageStore {
   private readonly selectHead: Statement<{ epoch: string; head: number }>;
   private readonly selectAfter: Statement<Row>;
   private readonly selectBefore: Statement<Row>;
-  private readonly deleteOld: Statement;
   private readonly selectSince: Statement<Row & { room: string }>;
   private retention: ReturnType<typeof setInterval> | undefined;
   private closed = false;
@@ -122,10 +125,6 @@ export class SqliteMessageStore implements MessageStore {
     );
     this.selectSince = db.prepare(
       `SELECT room, "offset", id, sender, text, ts, client_msg_id FROM messages WHERE ts >= $since ORDER BY ts`,
-    );
-    this.deleteOld = db.prepare(
-      `DELETE FROM messages WHERE (room, epoch, "offset") IN
-       (SELECT room, epoch, "offset" FROM messages WHERE ts < $cutoff LIMIT ${RETENTION_CHUNK})`,
     );
     const days = options.retentionDays ?? 0;
     if (days > 0) {
@@ -224,6 +223,8 @@ export class SqliteMessageStore implements MessageStore {
       type: "write",
       rows: JSON.stringify(batch.rows),
       reads: JSON.stringify(batch.reads),
+      expireBefore: batch.expireBefore,
+      expireLimit: RETENTION_CHUNK,
     } satisfies WriterRequest);
     // While a batch is in flight the writer keeps the process alive; idle, it does not. (A worker
     // that is not ref'd is waited for by polling, which costs the event loop a core.)
@@ -243,6 +244,8 @@ export class SqliteMessageStore implements MessageStore {
       this.sent = undefined;
       this.stats.queued -= batch.count;
       if (reply.ok) {
+        batch.deleted = reply.deleted ?? 0;
+        this.stats.expired += batch.deleted;
         this.stats.batches++;
         this.stats.messages += batch.count;
         if (batch.count > 0) this.onCommit?.(batch.count, (performance.now() - batch.started) / 1000);
@@ -276,23 +279,23 @@ export class SqliteMessageStore implements MessageStore {
     return { messages: messages.reverse(), hasMore: rows.length > limit };
   }
 
-  /** Deletes messages older than `cutoff` (ms since the epoch) in small steps; rooms keep their head. */
+  /**
+   * Deletes messages older than `cutoff` (ms since the epoch), RETENTION_CHUNK at a time, each step
+   * in the writer thread with the batch it rides on; rooms keep their head.
+   */
   async expire(cutoff: number): Promise<number> {
     let total = 0;
     for (;;) {
       if (this.closed) return total;
-      let changes: number;
+      const batch = this.batchForWrite();
+      batch.expireBefore = cutoff;
       try {
-        changes = this.deleteOld.run({ cutoff }).changes;
-      } catch (error) {
-        this.stats.errors++;
-        this.onError?.(error as Error);
-        return total;
+        await batch.done;
+      } catch {
+        return total; // counted and reported with the batch
       }
-      total += changes;
-      this.stats.expired += changes;
-      if (changes < RETENTION_CHUNK) return total;
-      await new Promise((resolve) => setImmediate(resolve));
+      total += batch.deleted;
+      if (batch.deleted < RETENTION_CHUNK) return total;
     }
   }
 

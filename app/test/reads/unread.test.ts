@@ -13,8 +13,9 @@ import { connId, startTestServer, type TestServer } from "../helpers/server";
 
 async function post(writer: TestClient, room: string, count: number) {
   await writer.request({ type: "join", room });
+  // Fresh clientMsgIds: the dedup window outlives a restart of the SQLite server.
   for (let i = 1; i <= count; i++)
-    await writer.request({ type: "message", room, text: `${room} ${i}`, clientMsgId: `${room}-${i}` });
+    await writer.request({ type: "message", room, text: `${room} ${i}`, clientMsgId: crypto.randomUUID() });
 }
 
 describe("on SQLite", () => {
