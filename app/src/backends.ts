@@ -10,6 +10,10 @@ import { DurableHistoryStore } from "./history/durable";
 import type { HistoryStore } from "./history/history";
 import { MemoryHistoryStore } from "./history/memory";
 import { RedisHistoryStore } from "./history/redis";
+import type { InboxStore } from "./inbox/inbox";
+import { MemoryInboxStore } from "./inbox/memory";
+import { RedisInboxStore } from "./inbox/redis";
+import { SqliteInboxStore } from "./inbox/sqlite";
 import type { Logger } from "./observability/logger";
 import type { Metrics } from "./observability/metrics";
 import { MemoryPresenceStore } from "./presence/memory";
@@ -35,6 +39,8 @@ export interface Backends {
   history: HistoryStore;
   /** Each user's read position per room. */
   reads: ReadPositionStore;
+  /** Each user's direct messages, for delivery on reconnect. */
+  inbox: InboxStore;
   presence: PresenceStore;
   sessions: SessionStore;
   dedup: DedupStore;
@@ -62,6 +68,8 @@ type StoreConfig = Pick<
   | "dedupWindowSeconds"
   | "presenceTtlSeconds"
   | "redisKeyPrefix"
+  | "inboxSize"
+  | "inboxTtlSeconds"
 >;
 
 function memoryStores(config: StoreConfig) {
@@ -72,6 +80,7 @@ function memoryStores(config: StoreConfig) {
       ttlSeconds: config.historyTtlSeconds,
       dedupWindowSeconds: config.dedupWindowSeconds,
     }),
+    inbox: new MemoryInboxStore({ size: config.inboxSize, ttlSeconds: config.inboxTtlSeconds }),
     ...fallbackStores(config),
   };
 }
@@ -109,7 +118,10 @@ export function sqliteBackends(
 ): Backends {
   let store: SqliteMessageStore;
   try {
-    store = SqliteMessageStore.open(config.dataDir, { retentionDays: config.messageRetentionDays });
+    store = SqliteMessageStore.open(config.dataDir, {
+      retentionDays: config.messageRetentionDays,
+      inboxSize: config.inboxSize,
+    });
   } catch (error) {
     throw new StoreOpenError(
       `cannot open the message database ${join(config.dataDir, SQLITE_FILE)}: ${(error as Error).message}`,
@@ -137,6 +149,7 @@ export function sqliteBackends(
     ...fallbackStores(config),
     history: new DurableHistoryStore(hot, store),
     reads: new SqliteReadPositionStore(store),
+    inbox: new SqliteInboxStore(store, config.inboxSize),
   };
   const close = async () =>
     void (await Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close())));
@@ -146,7 +159,8 @@ export function sqliteBackends(
 /**
  * Redis for everything shared. History has no in-memory twin: while Redis is down or hung, its calls
  * are refused with `unavailable`, so a message is acknowledged only once it is in the shared history
- * (and published from there to every instance). Presence, sessions and direct-message dedup hold
+ * (and published from there to every instance); so are inbox calls (direct messages). Presence,
+ * sessions and dedup hold
  * nothing a client was promised to keep, so they fall back to memory and this instance keeps serving
  * joins' presence, resumes and direct messages of its own clients.
  */
@@ -187,6 +201,16 @@ export function redisBackends(
   });
   const stores = {
     history: refuseWhileDown<HistoryStore>("history", history, guard),
+    // Like history: a direct message is acknowledged only once it is in Redis, so no memory twin.
+    inbox: refuseWhileDown<InboxStore>(
+      "inbox",
+      new RedisInboxStore(commands, keys, {
+        size: config.inboxSize,
+        ttlSeconds: config.inboxTtlSeconds,
+        dedupWindowSeconds: config.dedupWindowSeconds,
+      }),
+      guard,
+    ),
     presence: withFallback<PresenceStore>(
       "presence",
       new RedisPresenceStore(commands, keys, {

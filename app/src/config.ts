@@ -35,6 +35,8 @@ export interface Config {
   store: "sqlite" | "memory";
   dataDir: string;
   messageRetentionDays: number;
+  inboxSize: number;
+  inboxTtlSeconds: number;
   maxRoomsPerConnection: number;
   version: string;
   authRequired: boolean;
@@ -337,6 +339,18 @@ export const VARIABLES = {
     integer(0, 36_500),
     "0",
     "days stored messages are kept in the database; 0 keeps them forever",
+  ),
+  INBOX_SIZE: v(
+    "inboxSize",
+    integer(1, 100_000),
+    "1000",
+    "direct messages kept per user's inbox (received and sent) for delivery on reconnect; older ones are dropped",
+  ),
+  INBOX_TTL: v(
+    "inboxTtlSeconds",
+    duration("seconds", 60, 365 * DAY),
+    String(30 * DAY),
+    "seconds a user's inbox lives after its last direct message (Redis and memory; SQLite uses MESSAGE_RETENTION_DAYS)",
   ),
   MAX_ROOMS_PER_CONNECTION: v("maxRoomsPerConnection", integer(1, 10_000), "50", "rooms one connection may join"),
   APP_VERSION: v("version", anyText, () => BUILD_VERSION, "version reported in /health and frames"),

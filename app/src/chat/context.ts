@@ -4,6 +4,7 @@ import type { Config } from "../config";
 import type { ConnectionRegistry } from "../connections/registry";
 import type { DedupStore } from "../dedup/dedup";
 import type { HistoryStore } from "../history/history";
+import type { InboxStore } from "../inbox/inbox";
 import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
 import type { PresenceStore } from "../presence/presence";
@@ -21,6 +22,7 @@ export interface ChatDeps {
   rooms: RoomManager;
   history: HistoryStore;
   reads: ReadPositionStore;
+  inbox: InboxStore;
   presence: PresenceStore;
   sessions: SessionStore;
   dedup: DedupStore;

@@ -1,4 +1,5 @@
 import type { ServerWebSocket } from "bun";
+import type { InboxCursor } from "../inbox/cursor";
 import type { TokenBucket } from "../limits/token-bucket";
 
 /** The smallest slice of Bun's ServerWebSocket the chat needs. */
@@ -36,6 +37,8 @@ export class Connection {
   /** Rate-limited frames since the last accepted one. */
   limitedStreak = 0;
   closeCode: number | undefined;
+  /** What this connection was sent of its user's inbox; created with the first direct message. */
+  inbox: InboxCursor | undefined;
   /** The client's address as admission saw it: the drain paces the reconnects of each address. */
   clientIp: string | undefined;
 

@@ -10,6 +10,11 @@ export function redisKeys(prefix: string) {
     session: (connectionId: string) => `${prefix}session:${connectionId}`,
     /** A user's read position per room: a hash under the user's hash tag. */
     readPositions: (userId: string) => `${prefix}{user:${userId}}:reads`,
+    /** A user's direct-message inbox: its head, its entries and its dedup keys share the user's hash tag. */
+    inboxMeta: (userId: string) => `${prefix}{user:${userId}}:inbox:meta`,
+    inboxLog: (userId: string) => `${prefix}{user:${userId}}:inbox:log`,
+    inboxDedup: (userId: string, from: string, clientMsgId: string) =>
+      `${prefix}{user:${userId}}:inbox:dedup:${from.length}:${from}:${clientMsgId}`,
     presenceConnections: (room: string) => `${prefix}{presence:${room}}:connections`,
     presenceUsers: (room: string) => `${prefix}{presence:${room}}:users`,
     instances: () => `${prefix}instances`,

@@ -39,6 +39,33 @@ export const SQLITE_MIGRATIONS: readonly { version: number; sql: string }[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    version: 3,
+    // Direct-message inboxes. Offsets never restart in a database, so one epoch, drawn when the
+    // schema is created, serves every inbox of the file: a replaced or restored-from-scratch file
+    // shows clients a new epoch. An inbox's head stays after its entries are deleted.
+    sql: `
+      CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+      INSERT INTO settings (key, value) VALUES ('inbox_epoch', lower(hex(randomblob(16))));
+      CREATE TABLE inboxes (
+        user_id TEXT PRIMARY KEY,
+        head INTEGER NOT NULL
+      ) WITHOUT ROWID;
+      CREATE TABLE inbox (
+        user_id TEXT NOT NULL,
+        "offset" INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        text TEXT NOT NULL,
+        ts INTEGER NOT NULL,
+        client_msg_id TEXT NOT NULL,
+        PRIMARY KEY (user_id, "offset")
+      ) WITHOUT ROWID;
+      CREATE UNIQUE INDEX inbox_client_msg_id ON inbox (user_id, sender, client_msg_id);
+      CREATE INDEX inbox_ts ON inbox (ts);
+    `,
+  },
 ];
 
 export class SchemaError extends Error {}

@@ -4,13 +4,25 @@
 declare const self: Worker;
 
 import { Database, type Statement } from "bun:sqlite";
-import { FIELDS_PER_MESSAGE, FIELDS_PER_READ, type WriterReply, type WriterRequest } from "./writer-protocol";
+import {
+  FIELDS_PER_DIRECT,
+  FIELDS_PER_MESSAGE,
+  FIELDS_PER_READ,
+  type WriterReply,
+  type WriterRequest,
+} from "./writer-protocol";
 
 let db: Database | undefined;
 let insertMessage: Statement;
 let upsertRoom: Statement;
 let upsertRead: Statement;
 let deleteOld: Statement;
+let deleteOldDirects: Statement;
+let selectDirect: Statement<{ offset: number; id: string; ts: number }>;
+let selectInboxHead: Statement<{ head: number }>;
+let upsertInbox: Statement;
+let insertDirect: Statement;
+let trimInbox: Statement;
 
 function open(file: string, busyTimeoutMs: number) {
   db = new Database(file);
@@ -38,10 +50,49 @@ function open(file: string, busyTimeoutMs: number) {
     `DELETE FROM messages WHERE (room, epoch, "offset") IN
      (SELECT room, epoch, "offset" FROM messages WHERE ts < ?1 LIMIT ?2)`,
   );
+  deleteOldDirects = db.prepare(
+    `DELETE FROM inbox WHERE (user_id, "offset") IN (SELECT user_id, "offset" FROM inbox WHERE ts < ?1 LIMIT ?2)`,
+  );
+  selectDirect = db.prepare(
+    `SELECT "offset" AS offset, id, ts FROM inbox WHERE user_id = ?1 AND sender = ?2 AND client_msg_id = ?3`,
+  );
+  selectInboxHead = db.prepare("SELECT head FROM inboxes WHERE user_id = ?1");
+  upsertInbox = db.prepare(
+    "INSERT INTO inboxes (user_id, head) VALUES (?1, ?2) ON CONFLICT (user_id) DO UPDATE SET head = excluded.head",
+  );
+  insertDirect = db.prepare(
+    `INSERT INTO inbox (user_id, "offset", id, sender, recipient, text, ts, client_msg_id)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)`,
+  );
+  trimInbox = db.prepare(`DELETE FROM inbox WHERE user_id = ?1 AND "offset" <= ?2`);
 }
 
-/** Commits one batch; returns the messages its retention step deleted. */
-function write(rows: unknown[], reads: unknown[], expireBefore?: number, expireLimit = 0): number {
+type DirectResult = [offset: number, id: string, ts: number, duplicate: 0 | 1];
+
+/**
+ * Appends to an inbox: its next offset, unless it keeps an entry of the same sender and
+ * clientMsgId (the unique index), which is answered instead. Older entries past `size` are deleted.
+ */
+function appendDirect(row: unknown[], size: number): DirectResult {
+  const [owner, id, from, to, text, ts, clientMsgId] = row as [string, string, string, string, string, number, string];
+  const kept = selectDirect.get(owner, from, clientMsgId);
+  if (kept) return [kept.offset, kept.id, kept.ts, 1];
+  const offset = (selectInboxHead.get(owner)?.head ?? 0) + 1;
+  insertDirect.run(owner, offset, id, from, to, text, ts, clientMsgId);
+  upsertInbox.run(owner, offset);
+  if (offset > size) trimInbox.run(owner, offset - size);
+  return [offset, id, ts, 0];
+}
+
+/** Commits one batch; returns the messages its retention step deleted and the inbox appends' results. */
+function write(
+  rows: unknown[],
+  reads: unknown[],
+  directs: unknown[],
+  inboxSize: number,
+  expireBefore?: number,
+  expireLimit = 0,
+): { deleted: number; directs: DirectResult[] } {
   const heads = new Map<string, [epoch: unknown, head: number]>();
   return db!
     .transaction(() => {
@@ -56,7 +107,15 @@ function write(rows: unknown[], reads: unknown[], expireBefore?: number, expireL
       for (let i = 0; i < reads.length; i += FIELDS_PER_READ) {
         upsertRead.run(...(reads.slice(i, i + FIELDS_PER_READ) as string[]));
       }
-      return expireBefore === undefined ? 0 : deleteOld.run(expireBefore, expireLimit).changes;
+      const appended: DirectResult[] = [];
+      for (let i = 0; i < directs.length; i += FIELDS_PER_DIRECT) {
+        appended.push(appendDirect(directs.slice(i, i + FIELDS_PER_DIRECT), inboxSize));
+      }
+      const deleted =
+        expireBefore === undefined
+          ? 0
+          : deleteOld.run(expireBefore, expireLimit).changes + deleteOldDirects.run(expireBefore, expireLimit).changes;
+      return { deleted, directs: appended };
     })
     .immediate();
 }
@@ -71,7 +130,9 @@ self.onmessage = (event: MessageEvent<WriterRequest>) => {
     } else {
       const rows = JSON.parse(request.rows) as unknown[];
       const reads = JSON.parse(request.reads) as unknown[];
-      reply = { ok: true, deleted: write(rows, reads, request.expireBefore, request.expireLimit) };
+      const directs = JSON.parse(request.directs) as unknown[];
+      const done = write(rows, reads, directs, request.inboxSize, request.expireBefore, request.expireLimit);
+      reply = { ok: true, deleted: done.deleted, directs: done.directs.length > 0 ? done.directs : undefined };
     }
   } catch (error) {
     reply = { ok: false, error: (error as Error).message };

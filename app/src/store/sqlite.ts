@@ -2,10 +2,10 @@ import { Database, type Statement } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { RoomHead } from "../history/history";
-import type { RoomMessage } from "../protocol/server-frames";
+import type { DirectMessage, RoomMessage } from "../protocol/server-frames";
 import { migrate } from "./migrations";
 import type { MessageStore, StoredPage } from "./store";
-import { FIELDS_PER_MESSAGE, type WriterReply, type WriterRequest } from "./writer-protocol";
+import { FIELDS_PER_DIRECT, FIELDS_PER_MESSAGE, type WriterReply, type WriterRequest } from "./writer-protocol";
 
 /** The database file under DATA_DIR. */
 export const SQLITE_FILE = "messages.sqlite";
@@ -36,6 +36,9 @@ export interface SqliteStoreStats {
 class Batch {
   readonly rows: unknown[] = [];
   readonly reads: unknown[] = [];
+  /** Inbox appends (FIELDS_PER_DIRECT values each), and once committed their results. */
+  readonly directs: unknown[] = [];
+  appended: [offset: number, id: string, ts: number, duplicate: 0 | 1][] = [];
   /** A retention step riding on this batch: delete messages older than this (ms since the epoch). */
   expireBefore: number | undefined;
   /** Messages the retention step deleted, once committed. */
@@ -99,14 +102,18 @@ export class SqliteMessageStore implements MessageStore {
   private closed = false;
   private drained: (() => void) | undefined;
 
+  /** Entries each direct-message inbox keeps (INBOX_SIZE). */
+  private readonly inboxSize: number;
+
   /** Opens (creating when missing) `<dataDir>/messages.sqlite` and migrates it; throws when it cannot. */
-  static open(dataDir: string, options: { retentionDays?: number } = {}) {
+  static open(dataDir: string, options: { retentionDays?: number; inboxSize?: number } = {}) {
     mkdirSync(dataDir, { recursive: true });
     return new SqliteMessageStore(new Database(join(dataDir, SQLITE_FILE), { create: true, strict: true }), options);
   }
 
-  constructor(db: Database, options: { retentionDays?: number } = {}) {
+  constructor(db: Database, options: { retentionDays?: number; inboxSize?: number } = {}) {
     this.db = db;
+    this.inboxSize = options.inboxSize ?? 1000;
     db.run(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     // Switching a new file to WAL can be refused at once (without the busy timeout) while another
     // process opens it too: retried for a moment, at start only.
@@ -155,6 +162,19 @@ export class SqliteMessageStore implements MessageStore {
     const batch = this.batchForWrite();
     batch.reads.push(userId, room, position.epoch, position.offset);
     return batch.done;
+  }
+
+  /**
+   * Appends a direct message to `owner`'s inbox in the next batch: the writer gives it the inbox's
+   * next offset in the commit (or answers the kept entry of the same sender and clientMsgId).
+   * Resolves once committed with [offset, id, ts, duplicate].
+   */
+  writeDirect(owner: string, m: DirectMessage): Promise<[number, string, number, 0 | 1]> {
+    if (this.closed) return Promise.reject(new Error("the message store is closed"));
+    const batch = this.batchForWrite();
+    const index = batch.directs.length / FIELDS_PER_DIRECT;
+    batch.directs.push(owner, m.id, m.from, m.to, m.text, m.ts, m.clientMsgId);
+    return batch.done.then(() => batch.appended[index]!);
   }
 
   /** The batch taking writes, a new one when there is none or it is full; schedules its flush. */
@@ -223,6 +243,8 @@ export class SqliteMessageStore implements MessageStore {
       type: "write",
       rows: JSON.stringify(batch.rows),
       reads: JSON.stringify(batch.reads),
+      directs: JSON.stringify(batch.directs),
+      inboxSize: this.inboxSize,
       expireBefore: batch.expireBefore,
       expireLimit: RETENTION_CHUNK,
     } satisfies WriterRequest);
@@ -245,6 +267,7 @@ export class SqliteMessageStore implements MessageStore {
       this.stats.queued -= batch.count;
       if (reply.ok) {
         batch.deleted = reply.deleted ?? 0;
+        batch.appended = reply.directs ?? [];
         this.stats.expired += batch.deleted;
         this.stats.batches++;
         this.stats.messages += batch.count;
