@@ -8,11 +8,14 @@
 //   `duplicate: true` instead of storing it twice. The queue is bounded by bytes and by time, not by a
 //   count: a deploy's hand-over can take tens of seconds while the application keeps sending.
 // - Each room message and direct message is emitted at most once, whatever the server replays.
+// - Direct messages sent while the client was offline are emitted as `direct` events after it
+//   reconnects: it resumes its user's inbox from the last position it holds on every connection.
 
 import { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { ChatClientError, ClientErrorCode } from "./errors.js";
 import { RecentKeys, randomId } from "./ids.js";
+import { type InboxPosition, InboxTracker } from "./inbox.js";
 import {
   CloseCode,
   type ConnectionEstablished,
@@ -59,6 +62,15 @@ export interface JoinResult {
   rejoin: boolean;
 }
 
+/** The answer to an inbox resume: where the inbox stands, and whether nothing was missed. */
+export interface InboxResult {
+  epoch: string;
+  /** The inbox's newest offset. */
+  offset: number;
+  /** Every direct message after the position resumed from was delivered (false: some were dropped by the server's bounds, or the epoch changed). */
+  recovered: boolean;
+}
+
 export interface SentMessage {
   room: string;
   id: string;
@@ -87,6 +99,8 @@ export interface ChatEvents {
   typing: Typing;
   read: ReadReceipt;
   joined: JoinResult;
+  /** The inbox was resumed on a new connection (save `client.inboxPosition` to resume after a reload). */
+  inbox: InboxResult;
   /** The messages waiting for a connection changed: how many, and their size. */
   queue: { messages: number; bytes: number };
   goodbye: Goodbye;
@@ -119,6 +133,12 @@ export interface ConnectOptions {
   token?: string;
   /** Sent as the `user` query parameter. */
   user?: string;
+  /**
+   * Where the inbox was left off (kept by the application, for example across a page reload): the
+   * first connection resumes from it. Without it the first connection asks for every direct message
+   * the server keeps.
+   */
+  inbox?: InboxPosition;
   /** Wait between reconnect attempts; default 1 s to 30 s. */
   backoff?: Partial<BackoffOptions>;
   /**
@@ -244,6 +264,8 @@ export class ChatClient extends Emitter<ChatEvents> {
   /** A refusal's wait is running: further refusals of the same burst do not extend it. */
   private cooling = false;
   private readonly seen: RecentKeys;
+  private readonly inbox: InboxTracker;
+  private inboxRetry: ReturnType<typeof setTimeout> | undefined;
   private refs = 0;
   private readonly backoff: BackoffOptions;
   private readonly maxQueue: number;
@@ -283,6 +305,7 @@ export class ChatClient extends Emitter<ChatEvents> {
     this.livenessGraceMs = options.livenessGraceMs ?? 10_000;
     this.random = options.random ?? Math.random;
     this.seen = new RecentKeys(options.dedupCapacity ?? 5_000);
+    this.inbox = new InboxTracker(options.inbox);
     const impl = options.WebSocket ?? (globalThis as { WebSocket?: new (url: string) => WebSocketLike }).WebSocket;
     if (!impl) throw new ChatClientError("no_websocket", "no WebSocket implementation: pass options.WebSocket");
     this.WebSocketImpl = impl;
@@ -306,6 +329,11 @@ export class ChatClient extends Emitter<ChatEvents> {
   /** UTF-8 bytes of the messages waiting for a connection. */
   get queuedBytes(): number {
     return this.queueBytes;
+  }
+
+  /** Where the client is in its inbox: every direct message up to `offset` of `epoch` was received. */
+  get inboxPosition(): InboxPosition | undefined {
+    return this.inbox.position;
   }
 
   /** Rooms the client is in (or will rejoin), with the newest offset seen in each. */
@@ -482,6 +510,7 @@ export class ChatClient extends Emitter<ChatEvents> {
         return;
       }
       case "direct":
+        this.inbox.received(frame.epoch, frame.offset);
         if (!this.firstSeen(frame.id, frame.from, frame.clientMsgId)) return;
         return this.emit("direct", strip(frame));
       case "typing":
@@ -542,13 +571,43 @@ export class ChatClient extends Emitter<ChatEvents> {
     }
     // Rejoin before sending anything else: a restarted server knows none of our rooms.
     const rejoins = [...this.rooms].map(([room, state]) => this.sendJoin(room, state, state.joined));
-    await Promise.allSettled(rejoins);
+    await Promise.allSettled([...rejoins, this.resumeInbox(ws, 0)]);
     if (this.ws !== ws || this.terminal) return;
     // Rooms joined by the application while the rejoins were on the wire.
     for (const [room, state] of this.rooms)
       if (state.waiters.length > 0 && !state.joining) void this.sendJoin(room, state, state.joined);
     this.setState("open", {});
     this.flush();
+  }
+
+  /**
+   * Asks for the direct messages after the inbox position. Refused for a while (`unavailable`: the
+   * server's storage is down), it is asked again with the reconnect backoff, on the same connection.
+   */
+  private resumeInbox(ws: WebSocketLike | undefined, attempt: number): Promise<void> {
+    return this.request(this.inbox.resumeFrame(), "once").then(
+      (answer) => {
+        const result = answer as unknown as InboxResult;
+        if (this.ws !== ws) return;
+        this.inbox.answered(result.epoch, result.offset);
+        this.emit("inbox", { epoch: result.epoch, offset: result.offset, recovered: result.recovered });
+      },
+      (error: ChatClientError) => {
+        if (this.ws !== ws || this.terminal) return;
+        if (error.code === ClientErrorCode.ConnectionLost || error.code === ClientErrorCode.Closed) return;
+        // A server older than inboxes does not know the frame: direct messages still arrive live.
+        if (error.code === ErrorCode.UnknownType) return;
+        this.emit("error", error);
+        if (!error.temporary) return;
+        clearTimeout(this.inboxRetry);
+        this.inboxRetry = setTimeout(
+          () => {
+            if (this.ws === ws && !this.terminal) void this.resumeInbox(ws, attempt + 1);
+          },
+          backoffDelay(attempt + 1, this.backoff, this.random),
+        );
+      },
+    );
   }
 
   private sendJoin(room: string, state: RoomState, rejoin: boolean, catchUp = false): Promise<void> {
@@ -599,6 +658,8 @@ export class ChatClient extends Emitter<ChatEvents> {
 
   private lost(code: number, reason: string) {
     clearTimeout(this.livenessTimer);
+    clearTimeout(this.inboxRetry);
+    this.inbox.disconnected();
     if (this.ws) detach(this.ws);
     this.ws = undefined;
     // Answers to what was in flight will not come: resend messages, fail the rest.
@@ -631,6 +692,7 @@ export class ChatClient extends Emitter<ChatEvents> {
     this.terminal ??= { code, reason };
     clearTimeout(this.retryTimer);
     clearTimeout(this.pumpTimer);
+    clearTimeout(this.inboxRetry);
     clearTimeout(this.livenessTimer);
     const ws = this.ws;
     this.ws = undefined;
