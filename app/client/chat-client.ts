@@ -571,7 +571,9 @@ export class ChatClient extends Emitter<ChatEvents> {
     }
     // Rejoin before sending anything else: a restarted server knows none of our rooms.
     const rejoins = [...this.rooms].map(([room, state]) => this.sendJoin(room, state, state.joined));
-    await Promise.allSettled([...rejoins, this.resumeInbox(ws, 0)]);
+    // The inbox resume goes out with the rejoins; nothing waits for it (`open` means the rooms are back).
+    void this.resumeInbox(ws, 0);
+    await Promise.allSettled(rejoins);
     if (this.ws !== ws || this.terminal) return;
     // Rooms joined by the application while the rejoins were on the wire.
     for (const [room, state] of this.rooms)

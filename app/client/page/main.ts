@@ -127,6 +127,7 @@ function persist() {
     if (!saved || !client) return;
     for (const r of client.joinedRooms) saved.rooms[r.room] = r.epoch ? { epoch: r.epoch, offset: r.offset } : null;
     saved.current = page.current;
+    saved.inbox = client.inboxPosition ?? saved.inbox;
     for (const [key, c] of page.conversations) {
       if (isRoom(key)) continue;
       const other = nameOf(key);
@@ -176,6 +177,8 @@ function start(saved: Saved) {
   const client = connect(location.origin, {
     connectionId: connectionId(),
     user: saved.user,
+    // Direct messages sent while this page was away arrive as `direct` events after it.
+    inbox: saved.inbox,
     backoff: retryMaxMs ? { maxMs: Math.max(1000, retryMaxMs) } : undefined,
   });
   page.client = client;
@@ -191,6 +194,7 @@ function start(saved: Saved) {
     renderQueue();
   });
   client.on("queue", renderQueue);
+  client.on("inbox", persist);
   client.on("established", (s) => {
     const instance = $("#instance");
     instance.hidden = false;
