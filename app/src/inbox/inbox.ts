@@ -9,7 +9,7 @@ export interface InboxEntry extends DirectMessage {
 export interface InboxAppend {
   epoch: string;
   entry: InboxEntry;
-  /** The inbox already held this (from, clientMsgId): nothing was added. */
+  /** The inbox already held this (from, to, clientMsgId): nothing was added. */
   duplicate: boolean;
 }
 
@@ -29,7 +29,8 @@ export interface InboxReplay {
  * devices see both sides), with dense offsets from 1 in the inbox's epoch.
  * Guarantees: an append resolves only once the entry is kept (committed, for a database; in Redis,
  * for Redis), and every instance sharing the store sees it then; an inbox holds one entry per
- * (from, clientMsgId) while it keeps that entry, so a resend returns the first entry unchanged;
+ * (from, to, clientMsgId) while it keeps that entry (with Redis, for DEDUP_WINDOW), so a resend
+ * returns the first entry unchanged;
  * offsets never name two entries: an inbox that lost its entries (Redis keys expired or flushed, a
  * memory inbox forgotten) starts a new epoch. Bounded: an inbox keeps its newest `INBOX_SIZE`
  * entries, and forgets an entry after `INBOX_TTL` (Redis, memory) or `MESSAGE_RETENTION_DAYS` (SQLite).

@@ -10,7 +10,7 @@ interface Inbox {
   head: number;
   /** The newest entries, oldest first, at most `size`. */
   entries: InboxEntry[];
-  /** (from, clientMsgId) of the kept entries. */
+  /** (from, to, clientMsgId) of the kept entries. */
   byClientMsgId: Map<string, InboxEntry>;
   writtenAt: number;
 }
@@ -44,7 +44,7 @@ export class MemoryInboxStore implements InboxStore {
 
   async append(owner: string, message: DirectMessage): Promise<InboxAppend> {
     const inbox = this.inbox(owner);
-    const key = `${message.from}\u0000${message.clientMsgId}`;
+    const key = dedupKey(message);
     const kept = inbox.byClientMsgId.get(key);
     if (kept) return { epoch: inbox.epoch, entry: kept, duplicate: true };
     const entry: InboxEntry = { ...message, offset: ++inbox.head };
@@ -52,7 +52,7 @@ export class MemoryInboxStore implements InboxStore {
     inbox.byClientMsgId.set(key, entry);
     if (inbox.entries.length > this.options.size) {
       const dropped = inbox.entries.shift()!;
-      inbox.byClientMsgId.delete(`${dropped.from}\u0000${dropped.clientMsgId}`);
+      inbox.byClientMsgId.delete(dedupKey(dropped));
     }
     inbox.writtenAt = this.now();
     // Most recently written last, so the first one is the one to forget.
@@ -71,4 +71,9 @@ export class MemoryInboxStore implements InboxStore {
   async close() {
     this.inboxes.clear();
   }
+}
+
+/** A resend is the same sender, recipient and clientMsgId. */
+function dedupKey(m: DirectMessage) {
+  return `${m.from}\u0000${m.to}\u0000${m.clientMsgId}`;
 }

@@ -7,7 +7,7 @@ import { type InboxAppend, type InboxEntry, type InboxStore, replay } from "./in
 
 // An inbox is three kinds of keys under the owner's hash tag {user:<id>} (one slot, so each script
 // below touches one slot): a hash {epoch, offset}, a stream whose entry ids are `<offset>-0`, and
-// per (from, clientMsgId) a dedup key holding "<epoch>\n<entry JSON>". An inbox whose hash is gone
+// per (from, to, clientMsgId) a dedup key holding "<epoch>\n<entry JSON>". An inbox whose hash is gone
 // (expired after INBOX_TTL without a write, flushed, Redis restarted without persistence) starts a
 // new epoch: its stream is dropped so an offset never names two entries.
 const INBOX_EPOCH = `
@@ -66,7 +66,11 @@ export class RedisInboxStore implements InboxStore {
     const { keys, options } = this;
     const [duplicate, epoch, stored] = (await APPEND.run(
       this.redis,
-      [keys.inboxMeta(owner), keys.inboxLog(owner), keys.inboxDedup(owner, message.from, message.clientMsgId)],
+      [
+        keys.inboxMeta(owner),
+        keys.inboxLog(owner),
+        keys.inboxDedup(owner, message.from, message.to, message.clientMsgId),
+      ],
       [randomUUIDv7(), JSON.stringify(message).slice(1), options.ttlSeconds, options.size, options.dedupWindowSeconds],
     )) as [0 | 1, string, string];
     return { epoch, entry: JSON.parse(stored) as InboxEntry, duplicate: duplicate === 1 };

@@ -13,8 +13,8 @@ export function redisKeys(prefix: string) {
     /** A user's direct-message inbox: its head, its entries and its dedup keys share the user's hash tag. */
     inboxMeta: (userId: string) => `${prefix}{user:${userId}}:inbox:meta`,
     inboxLog: (userId: string) => `${prefix}{user:${userId}}:inbox:log`,
-    inboxDedup: (userId: string, from: string, clientMsgId: string) =>
-      `${prefix}{user:${userId}}:inbox:dedup:${from.length}:${from}:${clientMsgId}`,
+    inboxDedup: (userId: string, from: string, to: string, clientMsgId: string) =>
+      `${prefix}{user:${userId}}:inbox:dedup:${from.length}:${from}:${to.length}:${to}:${clientMsgId}`,
     presenceConnections: (room: string) => `${prefix}{presence:${room}}:connections`,
     presenceUsers: (room: string) => `${prefix}{presence:${room}}:users`,
     instances: () => `${prefix}instances`,

@@ -62,7 +62,7 @@ export const SQLITE_MIGRATIONS: readonly { version: number; sql: string }[] = [
         client_msg_id TEXT NOT NULL,
         PRIMARY KEY (user_id, "offset")
       ) WITHOUT ROWID;
-      CREATE UNIQUE INDEX inbox_client_msg_id ON inbox (user_id, sender, client_msg_id);
+      CREATE UNIQUE INDEX inbox_client_msg_id ON inbox (user_id, sender, recipient, client_msg_id);
       CREATE INDEX inbox_ts ON inbox (ts);
     `,
   },

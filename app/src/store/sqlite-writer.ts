@@ -54,7 +54,8 @@ function open(file: string, busyTimeoutMs: number) {
     `DELETE FROM inbox WHERE (user_id, "offset") IN (SELECT user_id, "offset" FROM inbox WHERE ts < ?1 LIMIT ?2)`,
   );
   selectDirect = db.prepare(
-    `SELECT "offset" AS offset, id, ts FROM inbox WHERE user_id = ?1 AND sender = ?2 AND client_msg_id = ?3`,
+    `SELECT "offset" AS offset, id, ts FROM inbox
+     WHERE user_id = ?1 AND sender = ?2 AND recipient = ?3 AND client_msg_id = ?4`,
   );
   selectInboxHead = db.prepare("SELECT head FROM inboxes WHERE user_id = ?1");
   upsertInbox = db.prepare(
@@ -70,12 +71,12 @@ function open(file: string, busyTimeoutMs: number) {
 type DirectResult = [offset: number, id: string, ts: number, duplicate: 0 | 1];
 
 /**
- * Appends to an inbox: its next offset, unless it keeps an entry of the same sender and
- * clientMsgId (the unique index), which is answered instead. Older entries past `size` are deleted.
+ * Appends to an inbox: its next offset, unless it keeps an entry of the same sender,
+ * recipient and clientMsgId (the unique index), which is answered instead. Older entries past `size` are deleted.
  */
 function appendDirect(row: unknown[], size: number): DirectResult {
   const [owner, id, from, to, text, ts, clientMsgId] = row as [string, string, string, string, string, number, string];
-  const kept = selectDirect.get(owner, from, clientMsgId);
+  const kept = selectDirect.get(owner, from, to, clientMsgId);
   if (kept) return [kept.offset, kept.id, kept.ts, 1];
   const offset = (selectInboxHead.get(owner)?.head ?? 0) + 1;
   insertDirect.run(owner, offset, id, from, to, text, ts, clientMsgId);

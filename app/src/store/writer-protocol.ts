@@ -14,7 +14,7 @@ export const FIELDS_PER_DIRECT = 7;
  * request gets one reply, in order; `deleted` counts the messages the deletion removed.
  * Inbox appends (FIELDS_PER_DIRECT values each) get their offsets in the writer, in the same
  * transaction; `directs` answers each with [offset, id, ts, duplicate 0/1] (a repeat of a kept
- * (owner, from, clientMsgId) answers the kept entry). Each inbox keeps its newest `inboxSize`.
+ * (owner, from, to, clientMsgId) answers the kept entry). Each inbox keeps its newest `inboxSize`.
  */
 export type WriterRequest =
   | { type: "open"; file: string; busyTimeoutMs: number }

@@ -118,6 +118,22 @@ function scenarios(name: string, deploy: () => Promise<Deployment>) {
       expect(later.answer).toMatchObject({ offset: 1, replayed: 1 });
     });
 
+    test("a clientMsgId reused for another recipient is a new message for each, in the sender's inbox too", async () => {
+      const alice = user("alice");
+      const [bob, carol] = [user("bob"), user("carol")];
+      const sender = await d.a.connect(connId(), `user=${alice}`);
+      const toBob = await direct(sender, bob, "for bob", "reused");
+      const toCarol = await direct(sender, carol, "for carol", "reused");
+      expect(toCarol.duplicate).toBeUndefined();
+      expect(toCarol.id).not.toBe(toBob.id);
+      expect(toCarol.offset).toBe(toBob.offset + 1);
+      const { client } = await resume(d.b, alice, 0);
+      expect(client.all("direct").map((f) => [f.to, f.text])).toEqual([
+        [bob, "for bob"],
+        [carol, "for carol"],
+      ]);
+    });
+
     test("a resume with a stale epoch gets every kept message of the current one, not recovered", async () => {
       const bob = user("bob");
       const sender = await d.a.connect(connId(), `user=${user("alice")}`);
