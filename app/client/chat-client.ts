@@ -586,13 +586,19 @@ export class ChatClient extends Emitter<ChatEvents> {
    * Asks for the direct messages after the inbox position. Refused for a while (`unavailable`: the
    * server's storage is down), it is asked again with the reconnect backoff, on the same connection.
    */
-  private resumeInbox(ws: WebSocketLike | undefined, attempt: number): Promise<void> {
+  private resumeInbox(ws: WebSocketLike | undefined, attempt: number, recovered = true): Promise<void> {
     return this.request(this.inbox.resumeFrame(), "once").then(
       (answer) => {
-        const result = answer as unknown as InboxResult;
+        const result = answer as unknown as InboxResult & { more?: boolean; through?: number };
         if (this.ws !== ws) return;
+        const whole = recovered && result.recovered;
+        // A long replay comes in pages: ask for the next one from where this one ended.
+        if (result.more && result.through !== undefined) {
+          this.inbox.answered(result.epoch, result.through);
+          return this.resumeInbox(ws, 0, whole);
+        }
         this.inbox.answered(result.epoch, result.offset);
-        this.emit("inbox", { epoch: result.epoch, offset: result.offset, recovered: result.recovered });
+        this.emit("inbox", { epoch: result.epoch, offset: result.offset, recovered: whole });
       },
       (error: ChatClientError) => {
         if (this.ws !== ws || this.terminal) return;

@@ -39,9 +39,9 @@ export interface InboxStore {
   append(owner: string, message: DirectMessage): Promise<InboxAppend>;
   /**
    * The inbox's head, and with `after` the entries above it: in `epoch` when given and current,
-   * otherwise (another epoch) every entry kept in the current one. At most the inbox's cap.
+   * otherwise (another epoch) every entry kept in the current one. At most `limit`, oldest first.
    */
-  since(owner: string, after: number | undefined, epoch: string | undefined): Promise<InboxReplay>;
+  since(owner: string, after: number | undefined, epoch: string | undefined, limit: number): Promise<InboxReplay>;
   close(): Promise<void>;
 }
 

@@ -61,10 +61,10 @@ export class MemoryInboxStore implements InboxStore {
     return { epoch: inbox.epoch, entry, duplicate: false };
   }
 
-  async since(owner: string, after: number | undefined, epoch: string | undefined) {
+  async since(owner: string, after: number | undefined, epoch: string | undefined, limit: number) {
     const inbox = this.inbox(owner);
     const from = replayFrom(inbox.epoch, after, epoch);
-    const messages = from === undefined ? [] : inbox.entries.filter((entry) => entry.offset > from);
+    const messages = from === undefined ? [] : inbox.entries.filter((entry) => entry.offset > from).slice(0, limit);
     return replay(inbox.epoch, inbox.head, from, messages, epoch);
   }
 

@@ -76,13 +76,13 @@ export class RedisInboxStore implements InboxStore {
     return { epoch, entry: JSON.parse(stored) as InboxEntry, duplicate: duplicate === 1 };
   }
 
-  async since(owner: string, after: number | undefined, epoch: string | undefined) {
+  async since(owner: string, after: number | undefined, epoch: string | undefined, limit: number) {
     // The epoch is only known inside the script: read from `after` and drop it when the epoch differs.
     const read = async (from: number | undefined) =>
       (await SINCE.run(
         this.redis,
         [this.keys.inboxMeta(owner), this.keys.inboxLog(owner)],
-        [randomUUIDv7(), this.options.ttlSeconds, from === undefined ? "" : from + 1, this.options.size],
+        [randomUUIDv7(), this.options.ttlSeconds, from === undefined ? "" : from + 1, limit],
       )) as [string, number, ...string[]];
     let from = after;
     let [current, head, ...entries] = await read(from);

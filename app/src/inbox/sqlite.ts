@@ -42,13 +42,13 @@ export class SqliteInboxStore implements InboxStore {
     return { epoch: this.epoch, entry: { ...message, id, ts, offset }, duplicate: duplicate === 1 };
   }
 
-  async since(owner: string, after: number | undefined, epoch: string | undefined) {
+  async since(owner: string, after: number | undefined, epoch: string | undefined, limit: number) {
     const head = this.selectHead.get({ owner })?.head ?? 0;
     const from = replayFrom(this.epoch, after, epoch);
     const messages =
       from === undefined
         ? []
-        : this.selectAfter.all({ owner, after: from, limit: this.size }).map(
+        : this.selectAfter.all({ owner, after: from, limit: Math.min(limit, this.size) }).map(
             (r): InboxEntry => ({
               offset: r.offset,
               id: r.id,

@@ -65,17 +65,17 @@ const dm = (from: string, to: string, text: string, clientMsgId = crypto.randomU
 describe.each(drivers)("inbox contract ($name)", (driver) => {
   test("offsets start at 1 and are dense per inbox; since gives the head and what came after", async () => {
     const inbox = driver.create();
-    const empty = await inbox.since("bob", undefined, undefined);
+    const empty = await inbox.since("bob", undefined, undefined, 100);
     expect(empty).toMatchObject({ offset: 0, messages: [], complete: true });
     const a = await inbox.append("bob", dm("alice", "bob", "one"));
     const b = await inbox.append("bob", dm("carol", "bob", "two"));
     const own = await inbox.append("alice", dm("alice", "bob", "one"));
     expect([a.entry.offset, b.entry.offset, own.entry.offset]).toEqual([1, 2, 1]);
     expect(a.epoch).toBe(empty.epoch);
-    const after = await inbox.since("bob", 1, a.epoch);
+    const after = await inbox.since("bob", 1, a.epoch, 100);
     expect(after).toMatchObject({ epoch: a.epoch, offset: 2, complete: true });
     expect(after.messages.map((m) => [m.offset, m.from, m.text])).toEqual([[2, "carol", "two"]]);
-    expect(await inbox.since("bob", 2, a.epoch)).toMatchObject({ messages: [], complete: true });
+    expect(await inbox.since("bob", 2, a.epoch, 100)).toMatchObject({ messages: [], complete: true });
   });
 
   test("of concurrent appends of one message exactly one is kept; every caller gets that entry", async () => {
@@ -86,23 +86,31 @@ describe.each(drivers)("inbox contract ($name)", (driver) => {
     );
     expect(results.filter((r) => !r.duplicate)).toHaveLength(1);
     expect(new Set(results.map((r) => `${r.entry.id}/${r.entry.offset}`)).size).toBe(1);
-    expect((await inbox.since("bob", 0, undefined)).messages).toHaveLength(1);
+    expect((await inbox.since("bob", 0, undefined, 100)).messages).toHaveLength(1);
   });
 
   test("an inbox keeps its newest entries up to its size; a resume from further back is not complete", async () => {
     const inbox = driver.create();
     let epoch = "";
     for (let i = 1; i <= 6; i++) epoch = (await inbox.append("bob", dm("alice", "bob", `m${i}`))).epoch;
-    const all = await inbox.since("bob", 0, epoch);
+    const all = await inbox.since("bob", 0, epoch, 100);
     expect(all.messages.map((m) => m.offset)).toEqual([3, 4, 5, 6]);
     expect(all.complete).toBe(false);
-    expect((await inbox.since("bob", 2, epoch)).complete).toBe(true);
+    expect((await inbox.since("bob", 2, epoch, 100)).complete).toBe(true);
+  });
+
+  test("since gives at most `limit` entries, oldest first", async () => {
+    const inbox = driver.create();
+    for (let i = 1; i <= 3; i++) await inbox.append("bob", dm("alice", "bob", `m${i}`));
+    const page = await inbox.since("bob", 0, undefined, 2);
+    expect(page.messages.map((m) => m.offset)).toEqual([1, 2]);
+    expect(page).toMatchObject({ offset: 3, complete: true });
   });
 
   test("a resume from another epoch gets every kept entry, not complete", async () => {
     const inbox = driver.create();
     await inbox.append("bob", dm("alice", "bob", "m1"));
-    const other = await inbox.since("bob", 1, "another-epoch");
+    const other = await inbox.since("bob", 1, "another-epoch", 100);
     expect(other.messages.map((m) => m.text)).toEqual(["m1"]);
     expect(other.complete).toBe(false);
   });
@@ -128,14 +136,14 @@ test("memory inbox: one idle past its TTL starts a new epoch; past the inbox cou
   const inbox = new MemoryInboxStore({ size: SIZE, ttlSeconds: 60, maxInboxes: 2 }, () => now);
   const first = await inbox.append("bob", dm("alice", "bob", "m1"));
   now += 61_000;
-  const later = await inbox.since("bob", 1, first.epoch);
+  const later = await inbox.since("bob", 1, first.epoch, 100);
   expect(later.epoch).not.toBe(first.epoch);
   expect(later).toMatchObject({ offset: 0, messages: [], complete: false });
 
   const kept = await inbox.append("u1", dm("alice", "u1", "a"));
   await inbox.append("u2", dm("alice", "u2", "b"));
   await inbox.append("u3", dm("alice", "u3", "c"));
-  expect((await inbox.since("u1", 0, kept.epoch)).epoch).not.toBe(kept.epoch);
+  expect((await inbox.since("u1", 0, kept.epoch, 100)).epoch).not.toBe(kept.epoch);
 });
 
 test("SQLite inbox: the retention deletes old entries with room messages; the head stays, so offsets never restart", async () => {
@@ -144,6 +152,6 @@ test("SQLite inbox: the retention deletes old entries with room messages; the he
   const inbox = new SqliteInboxStore(store, SIZE);
   const { epoch } = await inbox.append("bob", { ...dm("alice", "bob", "old"), ts: Date.now() - 10_000 });
   expect(await store.expire(Date.now() - 5_000)).toBe(1);
-  expect(await inbox.since("bob", 0, epoch)).toMatchObject({ offset: 1, messages: [], complete: false });
+  expect(await inbox.since("bob", 0, epoch, 100)).toMatchObject({ offset: 1, messages: [], complete: false });
   expect((await inbox.append("bob", dm("alice", "bob", "new"))).entry.offset).toBe(2);
 });
