@@ -174,6 +174,9 @@ export class SqliteMessageStore implements MessageStore {
     const batch = this.batchForWrite();
     const index = batch.directs.length / FIELDS_PER_DIRECT;
     batch.directs.push(owner, m.id, m.from, m.to, m.text, m.ts, m.clientMsgId);
+    // An inbox entry counts as a message: in the batch's bound and in the store's metrics.
+    batch.count++;
+    this.stats.queued++;
     return batch.done.then(() => batch.appended[index]!);
   }
 
