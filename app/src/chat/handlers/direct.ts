@@ -7,8 +7,8 @@ import type { ChatContext } from "../context";
 /**
  * A message to one user: kept in the recipient's inbox and in the sender's (their other devices see
  * what was sent), then published to both users' connections on every instance, then acknowledged.
- * Each inbox holds one entry per (sender, clientMsgId), so a resend after a failure completes
- * what is missing and a resend after success is answered `duplicate: true`.
+ * Each inbox holds one entry per (sender, recipient, clientMsgId), so a resend after a failure
+ * completes what is missing and a resend after success is answered `duplicate: true`.
  */
 export async function direct(chat: ChatContext, connection: Connection, frame: FrameOf<"direct">) {
   const { inbox } = chat.deps;
