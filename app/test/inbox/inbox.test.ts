@@ -118,6 +118,30 @@ function scenarios(name: string, deploy: () => Promise<Deployment>) {
       expect(later.answer).toMatchObject({ offset: 1, replayed: 1 });
     });
 
+    test("a send that was kept in the recipient's inbox only (refused halfway) is completed by its resend, without a second copy", async () => {
+      const alice = user("alice");
+      const bob = user("bob");
+      const device = await resume(d.b, bob);
+      // What the first attempt left: the recipient's entry, then the sender's append refused.
+      const first = await d.a.server.backends.inbox.append(bob, {
+        id: "first-attempt-id",
+        from: alice,
+        to: bob,
+        text: "halfway",
+        ts: 1_000,
+        clientMsgId: "half-1",
+      });
+      const sender = await d.a.connect(connId(), `user=${alice}`);
+      const resent = await direct(sender, bob, "halfway", "half-1");
+      expect(resent).toMatchObject({ id: "first-attempt-id", ts: 1_000, offset: 1 });
+      expect(resent.duplicate).toBeUndefined();
+      expect(await device.client.next("direct")).toMatchObject({ id: "first-attempt-id", offset: first.entry.offset });
+      await device.client.sync();
+      expect(device.client.all("direct")).toEqual([]);
+      const later = await resume(d.b, bob, 0, device.answer.epoch);
+      expect(later.answer).toMatchObject({ offset: 1, replayed: 1 });
+    });
+
     test("a clientMsgId reused for another recipient is a new message for each, in the sender's inbox too", async () => {
       const alice = user("alice");
       const [bob, carol] = [user("bob"), user("carol")];
