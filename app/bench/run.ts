@@ -17,6 +17,8 @@ import { BenchError, type Child, freePort, indent, spawnChild, stopChild, waitHe
 import { APP_DIR, type Target, targets } from "./lib/targets";
 
 const GOAL_RATIO = 0.85;
+/** The SQLite store against the same server keeping the hot history alone, in the same run. */
+const GOAL_SQLITE_RATIO = 0.9;
 const GOAL_BYTES_PER_CONNECTION = 4096;
 
 interface Options {
@@ -40,9 +42,10 @@ interface Options {
 function usage(): string {
   return `usage: bun run bench [options]
 
-  --targets LIST       servers to measure, comma-separated (default: raw-bun,node-ws,chat,chat-plain;
-                       chat asks for batched frames, chat-plain does not); the diagnostic
-                       elysia-route and elysia-upgrade run the raw-bun behaviour on Elysia
+  --targets LIST       servers to measure, comma-separated (default: raw-bun,node-ws,chat,chat-plain,
+                       chat-sqlite; chat asks for batched frames, chat-plain does not, chat-sqlite is chat
+                       on the SQLite store); the diagnostic elysia-route and elysia-upgrade run the
+                       raw-bun behaviour on Elysia
   --clients N          clients in the broadcast room, taking turns to send (default 32)
   --window N           messages in flight: sent, not yet received by every client (default 512)
   --padding N          extra characters in each message text (default 0)
@@ -61,7 +64,7 @@ function usage(): string {
 
 function parseArgs(argv: string[]): Options {
   const options: Options = {
-    only: new Set(["raw-bun", "node-ws", "chat", "chat-plain"]),
+    only: new Set(["raw-bun", "node-ws", "chat", "chat-plain", "chat-sqlite"]),
     clients: 32,
     window: 512,
     padding: 0,
@@ -361,6 +364,15 @@ function report(results: TargetResult[], options: Options, environment: string[]
     out.push(
       `this server (${name}) / raw Bun, server CPU per delivery: ${fmt(cpuRatio, 2)}x (the steadier figure on a shared machine)`,
     );
+  }
+  const sqlite = byId.get("chat-sqlite");
+  if (chat?.broadcast && sqlite?.broadcast) {
+    const ratio = sqlite.broadcast.deliveriesPerSecond / chat.broadcast.deliveriesPerSecond;
+    out.push(
+      `SQLite store / hot history alone (STORE=memory), deliveries per second: ${fmt(ratio, 2)} (goal >= ${GOAL_SQLITE_RATIO}: ${ratio >= GOAL_SQLITE_RATIO ? "met" : "MISSED"})`,
+    );
+    const perCpu = cpuPerDelivery(chat.broadcast) / cpuPerDelivery(sqlite.broadcast);
+    out.push(`SQLite store / hot history alone, deliveries per server CPU second: ${fmt(perCpu, 2)}`);
   }
   if (raw?.broadcast && node?.broadcast) {
     out.push(

@@ -79,6 +79,9 @@ export interface DirectMessage {
   text: string;
   ts: number;
   clientMsgId: string;
+  /** Its offset in the inbox of the user receiving it, and that inbox's epoch (absent from servers older than inboxes). */
+  offset?: number;
+  epoch?: string;
 }
 
 export interface ConnectionEstablished {

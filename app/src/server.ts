@@ -13,7 +13,7 @@ import { createMetrics, type Metrics } from "./observability/metrics";
 import { RoomManager } from "./rooms/rooms";
 import { drainConnections } from "./shutdown";
 
-export { type Backends, memoryBackends, redisBackends } from "./backends";
+export { type Backends, memoryBackends, redisBackends, StoreOpenError, sqliteBackends } from "./backends";
 
 /**
  * Wires one server instance: dependencies, app, listen, heartbeat. `shutdown()` runs the drain
@@ -57,6 +57,7 @@ export async function startServer(options: {
     backplane: backends.backplane,
     lifecycle,
     usesRedis: backends.usesRedis,
+    store: backends.store,
     publicDir: options.publicDir,
     authenticator,
   });

@@ -1,9 +1,10 @@
 // The three servers the benchmark compares, and how to start each one on a given port.
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export interface Target {
-  id: "raw-bun" | "node-ws" | "chat" | "chat-plain" | "elysia-route" | "elysia-upgrade";
+  id: "raw-bun" | "node-ws" | "chat" | "chat-plain" | "chat-sqlite" | "elysia-route" | "elysia-upgrade";
   label: string;
   /** How it is started, for the report. */
   describe: string;
@@ -51,9 +52,18 @@ export function chatCommand(
       DRAIN_TIMEOUT: "1000",
       DRAIN_JITTER_MS: "0",
       REDIS_URL: "",
+      // The hot history alone unless a run asks for the message database (chat-sqlite).
+      STORE: "memory",
       ...env,
     },
   };
+}
+
+/** A fresh, empty DATA_DIR for one server start, removed when the benchmark exits. */
+function freshDataDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "chat-bench-data-"));
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 export function chatDescription(): string {
@@ -107,6 +117,16 @@ export function targets(): Target[] {
       command: (port) => chatCommand(port),
       broadcastPathPrefix: "/ws/chat/bench",
       broadcastQuery: "",
+      idlePathPrefix: "/ws/chat/idle",
+      greets: true,
+    },
+    {
+      id: "chat-sqlite",
+      label: "this server, SQLite store",
+      describe: `${chatDescription()} with STORE=sqlite, DATA_DIR a fresh temporary directory`,
+      command: (port) => chatCommand(port, { STORE: "sqlite", DATA_DIR: freshDataDir() }),
+      broadcastPathPrefix: "/ws/chat/bench",
+      broadcastQuery: "?batch=1",
       idlePathPrefix: "/ws/chat/idle",
       greets: true,
     },

@@ -1,4 +1,5 @@
 import type { ServerWebSocket } from "bun";
+import type { InboxCursor } from "../inbox/cursor";
 import type { TokenBucket } from "../limits/token-bucket";
 import type { Batch, FrameBatcher } from "./batching";
 
@@ -37,6 +38,8 @@ export class Connection {
   /** Rate-limited frames since the last accepted one. */
   limitedStreak = 0;
   closeCode: number | undefined;
+  /** What this connection was sent of its user's inbox; created with the first direct message. */
+  inbox: InboxCursor | undefined;
   /** The client's address as admission saw it: the drain paces the reconnects of each address. */
   clientIp: string | undefined;
   /** Set when the client asked for batched frames: its frames are joined per event-loop turn. */

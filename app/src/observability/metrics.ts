@@ -112,6 +112,12 @@ export function createMetrics(
     labelNames: ["recovered"] as const,
     registers: [registry],
   });
+  const inboxResumes = new Counter({
+    name: "inbox_resume_total",
+    help: "Inbox resumes (the inbox frame), by whether every direct message after lastOffset was replayed",
+    labelNames: ["recovered"] as const,
+    registers: [registry],
+  });
   const info = new Gauge({
     name: "app_info",
     help: "Version, color and instance of this server (always 1)",
@@ -196,6 +202,7 @@ export function createMetrics(
     slowConsumers,
     draining,
     resumes,
+    inboxResumes,
     backplanePublish,
     backplaneErrors,
     backplaneReconnects,

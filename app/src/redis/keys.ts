@@ -8,6 +8,13 @@ export function redisKeys(prefix: string) {
     roomLog: (room: string) => `${prefix}{room:${room}}:log`,
     dedup: (userId: string, clientMsgId: string) => `${prefix}dedup:${userId}:${clientMsgId}`,
     session: (connectionId: string) => `${prefix}session:${connectionId}`,
+    /** A user's read position per room: a hash under the user's hash tag. */
+    readPositions: (userId: string) => `${prefix}{user:${userId}}:reads`,
+    /** A user's direct-message inbox: its head, its entries and its dedup keys share the user's hash tag. */
+    inboxMeta: (userId: string) => `${prefix}{user:${userId}}:inbox:meta`,
+    inboxLog: (userId: string) => `${prefix}{user:${userId}}:inbox:log`,
+    inboxDedup: (userId: string, from: string, to: string, clientMsgId: string) =>
+      `${prefix}{user:${userId}}:inbox:dedup:${from.length}:${from}:${to.length}:${to}:${clientMsgId}`,
     presenceConnections: (room: string) => `${prefix}{presence:${room}}:connections`,
     presenceUsers: (room: string) => `${prefix}{presence:${room}}:users`,
     instances: () => `${prefix}instances`,

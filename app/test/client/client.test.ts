@@ -83,6 +83,18 @@ describe("requests", () => {
     const history = await gina.client.history("lib-presence");
     expect(history.messages.map((m) => m.text)).toEqual(["are you there?"]);
   });
+
+  test("join gives the user's read position and unread count; markRead moves it for every device", async () => {
+    const hana = await open("hana");
+    await hana.client.join("lib-unread");
+    for (const text of ["one", "two", "three"]) await hana.client.send("lib-unread", text);
+    const phone = await open("ivan");
+    expect(await phone.client.join("lib-unread")).toMatchObject({ offset: 3, readOffset: 0, unread: 3 });
+    expect(await phone.client.markRead("lib-unread", 2)).toBe(2);
+    expect(await phone.client.markRead("lib-unread", 1)).toBe(2);
+    const laptop = await open("ivan");
+    expect(await laptop.client.join("lib-unread")).toMatchObject({ offset: 3, readOffset: 2, unread: 1 });
+  });
 });
 
 describe("batched frames", () => {
