@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quick start: installs the app's dependencies (Bun comes from npm) and runs the server on
-# in-memory defaults. Environment variables (docs/operations.md) pass through.
+# its defaults: messages in app/data/messages.sqlite. Environment variables (docs/operations.md) pass through.
 set -Eeuo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=scripts/lib.sh

@@ -85,7 +85,8 @@ k6_smoke() {
   mkdir -p "$root/app/test-output"
   port=$("$root/app/node_modules/.bin/bun" -e \
     'const s = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() }); console.log(s.port); s.stop(true)')
-  PORT=$port HOST=127.0.0.1 LOG_LEVEL=warn "$root/app/dist/realtime-server" >"$root/app/test-output/k6-smoke-server.log" 2>&1 &
+  rm -rf "$root/app/test-output/k6-smoke-data"
+  DATA_DIR="$root/app/test-output/k6-smoke-data" PORT=$port HOST=127.0.0.1 LOG_LEVEL=warn "$root/app/dist/realtime-server" >"$root/app/test-output/k6-smoke-server.log" 2>&1 &
   pid=$!
   deadline=$((SECONDS + 15))
   until curl -fs "http://127.0.0.1:$port/health" >/dev/null; do

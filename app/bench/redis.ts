@@ -340,6 +340,8 @@ async function measureBroadcast(setup: Setup, redis: RedisServer, options: Optio
     const load: BroadcastOptions = {
       ports: servers.map((s) => s.port),
       pathPrefix: setup.id === "raw-bun" ? "/ws/bench" : "/ws/chat/bench",
+      // The chat server's clients ask for batched frames, as its client library does by default.
+      pathSuffix: setup.id === "raw-bun" ? "" : "?batch=1",
       clients: options.clients,
       window: options.window,
       warmupMs: options.warmupMs,
@@ -392,6 +394,7 @@ async function measureLatency(redis: RedisServer, options: Options): Promise<Lat
     const load: HopLatencyOptions = {
       ports: servers.map((s) => s.port),
       pathPrefix: "/ws/chat/hopbench",
+      pathSuffix: "?batch=1",
       clients: options.latencyClients,
       senders: options.senders,
       rate: options.rate,
@@ -463,6 +466,7 @@ function report(broadcast: BroadcastRow[], latency: LatencyRun | undefined, opti
         "CPU µs/delivery",
         "/ raw Bun per CPU s",
         "frame B",
+        "deliveries/WS frame",
       ],
     ];
     for (const row of broadcast) {
@@ -480,6 +484,7 @@ function report(broadcast: BroadcastRow[], latency: LatencyRun | undefined, opti
         fmt(perDelivery * 1e6, 2),
         raw ? fmt(rawPerDelivery / perDelivery, 2) : "-",
         fmt(b.frameBytes),
+        fmt(b.deliveriesPerFrame, 1),
       ]);
     }
     out.push(`Broadcast, ${options.clients} clients in one room:`, "", table(rows), "");

@@ -12,11 +12,13 @@ import type { BroadcastOptions, BroadcastResult as LoadResult } from "./load/bro
 /** The load generator's result, with the one server's share of a core. */
 type BroadcastResult = LoadResult & { serverCpu: number };
 
-import { rssBytes } from "./lib/cpu";
+import { cpuSeconds, rssBytes } from "./lib/cpu";
 import { BenchError, type Child, freePort, indent, spawnChild, stopChild, waitHealthy } from "./lib/processes";
 import { APP_DIR, type Target, targets } from "./lib/targets";
 
 const GOAL_RATIO = 0.85;
+/** The SQLite store against the same server keeping the hot history alone, in the same run. */
+const GOAL_SQLITE_RATIO = 0.9;
 const GOAL_BYTES_PER_CONNECTION = 4096;
 
 interface Options {
@@ -28,6 +30,10 @@ interface Options {
   durationMs: number;
   connections: number;
   loadProcesses: number;
+  /** HEARTBEAT_INTERVAL of the chat server; undefined keeps the benchmark's 600 s (none in a run). */
+  heartbeatMs: number | undefined;
+  /** How long the server's CPU is read once the idle connections are open. */
+  idleCpuMs: number;
   skipBroadcast: boolean;
   skipMemory: boolean;
   json: string | undefined;
@@ -36,8 +42,10 @@ interface Options {
 function usage(): string {
   return `usage: bun run bench [options]
 
-  --targets LIST       servers to measure, comma-separated (default: raw-bun,node-ws,chat); the
-                       diagnostic elysia-route and elysia-upgrade run the raw-bun behaviour on Elysia
+  --targets LIST       servers to measure, comma-separated (default: raw-bun,node-ws,chat,chat-plain,
+                       chat-sqlite; chat asks for batched frames, chat-plain does not, chat-sqlite is chat
+                       on the SQLite store); the diagnostic elysia-route and elysia-upgrade run the
+                       raw-bun behaviour on Elysia
   --clients N          clients in the broadcast room, taking turns to send (default 32)
   --window N           messages in flight: sent, not yet received by every client (default 512)
   --padding N          extra characters in each message text (default 0)
@@ -45,6 +53,9 @@ function usage(): string {
   --duration MS        measured broadcast interval (default 5000)
   --connections N      idle connections for the memory figure (default 10000)
   --load-processes N   processes holding the idle client sockets (default 2)
+  --heartbeat MS       the chat server's HEARTBEAT_INTERVAL (default 600000: no heartbeat during a run),
+                       to measure what heartbeats cost at idle
+  --idle-cpu MS        how long the server's CPU is read with the idle connections open (default 10000)
   --skip-broadcast     only the memory figure
   --skip-memory        only the broadcast figure
   --json FILE          also write the results as JSON
@@ -53,7 +64,7 @@ function usage(): string {
 
 function parseArgs(argv: string[]): Options {
   const options: Options = {
-    only: new Set(["raw-bun", "node-ws", "chat"]),
+    only: new Set(["raw-bun", "node-ws", "chat", "chat-plain", "chat-sqlite"]),
     clients: 32,
     window: 512,
     padding: 0,
@@ -61,6 +72,8 @@ function parseArgs(argv: string[]): Options {
     durationMs: 5000,
     connections: 10_000,
     loadProcesses: 2,
+    heartbeatMs: undefined,
+    idleCpuMs: 10_000,
     skipBroadcast: false,
     skipMemory: false,
     json: undefined,
@@ -103,6 +116,12 @@ function parseArgs(argv: string[]): Options {
       case "--load-processes":
         options.loadProcesses = positive(arg, argv[++i]);
         break;
+      case "--heartbeat":
+        options.heartbeatMs = positive(arg, argv[++i]);
+        break;
+      case "--idle-cpu":
+        options.idleCpuMs = positive(arg, argv[++i]);
+        break;
       case "--skip-broadcast":
         options.skipBroadcast = true;
         break;
@@ -135,6 +154,8 @@ interface MemoryResult {
   rssBefore: number;
   rssIdle: number;
   rssJoined: number;
+  /** Share of one core the server used with every connection open and idle, over --idle-cpu. */
+  idleCpu: number;
   bytesPerIdle: number;
   bytesPerJoined: number;
   settled: boolean;
@@ -153,6 +174,8 @@ function step(message: string) {
 async function startServer(target: Target, options: Options): Promise<{ child: Child; port: number }> {
   const port = freePort();
   const { cmd, env } = target.command(port);
+  if (options.heartbeatMs !== undefined && target.id.startsWith("chat"))
+    env.HEARTBEAT_INTERVAL = String(options.heartbeatMs);
   const child = spawnChild(target.id, cmd, { cwd: APP_DIR, env, minOpenFiles: options.connections + 256 });
   await waitHealthy(child, port, 20_000);
   return { child, port };
@@ -179,6 +202,7 @@ async function measureBroadcast(target: Target, options: Options): Promise<Broad
     const load: BroadcastOptions = {
       ports: [port],
       pathPrefix: target.broadcastPathPrefix,
+      pathSuffix: target.broadcastQuery,
       clients: options.clients,
       window: options.window,
       padding: options.padding,
@@ -240,6 +264,10 @@ async function measureMemory(target: Target, options: Options): Promise<MemoryRe
     );
     step(`  ${options.connections} idle connections open (${opened.map((l) => `${JSON.parse(l).ms} ms`).join(", ")})`);
     const idle = await settledRss(pid);
+    const cpuBefore = cpuSeconds(pid);
+    const cpuFrom = performance.now();
+    await Bun.sleep(options.idleCpuMs);
+    const idleCpu = (cpuSeconds(pid) - cpuBefore) / ((performance.now() - cpuFrom) / 1000);
     for (const g of generators) g.write("join");
     await Promise.all(generators.map((g) => g.nextLine(90_000, "joining one room per connection")));
     const joined = await settledRss(pid);
@@ -248,6 +276,7 @@ async function measureMemory(target: Target, options: Options): Promise<MemoryRe
       rssBefore: before.rss,
       rssIdle: idle.rss,
       rssJoined: joined.rss,
+      idleCpu,
       bytesPerIdle: (idle.rss - before.rss) / options.connections,
       bytesPerJoined: (joined.rss - before.rss) / options.connections,
       settled: before.settled && idle.settled && joined.settled,
@@ -281,7 +310,7 @@ function table(rows: string[][]): string {
   return [line(rows[0]!), rule, ...rows.slice(1).map(line)].join("\n");
 }
 
-function report(results: TargetResult[], _options: Options, environment: string[]) {
+function report(results: TargetResult[], options: Options, environment: string[]) {
   const rows: string[][] = [
     [
       "server",
@@ -290,9 +319,11 @@ function report(results: TargetResult[], _options: Options, environment: string[
       "load CPU",
       "server CPU µs/delivery",
       "frame B",
+      "deliveries/WS frame",
       "RSS before",
       "B/idle conn",
       "B/conn, 1 join",
+      "idle CPU",
     ],
   ];
   for (const { target, broadcast: b, memory: m } of results) {
@@ -303,9 +334,11 @@ function report(results: TargetResult[], _options: Options, environment: string[
       b ? `${fmt(b.loadCpu * 100)}%` : "-",
       b ? fmt(cpuPerDelivery(b) * 1e6, 2) : "-",
       b ? fmt(b.frameBytes) : "-",
+      b ? fmt(b.deliveriesPerFrame, 1) : "-",
       m ? mib(m.rssBefore) : "-",
       m ? fmt(m.bytesPerIdle) : "-",
       m ? fmt(m.bytesPerJoined) : "-",
+      m ? `${fmt(m.idleCpu * 100, 1)}%` : "-",
     ]);
   }
   const out: string[] = ["", ...environment, "", table(rows), ""];
@@ -314,16 +347,32 @@ function report(results: TargetResult[], _options: Options, environment: string[
   const raw = byId.get("raw-bun");
   const chat = byId.get("chat");
   const node = byId.get("node-ws");
+  const plain = byId.get("chat-plain");
   if (raw?.broadcast && chat?.broadcast) {
     const ratio = chat.broadcast.deliveriesPerSecond / raw.broadcast.deliveriesPerSecond;
     out.push(
-      `this server / raw Bun, deliveries per second: ${fmt(ratio, 2)} (goal >= ${GOAL_RATIO}: ${ratio >= GOAL_RATIO ? "met" : "MISSED"})`,
+      `this server (batched) / raw Bun, deliveries per second: ${fmt(ratio, 2)} (goal >= ${GOAL_RATIO}: ${ratio >= GOAL_RATIO ? "met" : "MISSED"})`,
     );
-    // CPU per delivery does not depend on how much of a core the other work on the machine left.
-    const perCpu = cpuPerDelivery(raw.broadcast) / cpuPerDelivery(chat.broadcast);
+  }
+  // CPU per delivery does not depend on how much of a core the other work on the machine left.
+  for (const [name, r] of [
+    ["batched", chat],
+    ["plain", plain],
+  ] as const) {
+    if (!raw?.broadcast || !r?.broadcast) continue;
+    const cpuRatio = cpuPerDelivery(r.broadcast) / cpuPerDelivery(raw.broadcast);
     out.push(
-      `this server / raw Bun, deliveries per server CPU second: ${fmt(perCpu, 2)} (the steadier figure on a shared machine)`,
+      `this server (${name}) / raw Bun, server CPU per delivery: ${fmt(cpuRatio, 2)}x (the steadier figure on a shared machine)`,
     );
+  }
+  const sqlite = byId.get("chat-sqlite");
+  if (chat?.broadcast && sqlite?.broadcast) {
+    const ratio = sqlite.broadcast.deliveriesPerSecond / chat.broadcast.deliveriesPerSecond;
+    out.push(
+      `SQLite store / hot history alone (STORE=memory), deliveries per second: ${fmt(ratio, 2)} (goal >= ${GOAL_SQLITE_RATIO}: ${ratio >= GOAL_SQLITE_RATIO ? "met" : "MISSED"})`,
+    );
+    const perCpu = cpuPerDelivery(chat.broadcast) / cpuPerDelivery(sqlite.broadcast);
+    out.push(`SQLite store / hot history alone, deliveries per server CPU second: ${fmt(perCpu, 2)}`);
   }
   if (raw?.broadcast && node?.broadcast) {
     out.push(
@@ -338,6 +387,13 @@ function report(results: TargetResult[], _options: Options, environment: string[
     if (raw?.memory)
       out.push(`this server / raw Bun, bytes per idle connection: ${fmt(b / raw.memory.bytesPerIdle, 2)}`);
     if (node?.memory) out.push(`Node + ws, bytes per idle connection: ${fmt(node.memory.bytesPerIdle)} (reference)`);
+    const m = chat.memory;
+    out.push(
+      `this server at idle with ${fmt(m.connections)} connections: ${fmt(m.idleCpu * 100, 1)}% of a core, RSS ${mib(m.rssIdle)}` +
+        (options.heartbeatMs !== undefined
+          ? `; heartbeats every ${fmt(options.heartbeatMs)} ms: ${fmt((m.idleCpu / (m.connections / (options.heartbeatMs / 1000))) * 1e6, 1)} µs of CPU per heartbeat (all idle CPU counted as heartbeat cost)`
+          : " (no heartbeat during the run; --heartbeat MS to measure their cost)"),
+    );
   }
   const saturated = results.filter((r) => r.broadcast && r.broadcast.loadCpu > 0.85);
   if (results.some((r) => r.broadcast)) {
@@ -370,7 +426,8 @@ function report(results: TargetResult[], _options: Options, environment: string[
 async function main() {
   const options = parseArgs(process.argv.slice(2));
   const chosen = targets().filter((t) => options.only.has(t.id));
-  chosen.sort((a, b) => Number(a.id === "chat") - Number(b.id === "chat"));
+  const isChat = (t: Target) => Number(t.id === "chat" || t.id === "chat-plain");
+  chosen.sort((a, b) => isChat(a) - isChat(b));
   const nodeVersion = Bun.which("node")
     ? Bun.spawnSync(["node", "--version"]).stdout.toString().trim()
     : "not installed";
@@ -389,7 +446,8 @@ async function main() {
   for (const target of chosen) {
     const result: TargetResult = { target };
     results.push(result);
-    if (!options.skipMemory) {
+    // chat-plain is the same server: its idle connections (which ask for nothing) are measured once, as chat.
+    if (!options.skipMemory && target.id !== "chat-plain") {
       const t = performance.now();
       step(`${target.id}: memory at ${options.connections} idle connections`);
       result.memory = await measureMemory(target, options);

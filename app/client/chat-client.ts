@@ -8,11 +8,14 @@
 //   `duplicate: true` instead of storing it twice. The queue is bounded by bytes and by time, not by a
 //   count: a deploy's hand-over can take tens of seconds while the application keeps sending.
 // - Each room message and direct message is emitted at most once, whatever the server replays.
+// - Direct messages sent while the client was offline are emitted as `direct` events after it
+//   reconnects: it resumes its user's inbox from the last position it holds on every connection.
 
 import { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { ChatClientError, ClientErrorCode } from "./errors.js";
 import { RecentKeys, randomId } from "./ids.js";
+import { type InboxPosition, InboxTracker } from "./inbox.js";
 import {
   CloseCode,
   type ConnectionEstablished,
@@ -20,6 +23,7 @@ import {
   ErrorCode,
   type Goodbye,
   type History,
+  type MessageResponse,
   type Presence,
   type PresenceDiff,
   RECONNECTABLE_CLOSE_CODES,
@@ -50,8 +54,21 @@ export interface JoinResult {
   offset: number;
   /** True when every message missed since the last seen offset was replayed. */
   recovered: boolean;
+  /** The user's stored read position in the room (shared by the user's devices); 0 when none. */
+  readOffset: number;
+  /** Messages after `readOffset`: the room's unread badge. */
+  unread: number;
   /** True when the join was sent by the client itself after a reconnect. */
   rejoin: boolean;
+}
+
+/** The answer to an inbox resume: where the inbox stands, and whether nothing was missed. */
+export interface InboxResult {
+  epoch: string;
+  /** The inbox's newest offset. */
+  offset: number;
+  /** Every direct message after the position resumed from was delivered (false: some were dropped by the server's bounds, or the epoch changed). */
+  recovered: boolean;
 }
 
 export interface SentMessage {
@@ -82,6 +99,8 @@ export interface ChatEvents {
   typing: Typing;
   read: ReadReceipt;
   joined: JoinResult;
+  /** The inbox was resumed on a new connection (save `client.inboxPosition` to resume after a reload). */
+  inbox: InboxResult;
   /** The messages waiting for a connection changed: how many, and their size. */
   queue: { messages: number; bytes: number };
   goodbye: Goodbye;
@@ -114,6 +133,18 @@ export interface ConnectOptions {
   token?: string;
   /** Sent as the `user` query parameter. */
   user?: string;
+  /**
+   * Ask for batched frames (`batch=1`): the server joins the frames of one event-loop turn into one
+   * WebSocket frame, which costs both sides less per message. Default true; a server that does not
+   * know the parameter sends plain frames, which are read the same way.
+   */
+  batch?: boolean;
+  /**
+   * Where the inbox was left off (kept by the application, for example across a page reload): the
+   * first connection resumes from it. Without it the first connection asks for every direct message
+   * the server keeps.
+   */
+  inbox?: InboxPosition;
   /** Wait between reconnect attempts; default 1 s to 30 s. */
   backoff?: Partial<BackoffOptions>;
   /**
@@ -239,6 +270,8 @@ export class ChatClient extends Emitter<ChatEvents> {
   /** A refusal's wait is running: further refusals of the same burst do not extend it. */
   private cooling = false;
   private readonly seen: RecentKeys;
+  private readonly inbox: InboxTracker;
+  private inboxRetry: ReturnType<typeof setTimeout> | undefined;
   private refs = 0;
   private readonly backoff: BackoffOptions;
   private readonly maxQueue: number;
@@ -278,6 +311,7 @@ export class ChatClient extends Emitter<ChatEvents> {
     this.livenessGraceMs = options.livenessGraceMs ?? 10_000;
     this.random = options.random ?? Math.random;
     this.seen = new RecentKeys(options.dedupCapacity ?? 5_000);
+    this.inbox = new InboxTracker(options.inbox);
     const impl = options.WebSocket ?? (globalThis as { WebSocket?: new (url: string) => WebSocketLike }).WebSocket;
     if (!impl) throw new ChatClientError("no_websocket", "no WebSocket implementation: pass options.WebSocket");
     this.WebSocketImpl = impl;
@@ -301,6 +335,11 @@ export class ChatClient extends Emitter<ChatEvents> {
   /** UTF-8 bytes of the messages waiting for a connection. */
   get queuedBytes(): number {
     return this.queueBytes;
+  }
+
+  /** Where the client is in its inbox: every direct message up to `offset` of `epoch` was received. */
+  get inboxPosition(): InboxPosition | undefined {
+    return this.inbox.position;
   }
 
   /** Rooms the client is in (or will rejoin), with the newest offset seen in each. */
@@ -357,9 +396,14 @@ export class ChatClient extends Emitter<ChatEvents> {
     await this.request({ type: "typing", room, active }, "once");
   }
 
-  /** Tells the room that this user has read up to `offset`. */
-  async markRead(room: string, offset: number): Promise<void> {
-    await this.request({ type: "read", room, offset }, "once");
+  /**
+   * Tells the room that this user has read up to `offset`; the server stores it as the user's read
+   * position (forward only) and resolves with the stored position (`readOffset`, 0 from a server
+   * older than read positions). The user's other devices in the room get a `read` event.
+   */
+  async markRead(room: string, offset: number): Promise<number> {
+    const answer = (await this.request({ type: "read", room, offset }, "once")) as MessageResponse;
+    return typeof answer.readOffset === "number" ? answer.readOffset : 0;
   }
 
   async history(room: string, options: { before?: number; limit?: number } = {}): Promise<History> {
@@ -417,13 +461,10 @@ export class ChatClient extends Emitter<ChatEvents> {
     this.watch(this.handshakeTimeoutMs);
     ws.onmessage = (event) => {
       if (this.ws !== ws) return;
-      let frame: ServerFrame;
-      try {
-        frame = JSON.parse(String(event.data));
-      } catch {
-        return;
-      }
-      this.onFrame(frame);
+      const text = String(event.data);
+      // A batched WebSocket frame holds JSON frames separated by `\n` (JSON text never holds a raw one).
+      if (text.indexOf("\n") < 0) return this.onText(ws, text);
+      for (const line of text.split("\n")) this.onText(ws, line);
     };
     ws.onclose = (event) => {
       if (this.ws !== ws) return;
@@ -433,6 +474,18 @@ export class ChatClient extends Emitter<ChatEvents> {
       this.lost(event.code, event.reason);
     };
     ws.onerror = () => {};
+  }
+
+  private onText(ws: WebSocketLike, text: string) {
+    // A frame earlier in the same batch may have replaced or dropped this socket.
+    if (this.ws !== ws) return;
+    let frame: ServerFrame;
+    try {
+      frame = JSON.parse(text);
+    } catch {
+      return;
+    }
+    this.onFrame(frame);
   }
 
   /** (Re)arms the deadline for the next frame; a silent connection is dropped and retried. */
@@ -472,6 +525,7 @@ export class ChatClient extends Emitter<ChatEvents> {
         return;
       }
       case "direct":
+        this.inbox.received(frame.epoch, frame.offset);
         if (!this.firstSeen(frame.id, frame.from, frame.clientMsgId)) return;
         return this.emit("direct", strip(frame));
       case "typing":
@@ -532,6 +586,8 @@ export class ChatClient extends Emitter<ChatEvents> {
     }
     // Rejoin before sending anything else: a restarted server knows none of our rooms.
     const rejoins = [...this.rooms].map(([room, state]) => this.sendJoin(room, state, state.joined));
+    // The inbox resume goes out with the rejoins; nothing waits for it (`open` means the rooms are back).
+    void this.resumeInbox(ws, 0);
     await Promise.allSettled(rejoins);
     if (this.ws !== ws || this.terminal) return;
     // Rooms joined by the application while the rejoins were on the wire.
@@ -539,6 +595,42 @@ export class ChatClient extends Emitter<ChatEvents> {
       if (state.waiters.length > 0 && !state.joining) void this.sendJoin(room, state, state.joined);
     this.setState("open", {});
     this.flush();
+  }
+
+  /**
+   * Asks for the direct messages after the inbox position. Refused for a while (`unavailable`: the
+   * server's storage is down), it is asked again with the reconnect backoff, on the same connection.
+   */
+  private resumeInbox(ws: WebSocketLike | undefined, attempt: number, recovered = true): Promise<void> {
+    return this.request(this.inbox.resumeFrame(), "once").then(
+      (answer) => {
+        const result = answer as unknown as InboxResult & { more?: boolean; through?: number };
+        if (this.ws !== ws) return;
+        const whole = recovered && result.recovered;
+        // A long replay comes in pages: ask for the next one from where this one ended.
+        if (result.more && result.through !== undefined) {
+          this.inbox.answered(result.epoch, result.through);
+          return this.resumeInbox(ws, 0, whole);
+        }
+        this.inbox.answered(result.epoch, result.offset);
+        this.emit("inbox", { epoch: result.epoch, offset: result.offset, recovered: whole });
+      },
+      (error: ChatClientError) => {
+        if (this.ws !== ws || this.terminal) return;
+        if (error.code === ClientErrorCode.ConnectionLost || error.code === ClientErrorCode.Closed) return;
+        // A server older than inboxes does not know the frame: direct messages still arrive live.
+        if (error.code === ErrorCode.UnknownType) return;
+        this.emit("error", error);
+        if (!error.temporary) return;
+        clearTimeout(this.inboxRetry);
+        this.inboxRetry = setTimeout(
+          () => {
+            if (this.ws === ws && !this.terminal) void this.resumeInbox(ws, attempt + 1);
+          },
+          backoffDelay(attempt + 1, this.backoff, this.random),
+        );
+      },
+    );
   }
 
   private sendJoin(room: string, state: RoomState, rejoin: boolean, catchUp = false): Promise<void> {
@@ -568,6 +660,9 @@ export class ChatClient extends Emitter<ChatEvents> {
           epoch: result.epoch,
           offset: result.offset,
           recovered: result.recovered,
+          // A server older than read positions sends neither.
+          readOffset: result.readOffset ?? 0,
+          unread: result.unread ?? 0,
           rejoin,
         };
         for (const w of state.waiters.splice(0)) w.resolve(joined);
@@ -586,6 +681,8 @@ export class ChatClient extends Emitter<ChatEvents> {
 
   private lost(code: number, reason: string) {
     clearTimeout(this.livenessTimer);
+    clearTimeout(this.inboxRetry);
+    this.inbox.disconnected();
     if (this.ws) detach(this.ws);
     this.ws = undefined;
     // Answers to what was in flight will not come: resend messages, fail the rest.
@@ -618,6 +715,7 @@ export class ChatClient extends Emitter<ChatEvents> {
     this.terminal ??= { code, reason };
     clearTimeout(this.retryTimer);
     clearTimeout(this.pumpTimer);
+    clearTimeout(this.inboxRetry);
     clearTimeout(this.livenessTimer);
     const ws = this.ws;
     this.ws = undefined;
@@ -843,6 +941,7 @@ function chatUrl(base: string, options: ConnectOptions): string {
   url.pathname = `${path}/${encodeURIComponent(options.connectionId)}`;
   if (options.user !== undefined) url.searchParams.set("user", options.user);
   if (options.token !== undefined) url.searchParams.set("token", options.token);
+  if (options.batch !== false) url.searchParams.set("batch", "1");
   return url.toString();
 }
 

@@ -6,6 +6,7 @@ export type {
   ChatEvents,
   ConnectionState,
   ConnectOptions,
+  InboxResult,
   JoinResult,
   RoomPosition,
   SentDirect,
@@ -16,5 +17,6 @@ export type {
 export { ChatClient, connect } from "./chat-client.js";
 export { ChatClientError, ClientErrorCode } from "./errors.js";
 export { randomId } from "./ids.js";
+export type { InboxPosition } from "./inbox.js";
 export type * from "./protocol.js";
 export { CloseCode, ErrorCode, RECONNECTABLE_CLOSE_CODES } from "./protocol.js";

@@ -79,6 +79,9 @@ export interface DirectMessage {
   text: string;
   ts: number;
   clientMsgId: string;
+  /** Its offset in the inbox of the user receiving it, and that inbox's epoch (absent from servers older than inboxes). */
+  offset?: number;
+  epoch?: string;
 }
 
 export interface ConnectionEstablished {
@@ -96,6 +99,8 @@ export interface ConnectionEstablished {
   resumed: boolean;
   rooms: string[];
   protocol: number;
+  /** Present when the connection asked for batched frames: the most frames and bytes one WebSocket frame holds. */
+  batch?: { maxFrames: number; maxBytes: number };
 }
 
 export interface MessageResponse {

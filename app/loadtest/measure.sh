@@ -11,7 +11,7 @@ root=$(cd "$here/../.." && pwd)
 usage() {
   cat <<USAGE
 Usage: app/loadtest/measure.sh SCENARIO TOPOLOGY [OUT_DIR]
-  SCENARIO  smoke, ramp, stress or spike (app/loadtest/<SCENARIO>.js)
+  SCENARIO  smoke, ramp, stress, spike or connections (app/loadtest/<SCENARIO>.js)
   TOPOLOGY  single (one instance, memory backends) or redis (two instances sharing a redis-server)
   OUT_DIR   where results go (default: app/test-output/loadtest)
 The scenario's variables (VUS, DURATION, ROOM_SIZE, MSG_RATE, SESSION, ...) pass through to k6.

@@ -74,7 +74,12 @@ const embedPublicScripts: BunPlugin = {
 const assets = [...new Glob("public/**/*").scanSync({ cwd: root, onlyFiles: true })].sort();
 started = performance.now();
 const result = await Bun.build({
-  entrypoints: [join(root, "src/index.ts"), ...assets.map((a) => join(root, a))],
+  // The SQLite writer runs in a worker thread: a worker's file is an entrypoint of its own.
+  entrypoints: [
+    join(root, "src/index.ts"),
+    join(root, "src/store/sqlite-writer.ts"),
+    ...assets.map((a) => join(root, a)),
+  ],
   compile: { outfile },
   minify: true,
   // Embedded files keep their path under public/ so the server can find them by name.

@@ -26,6 +26,8 @@ export interface AppDeps {
   backplane: Backplane;
   lifecycle: Lifecycle;
   usesRedis: boolean;
+  /** Where room messages are kept beyond the hot history (reported by /health). */
+  store: "sqlite" | "memory";
   /** Directory holding the test page and the client bundle. */
   publicDir: string;
   authenticator: Authenticator | undefined;

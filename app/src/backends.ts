@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import type { Backplane } from "./backplane/backplane";
 import { MemoryBackplane, type MemoryHub } from "./backplane/memory";
 import { RedisBackplane } from "./backplane/redis";
@@ -5,14 +6,23 @@ import type { Config } from "./config";
 import type { DedupStore } from "./dedup/dedup";
 import { MemoryDedupStore } from "./dedup/memory";
 import { RedisDedupStore } from "./dedup/redis";
+import { DurableHistoryStore } from "./history/durable";
 import type { HistoryStore } from "./history/history";
 import { MemoryHistoryStore } from "./history/memory";
 import { RedisHistoryStore } from "./history/redis";
+import type { InboxStore } from "./inbox/inbox";
+import { MemoryInboxStore } from "./inbox/memory";
+import { RedisInboxStore } from "./inbox/redis";
+import { SqliteInboxStore } from "./inbox/sqlite";
 import type { Logger } from "./observability/logger";
 import type { Metrics } from "./observability/metrics";
 import { MemoryPresenceStore } from "./presence/memory";
 import type { PresenceStore } from "./presence/presence";
 import { RedisPresenceStore } from "./presence/redis";
+import { MemoryReadPositionStore } from "./reads/memory";
+import type { ReadPositionStore } from "./reads/reads";
+import { RedisReadPositionStore } from "./reads/redis";
+import { SqliteReadPositionStore } from "./reads/sqlite";
 import type { RedisClients } from "./redis/clients";
 import { withFallback } from "./redis/fallback";
 import { redisKeys } from "./redis/keys";
@@ -20,16 +30,24 @@ import { refuseWhileDown } from "./redis/unavailable";
 import { MemorySessionStore } from "./sessions/memory";
 import { RedisSessionStore } from "./sessions/redis";
 import type { SessionStore } from "./sessions/sessions";
+import { observeSqliteStore } from "./store/metrics";
+import { SQLITE_FILE, SqliteMessageStore } from "./store/sqlite";
 
 /** The swappable backends. Memory ones are the defaults; the composition root may pass Redis ones. */
 export interface Backends {
   backplane: Backplane;
   history: HistoryStore;
+  /** Each user's read position per room. */
+  reads: ReadPositionStore;
+  /** Each user's direct messages, for delivery on reconnect. */
+  inbox: InboxStore;
   presence: PresenceStore;
   sessions: SessionStore;
   dedup: DedupStore;
   /** Whether a Redis URL is configured (health then reports its state). */
   usesRedis: boolean;
+  /** Where room messages are kept beyond the hot history: `sqlite`, or `memory` (nowhere else). */
+  store: "sqlite" | "memory";
   /**
    * Closes the backplane and stores, then the Redis connections. Bounded: it waits at most
    * CLOSE_DEADLINE_MS for a Redis that does not answer, then cuts the connections; when Redis was
@@ -50,6 +68,8 @@ type StoreConfig = Pick<
   | "dedupWindowSeconds"
   | "presenceTtlSeconds"
   | "redisKeyPrefix"
+  | "inboxSize"
+  | "inboxTtlSeconds"
 >;
 
 function memoryStores(config: StoreConfig) {
@@ -60,6 +80,7 @@ function memoryStores(config: StoreConfig) {
       ttlSeconds: config.historyTtlSeconds,
       dedupWindowSeconds: config.dedupWindowSeconds,
     }),
+    inbox: new MemoryInboxStore({ size: config.inboxSize, ttlSeconds: config.inboxTtlSeconds }),
     ...fallbackStores(config),
   };
 }
@@ -67,6 +88,7 @@ function memoryStores(config: StoreConfig) {
 /** The in-memory twins the Redis stores fall back to (history has none). */
 function fallbackStores(config: StoreConfig) {
   return {
+    reads: new MemoryReadPositionStore(),
     presence: new MemoryPresenceStore(),
     sessions: new MemorySessionStore(),
     dedup: new MemoryDedupStore(config.dedupWindowSeconds),
@@ -79,13 +101,66 @@ export function memoryBackends(config: StoreConfig, hub?: MemoryHub): Backends {
   const stores = memoryStores(config);
   const close = async () =>
     void (await Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close())));
-  return { backplane, ...stores, usesRedis: false, close };
+  return { backplane, ...stores, usesRedis: false, store: "memory", close };
+}
+
+/** The message database could not be opened or migrated; the server cannot start. */
+export class StoreOpenError extends Error {}
+
+/**
+ * One instance with its messages in SQLite under DATA_DIR: the in-memory history serves the newest
+ * messages of each room and continues each room's epoch and offsets from the database, which holds
+ * all of them (see DurableHistoryStore).
+ */
+export function sqliteBackends(
+  config: StoreConfig & Pick<Config, "dataDir" | "messageRetentionDays">,
+  deps: { metrics: Metrics; logger: Logger },
+): Backends {
+  let store: SqliteMessageStore;
+  try {
+    store = SqliteMessageStore.open(config.dataDir, {
+      retentionDays: config.messageRetentionDays,
+      inboxSize: config.inboxSize,
+    });
+  } catch (error) {
+    throw new StoreOpenError(
+      `cannot open the message database ${join(config.dataDir, SQLITE_FILE)}: ${(error as Error).message}`,
+    );
+  }
+  observeSqliteStore(store, deps.metrics.registry);
+  let lastWarning = 0;
+  store.onError = (error) => {
+    if (Date.now() - lastWarning < 10_000) return;
+    lastWarning = Date.now();
+    deps.logger.error("message database write failed; senders get unavailable", { error: error.message });
+  };
+  const hot = new MemoryHistoryStore({
+    historySize: config.historySize,
+    maxBytes: config.historyMaxBytes,
+    ttlSeconds: config.historyTtlSeconds,
+    dedupWindowSeconds: config.dedupWindowSeconds,
+    resume: (room) => store.head(room),
+  });
+  hot.observe(deps.metrics.registry);
+  // The dedup window outlives a restart: a resend of a message stored just before it is a duplicate.
+  for (const message of store.storedSince(Date.now() - config.dedupWindowSeconds * 1000)) hot.rememberStored(message);
+  const backplane = new MemoryBackplane(config.instanceId);
+  const stores = {
+    ...fallbackStores(config),
+    history: new DurableHistoryStore(hot, store),
+    reads: new SqliteReadPositionStore(store),
+    inbox: new SqliteInboxStore(store, config.inboxSize),
+  };
+  const close = async () =>
+    void (await Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close())));
+  return { backplane, ...stores, usesRedis: false, store: "sqlite", close };
 }
 
 /**
  * Redis for everything shared. History has no in-memory twin: while Redis is down or hung, its calls
  * are refused with `unavailable`, so a message is acknowledged only once it is in the shared history
- * (and published from there to every instance). Presence, sessions and direct-message dedup hold
+ * (and published from there to every instance); so are inbox calls (direct messages). Presence,
+ * sessions and dedup hold
  * nothing a client was promised to keep, so they fall back to memory and this instance keeps serving
  * joins' presence, resumes and direct messages of its own clients.
  */
@@ -126,6 +201,16 @@ export function redisBackends(
   });
   const stores = {
     history: refuseWhileDown<HistoryStore>("history", history, guard),
+    // Like history: a direct message is acknowledged only once it is in Redis, so no memory twin.
+    inbox: refuseWhileDown<InboxStore>(
+      "inbox",
+      new RedisInboxStore(commands, keys, {
+        size: config.inboxSize,
+        ttlSeconds: config.inboxTtlSeconds,
+        dedupWindowSeconds: config.dedupWindowSeconds,
+      }),
+      guard,
+    ),
     presence: withFallback<PresenceStore>(
       "presence",
       new RedisPresenceStore(commands, keys, {
@@ -137,6 +222,12 @@ export function redisBackends(
       { ...guard, primaryOnly: ["onExpired"] },
     ),
     sessions: withFallback<SessionStore>("sessions", new RedisSessionStore(commands, keys), local.sessions, guard),
+    reads: withFallback<ReadPositionStore>(
+      "reads",
+      new RedisReadPositionStore(commands, keys, config.historyTtlSeconds),
+      local.reads,
+      guard,
+    ),
     dedup: withFallback<DedupStore>(
       "dedup",
       new RedisDedupStore(commands, keys, config.dedupWindowSeconds),
@@ -148,6 +239,7 @@ export function redisBackends(
     backplane,
     ...stores,
     usesRedis: true,
+    store: "memory",
     close: async () => {
       const started = Date.now();
       const gaveUp: string[] = [];

@@ -35,6 +35,11 @@ export interface Config {
   redisCluster: ClusterTarget | undefined;
   redisRequired: boolean;
   redisKeyPrefix: string;
+  store: "sqlite" | "memory";
+  dataDir: string;
+  messageRetentionDays: number;
+  inboxSize: number;
+  inboxTtlSeconds: number;
   maxRoomsPerConnection: number;
   version: string;
   authRequired: boolean;
@@ -52,6 +57,8 @@ export interface Config {
   restrictedRoomPrefixes: string[];
   maxRequestBodyBytes: number;
   backpressureLimitBytes: number;
+  batchMaxFrames: number;
+  batchMaxBytes: number;
 }
 
 export class ConfigError extends Error {
@@ -199,6 +206,16 @@ const redisClusterNodes: Parser<ClusterTarget | undefined> = (raw, name) => {
   }
 };
 
+/** Empty (chosen from REDIS_URL once every variable is read) or one of the stores. */
+const storeKind: Parser<Config["store"]> = (raw, name) => {
+  if (raw.trim() === "") return "" as Config["store"];
+  try {
+    return oneOf("sqlite", "memory")(raw, name);
+  } catch {
+    throw new ConfigError(name, "one of sqlite, memory, or empty", raw);
+  }
+};
+
 interface Variable<K extends keyof Config> {
   key: K;
   parse: Parser<Config[K]>;
@@ -330,6 +347,31 @@ export const VARIABLES = {
     "chat:",
     "prefix of every Redis key and channel",
   ),
+  STORE: v(
+    "store",
+    storeKind,
+    "",
+    "where room messages are kept: sqlite (a file under DATA_DIR; one instance, not with REDIS_URL) or memory (the hot history only); empty: sqlite without REDIS_URL, memory with it",
+  ),
+  DATA_DIR: v("dataDir", anyText, "./data", "directory of the SQLite message database (created when missing)"),
+  MESSAGE_RETENTION_DAYS: v(
+    "messageRetentionDays",
+    integer(0, 36_500),
+    "0",
+    "days stored messages are kept in the database; 0 keeps them forever",
+  ),
+  INBOX_SIZE: v(
+    "inboxSize",
+    integer(1, 100_000),
+    "1000",
+    "direct messages kept per user's inbox (received and sent) for delivery on reconnect; older ones are dropped",
+  ),
+  INBOX_TTL: v(
+    "inboxTtlSeconds",
+    duration("seconds", 60, 365 * DAY),
+    String(30 * DAY),
+    "seconds a user's inbox lives after its last direct message (Redis and memory; SQLite uses MESSAGE_RETENTION_DAYS)",
+  ),
   MAX_ROOMS_PER_CONNECTION: v("maxRoomsPerConnection", integer(1, 10_000), "50", "rooms one connection may join"),
   APP_VERSION: v("version", anyText, () => BUILD_VERSION, "version reported in /health and frames"),
   AUTH_REQUIRED: v(
@@ -392,6 +434,18 @@ export const VARIABLES = {
     "1048576",
     "bytes buffered for a slow client before it is closed with 4008",
   ),
+  BATCH_MAX_FRAMES: v(
+    "batchMaxFrames",
+    integer(1, 1024),
+    "64",
+    "most frames joined into one WebSocket frame for clients that ask for batches",
+  ),
+  BATCH_MAX_BYTES: v(
+    "batchMaxBytes",
+    integer(1024, 1_048_576),
+    "65536",
+    "largest WebSocket frame of joined frames (UTF-8 bytes); a single larger frame is sent alone",
+  ),
 } as const;
 
 declare const __APP_VERSION__: string | undefined;
@@ -416,6 +470,16 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError("REDIS_CLUSTER_NODES", "REDIS_URL to be empty when set (one Redis or one cluster)", "(set)");
   }
   if (config.maxMessageBytes === 0) config.maxMessageBytes = messageBytesFor(config.maxTextLength);
+  const sharedRedis = Boolean(config.redisUrl || config.redisCluster);
+  if (!config.store) config.store = sharedRedis ? "memory" : "sqlite";
+  else if (config.store === "sqlite" && sharedRedis) {
+    // Each instance would keep its own file: history would differ by the instance a client reaches.
+    throw new ConfigError(
+      "STORE",
+      "memory or empty when REDIS_URL or REDIS_CLUSTER_NODES is set (SQLite is one instance's file)",
+      "sqlite",
+    );
+  }
   if (config.authRequired && !config.jwtSecret && !config.jwtJwksUrl) {
     throw new ConfigError("AUTH_REQUIRED", "JWT_SECRET or JWT_JWKS_URL to be set when true", "true");
   }

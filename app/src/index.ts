@@ -5,11 +5,19 @@ import { ListenError } from "./listen";
 import { createLogger, flushLogger } from "./observability/logger";
 import { createRedisClients } from "./redis/clients";
 import { createClusterClients } from "./redis/cluster";
-import { memoryBackends, type RunningServer, redisBackends, startServer } from "./server";
+import {
+  memoryBackends,
+  type RunningServer,
+  redisBackends,
+  StoreOpenError,
+  sqliteBackends,
+  startServer,
+} from "./server";
 
 /** Exit codes besides 0 (drained) and 130 (second signal), documented in docs/operations.md. */
 const EXIT_CONFIG_ERROR = 2;
 const EXIT_CANNOT_LISTEN = 3;
+const EXIT_STORE_ERROR = 4;
 
 let config: Readonly<Config>;
 try {
@@ -35,9 +43,16 @@ try {
         ? redisBackends(config, createClusterClients(config.redisCluster, { logger, metrics }), { logger, metrics })
         : config.redisUrl
           ? redisBackends(config, createRedisClients(config.redisUrl, { logger, metrics }), { logger, metrics })
-          : memoryBackends(config),
+          : config.store === "sqlite"
+            ? sqliteBackends(config, { logger, metrics })
+            : memoryBackends(config),
   });
 } catch (error) {
+  if (error instanceof StoreOpenError) {
+    process.stderr.write(`error: ${error.message}\n`);
+    publicDir.cleanup();
+    process.exit(EXIT_STORE_ERROR);
+  }
   if (error instanceof ListenError) {
     process.stderr.write(`error: ${error.message}\n`);
     publicDir.cleanup();
@@ -50,6 +65,7 @@ logger.info("server listening", {
   url: `http://${config.host === "0.0.0.0" ? "localhost" : config.host}:${server.port}/`,
   maxConnections: config.maxConnections,
   redis: config.redisCluster ? "cluster" : server.backends.usesRedis ? "enabled" : "disabled",
+  store: server.backends.store,
 });
 
 let signals = 0;

@@ -3,16 +3,17 @@ import { createAuthenticator } from "./auth/auth";
 import type { Backends } from "./backends";
 import { ChatService } from "./chat/service";
 import type { Config } from "./config";
+import { FrameBatcher } from "./connections/batching";
 import { startHeartbeat } from "./connections/heartbeat";
 import { ConnectionRegistry } from "./connections/registry";
 import { createLifecycle } from "./lifecycle";
 import { ListenError, listenFailureReason } from "./listen";
 import type { Logger } from "./observability/logger";
 import { createMetrics, type Metrics } from "./observability/metrics";
-import { type LocalPublisher, RoomManager } from "./rooms/rooms";
+import { RoomManager } from "./rooms/rooms";
 import { drainConnections } from "./shutdown";
 
-export { type Backends, memoryBackends, redisBackends } from "./backends";
+export { type Backends, memoryBackends, redisBackends, StoreOpenError, sqliteBackends } from "./backends";
 
 /**
  * Wires one server instance: dependencies, app, listen, heartbeat. `shutdown()` runs the drain
@@ -32,14 +33,17 @@ export async function startServer(options: {
   const backends = options.backends(metrics);
   const registry = new ConnectionRegistry();
   const lifecycle = createLifecycle();
-  const rooms = new RoomManager(backends.backplane, 5000, (topic) => chat.released(topic));
 
   // Bun's server exists only after listen; the chat publishes through this late-bound view of it.
   let server: { publish(topic: string, data: string): number; subscriberCount(topic: string): number } | undefined;
-  const local: LocalPublisher = {
-    publish: (topic, frame) => void server?.publish(topic, frame),
-    subscriberCount: (topic) => server?.subscriberCount(topic) ?? 0,
-  };
+  const local = new FrameBatcher(
+    {
+      publish: (topic, frame) => server?.publish(topic, frame),
+      subscriberCount: (topic) => server?.subscriberCount(topic) ?? 0,
+    },
+    { maxFrames: config.batchMaxFrames, maxBytes: config.batchMaxBytes },
+  );
+  const rooms = new RoomManager(backends.backplane, local, 5000, (topic) => chat.released(topic));
 
   const authenticator = createAuthenticator(config);
   const chat = new ChatService({ config, registry, rooms, local, metrics, logger, authenticator, ...backends });
@@ -53,6 +57,7 @@ export async function startServer(options: {
     backplane: backends.backplane,
     lifecycle,
     usesRedis: backends.usesRedis,
+    store: backends.store,
     publicDir: options.publicDir,
     authenticator,
   });

@@ -41,8 +41,7 @@ export async function drainConnections(
   );
   const connections = goodbyes.map((g) => g.connection);
   logger.info("drain started", { connections: connections.length, drainTimeoutMs: options.drainTimeoutMs, compressed });
-  for (const { connection, retryAfterMs } of goodbyes)
-    connection.socket.send(frames.goodbye("shutdown", true, retryAfterMs));
+  for (const { connection, retryAfterMs } of goodbyes) connection.send(frames.goodbye("shutdown", true, retryAfterMs));
   metrics.countOut("goodbye", connections.length);
 
   const batches = Math.min(10, connections.length);

@@ -40,6 +40,8 @@ const cases: [string, string, string][] = [
   ["REDIS_CLUSTER_NODES", "10.0.0.1:7000,,10.0.0.2:7000", "comma-separated host:port seed nodes"],
   ["REDIS_CLUSTER_NODES", "10.0.0.1:99999", "comma-separated host:port seed nodes"],
   ["INSTANCE_ID", "has space", "1-64 characters"],
+  ["STORE", "postgres", "one of sqlite, memory, or empty"],
+  ["MESSAGE_RETENTION_DAYS", "-1", "an integer from 0 to 36500"],
 ];
 
 for (const [name, value, accepts] of cases) {
@@ -65,6 +67,20 @@ test("the compiled binary refuses an invalid variable the same way, with nothing
   );
   expect(stdout).toBe("");
   await expect(fetch(`http://127.0.0.1:${port}/health`)).rejects.toThrow();
+});
+
+describe("STORE", () => {
+  test("empty picks SQLite for one instance and the hot history alone with Redis", () => {
+    expect(loadConfig({}).store).toBe("sqlite");
+    expect(loadConfig({ REDIS_URL: "redis://127.0.0.1:6379" }).store).toBe("memory");
+    expect(loadConfig({ STORE: "memory" }).store).toBe("memory");
+  });
+
+  test("sqlite with REDIS_URL is refused: each instance would keep a history of its own", () => {
+    expect(() => loadConfig({ STORE: "sqlite", REDIS_URL: "redis://127.0.0.1:6379" })).toThrow(
+      'invalid STORE="sqlite": expected memory or empty when REDIS_URL is set (SQLite is one instance\'s file)',
+    );
+  });
 });
 
 describe("HOST", () => {

@@ -1,15 +1,18 @@
 // The three servers the benchmark compares, and how to start each one on a given port.
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 
 export interface Target {
-  id: "raw-bun" | "node-ws" | "chat" | "elysia-route" | "elysia-upgrade";
+  id: "raw-bun" | "node-ws" | "chat" | "chat-plain" | "chat-sqlite" | "elysia-route" | "elysia-upgrade";
   label: string;
   /** How it is started, for the report. */
   describe: string;
   command(port: number): { cmd: string[]; env: Record<string, string> };
   /** WebSocket path of client i is `${prefix}${i}`. */
   broadcastPathPrefix: string;
+  /** Query string of the broadcast clients' paths (`?batch=1` for batched frames). */
+  broadcastQuery: string;
   idlePathPrefix: string;
   /** The server greets each connection with a frame (the chat server's `connection_established`). */
   greets: boolean;
@@ -49,9 +52,18 @@ export function chatCommand(
       DRAIN_TIMEOUT: "1000",
       DRAIN_JITTER_MS: "0",
       REDIS_URL: "",
+      // The hot history alone unless a run asks for the message database (chat-sqlite).
+      STORE: "memory",
       ...env,
     },
   };
+}
+
+/** A fresh, empty DATA_DIR for one server start, removed when the benchmark exits. */
+function freshDataDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "chat-bench-data-"));
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }
 
 export function chatDescription(): string {
@@ -70,6 +82,7 @@ export function targets(): Target[] {
       describe: `bun bench/baselines/raw-bun.ts`,
       command: (port) => ({ cmd: [bun, join(BENCH_DIR, "baselines", "raw-bun.ts")], env: { PORT: String(port) } }),
       broadcastPathPrefix: "/ws/bench",
+      broadcastQuery: "",
       idlePathPrefix: "/ws/idle",
       greets: false,
     },
@@ -82,16 +95,38 @@ export function targets(): Target[] {
         return { cmd: [node, join(BENCH_DIR, "baselines", "node-ws.mjs")], env: { PORT: String(port) } };
       },
       broadcastPathPrefix: "/ws/bench",
+      broadcastQuery: "",
       idlePathPrefix: "/ws/idle",
       greets: false,
     },
     {
       id: "chat",
-      label: "this server",
+      label: "this server, batched frames",
       describe: chatDescription(),
       command: (port) => chatCommand(port),
       // connectionId must be 8-64 characters: "bench000", "idle000000".
       broadcastPathPrefix: "/ws/chat/bench",
+      broadcastQuery: "?batch=1",
+      idlePathPrefix: "/ws/chat/idle",
+      greets: true,
+    },
+    {
+      id: "chat-plain",
+      label: "this server, plain frames",
+      describe: chatDescription(),
+      command: (port) => chatCommand(port),
+      broadcastPathPrefix: "/ws/chat/bench",
+      broadcastQuery: "",
+      idlePathPrefix: "/ws/chat/idle",
+      greets: true,
+    },
+    {
+      id: "chat-sqlite",
+      label: "this server, SQLite store",
+      describe: `${chatDescription()} with STORE=sqlite, DATA_DIR a fresh temporary directory`,
+      command: (port) => chatCommand(port, { STORE: "sqlite", DATA_DIR: freshDataDir() }),
+      broadcastPathPrefix: "/ws/chat/bench",
+      broadcastQuery: "?batch=1",
       idlePathPrefix: "/ws/chat/idle",
       greets: true,
     },
@@ -105,6 +140,7 @@ export function targets(): Target[] {
           env: { PORT: String(port), ELYSIA_WS: mode },
         }),
         broadcastPathPrefix: "/ws/bench",
+        broadcastQuery: "",
         idlePathPrefix: "/ws/idle",
         greets: false,
       }),

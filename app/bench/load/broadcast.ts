@@ -13,8 +13,10 @@ import { connectAndJoin, encodeClientFrame, WireClient } from "./wire";
 
 export interface BroadcastOptions {
   ports: number[];
-  /** Path of client i is `${pathPrefix}${i}` (three digits). */
+  /** Path of client i is `${pathPrefix}${i}${pathSuffix}` (three digits). */
   pathPrefix: string;
+  /** A query string, `?batch=1` for the chat server's batched frames; none by default. */
+  pathSuffix?: string;
   clients: number;
   window: number;
   warmupMs: number;
@@ -34,6 +36,8 @@ export interface BroadcastResult {
   deliveriesPerSecond: number;
   messagesPerSecond: number;
   frameBytes: number;
+  /** Room messages per WebSocket frame that held any (1 without batched frames). */
+  deliveriesPerFrame: number;
   loadCpu: number;
   /** Messages some client never received: sent x clients - received, once the room has drained. */
   missing: number;
@@ -60,7 +64,7 @@ for (let i = 0; i < options.clients; i++) {
     new WireClient({
       host: "127.0.0.1",
       port: options.ports[i % options.ports.length]!,
-      path: `${options.pathPrefix}${String(i).padStart(3, "0")}`,
+      path: `${options.pathPrefix}${String(i).padStart(3, "0")}${options.pathSuffix ?? ""}`,
       onText: (text) => {
         if (text.includes('"for":"join"')) resolveJoin();
         else if (text.startsWith('{"type":"error"')) die(`client ${i} got ${text}`);
@@ -132,13 +136,16 @@ for (const client of clients) client.onChunk = pump;
 const sample = () => {
   let deliveries = 0;
   let bytes = 0;
+  let wsFrames = 0;
   for (const c of clients) {
     deliveries += c.messages;
     bytes += c.messageBytes;
+    wsFrames += c.messageFrames;
   }
   return {
     deliveries,
     bytes,
+    wsFrames,
     sent,
     at: performance.now(),
     load: processCpuSeconds(),
@@ -178,6 +185,7 @@ const result: BroadcastResult = {
   deliveriesPerSecond: deliveries / seconds,
   messagesPerSecond: (end.sent - start.sent) / seconds,
   frameBytes: deliveries > 0 ? (end.bytes - start.bytes) / deliveries : 0,
+  deliveriesPerFrame: end.wsFrames > start.wsFrames ? deliveries / (end.wsFrames - start.wsFrames) : 0,
   loadCpu: (end.load - start.load) / seconds,
   missing,
   cpu: Object.fromEntries(options.processes.map((p, k) => [p.name, (end.cpu[k]! - start.cpu[k]!) / seconds])),

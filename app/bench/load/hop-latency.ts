@@ -19,8 +19,10 @@ import { connectAndJoin, WireClient } from "./wire";
 
 export interface HopLatencyOptions {
   ports: number[];
-  /** Path of client i is `${pathPrefix}${i}` (three digits). */
+  /** Path of client i is `${pathPrefix}${i}${pathSuffix}` (three digits). */
   pathPrefix: string;
+  /** A query string, `?batch=1` for the chat server's batched frames; none by default. */
+  pathSuffix?: string;
   clients: number;
   senders: number;
   /** Messages per second, all senders together. */
@@ -84,7 +86,7 @@ for (let i = 0; i < options.clients; i++) {
     new WireClient({
       host: "127.0.0.1",
       port: ports[instance]!,
-      path: `${options.pathPrefix}${String(i).padStart(3, "0")}`,
+      path: `${options.pathPrefix}${String(i).padStart(3, "0")}${options.pathSuffix ?? ""}`,
       onText: (text) => {
         const receivedAt = performance.now();
         if (text.startsWith('{"type":"message",')) {

@@ -1,7 +1,9 @@
 // Idle-connection load generator (a child process of bench/run.ts). Opens `count` WebSockets and
 // holds them without sending anything. Reads commands on stdin, one a line:
-//   join   each connection joins a room of its own; answers once every join is acknowledged
-//   exit   closes everything and exits (so does the end of stdin)
+//   join       each connection joins a room of its own; answers once every join is acknowledged
+//   await TEXT  answers `armed`, then once every connection has received a frame containing TEXT
+//              (a broadcast notice), with the wall-clock time (Date.now()) the last one arrived
+//   exit       closes everything and exits (so does the end of stdin)
 // Each step prints one JSON line on stdout; failures go to stderr with exit code 1.
 //
 // Usage: bun bench/load/idle.ts '<json options>'
@@ -28,6 +30,10 @@ function die(message: string): never {
 }
 
 let stopping = false;
+/** The text an `await` command waits for, and which connections have received it. */
+let awaited: string | undefined;
+const got = new Array<boolean>(options.count).fill(false);
+let received = 0;
 const clients: WireClient[] = [];
 const firstFrame: Promise<void>[] = [];
 const joinAck: Promise<void>[] = [];
@@ -44,6 +50,12 @@ for (let n = 0; n < options.count; n++) {
       path: `${options.pathPrefix}${String(i).padStart(6, "0")}`,
       onText: (text) => {
         onFirst();
+        if (awaited !== undefined && !got[n] && text.includes(awaited)) {
+          got[n] = true;
+          if (++received === options.count) {
+            process.stdout.write(`${JSON.stringify({ received, at: Date.now() })}\n`);
+          }
+        }
         if (text.includes('"for":"join"')) onJoin();
         else if (text.startsWith('{"type":"error"')) die(`connection ${i} got ${text}`);
       },
@@ -94,6 +106,11 @@ const commands = async () => {
         });
         await withTimeout("joins", Promise.all(joinAck));
         process.stdout.write(`${JSON.stringify({ joined: clients.length, ms: Math.round(performance.now() - t) })}\n`);
+      } else if (command.startsWith("await ")) {
+        awaited = command.slice(6);
+        got.fill(false);
+        received = 0;
+        process.stdout.write(`${JSON.stringify({ armed: true })}\n`);
       } else if (command === "exit") {
         return;
       }

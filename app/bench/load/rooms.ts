@@ -77,7 +77,7 @@ const deadline = setTimeout(
   SETUP_TIMEOUT_MS,
 );
 await Promise.all(clients.map((c) => c.connect(SETUP_TIMEOUT_MS))).catch((e: Error) => die(e.message));
-clients.forEach((client, i) => client.sendText(JSON.stringify({ type: "join", room: roomOf(i) })));
+for (const [i, client] of clients.entries()) client.sendText(JSON.stringify({ type: "join", room: roomOf(i) }));
 await Promise.all(joined);
 clearTimeout(deadline);
 // Counting starts once every join is answered; set-up frames are not counted.

@@ -127,6 +127,7 @@ function persist() {
     if (!saved || !client) return;
     for (const r of client.joinedRooms) saved.rooms[r.room] = r.epoch ? { epoch: r.epoch, offset: r.offset } : null;
     saved.current = page.current;
+    saved.inbox = client.inboxPosition ?? saved.inbox;
     for (const [key, c] of page.conversations) {
       if (isRoom(key)) continue;
       const other = nameOf(key);
@@ -176,6 +177,8 @@ function start(saved: Saved) {
   const client = connect(location.origin, {
     connectionId: connectionId(),
     user: saved.user,
+    // Direct messages sent while this page was away arrive as `direct` events after it.
+    inbox: saved.inbox,
     backoff: retryMaxMs ? { maxMs: Math.max(1000, retryMaxMs) } : undefined,
   });
   page.client = client;
@@ -191,6 +194,7 @@ function start(saved: Saved) {
     renderQueue();
   });
   client.on("queue", renderQueue);
+  client.on("inbox", persist);
   client.on("established", (s) => {
     const instance = $("#instance");
     instance.hidden = false;
@@ -203,15 +207,17 @@ function start(saved: Saved) {
     page.notice = `Server is restarting; reconnecting in ${Math.ceil(g.retryAfterMs / 100) / 10} s`;
     renderQueue();
   });
-  client.on("joined", async ({ room, epoch, offset, recovered, rejoin }) => {
+  client.on("joined", async ({ room, epoch, offset, recovered, rejoin, readOffset }) => {
     const key = `room:${room}`;
     const c = conversation(key);
     if (!c.epochs.includes(epoch)) c.epochs.push(epoch);
     const reads = page.saved?.reads;
-    // A room joined for the first time counts as read up to now; one that started over (a new epoch)
-    // has nothing read yet.
-    if (reads && !reads[room]) reads[room] = { epoch, offset };
-    else if (reads && reads[room]!.epoch !== epoch) reads[room] = { epoch, offset: 0 };
+    // The server keeps the user's read position for all their devices: a room read further on
+    // another device is read here too. A room joined for the first time without one counts as read
+    // up to now; one that started over (a new epoch) has only what the server says was read.
+    if (reads && !reads[room]) reads[room] = { epoch, offset: readOffset > 0 ? readOffset : offset };
+    else if (reads && reads[room]!.epoch !== epoch) reads[room] = { epoch, offset: readOffset };
+    else if (reads && readOffset > reads[room]!.offset) reads[room]!.offset = readOffset;
     if (!recovered && rejoin) {
       // Messages were missed and not replayed: what is shown of this epoch has a hole. Show the
       // server's recent history instead.

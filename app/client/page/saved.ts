@@ -1,11 +1,12 @@
 // What the page keeps in sessionStorage so that a reload resumes: the tab's connectionId, the user,
 // each room's position (epoch and newest offset seen) and read position, the conversation on screen,
-// and the direct-message conversations.
+// the direct-message conversations and the inbox position.
 //
-// The server does not store read positions or direct messages yet. Until it does, they live in the
-// tab: a reload keeps them, another tab or device does not see them. With durable read positions and
-// a direct-message inbox on the server, `reads` and `directs` come from there instead.
-import type { RoomPosition } from "@realtime-chat/client";
+// The server keeps read positions and each user's direct-message inbox: a new tab or device gets
+// them from there (the inbox resume without a position brings every direct message the server
+// keeps). The copies here let a reload show the conversations at once and resume the inbox after
+// what it already shows.
+import type { InboxPosition, RoomPosition } from "@realtime-chat/client";
 
 export interface SavedDirect {
   key: string;
@@ -25,6 +26,8 @@ export interface Saved {
   reads: Record<string, RoomPosition>;
   /** Other user -> the conversation's messages (the newest MAX_DIRECTS) and the newest ts read. */
   directs: Record<string, { items: SavedDirect[]; readTs: number }>;
+  /** Where the inbox was left off: the next connection of a reloaded page resumes after it. */
+  inbox?: InboxPosition;
 }
 
 const KEY = "chat.session";

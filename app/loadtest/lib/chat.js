@@ -40,7 +40,22 @@ export function sessionUrl(config, index, connectionId, userId) {
   const origin = config.wsOrigins[index % config.wsOrigins.length];
   let url = `${origin}/ws/chat/${connectionId}?user=${encodeURIComponent(userId)}`;
   if (config.token) url += `&token=${encodeURIComponent(config.token)}`;
+  if (config.batch) url += "&batch=1";
   return url;
+}
+
+/**
+ * The server frames of one WebSocket message: a batched connection gets several joined by `\n`
+ * (JSON text never holds a raw line feed); a plain one gets one. Lines that are not frames are skipped.
+ */
+export function parseFrames(data) {
+  if (typeof data !== "string") return [];
+  const out = [];
+  for (const line of data.split("\n")) {
+    const frame = parseFrame(line);
+    if (frame !== null) out.push(frame);
+  }
+  return out;
 }
 
 /** Parses a server frame; a frame that is not a JSON object is returned as null. */
@@ -72,10 +87,10 @@ export function latencyOf(frame, now) {
 
 /**
  * Runs one session; the VU's iteration ends when the socket is closed and its timers are done.
- * `endsAt` (epoch ms) closes the session early so it finishes with its scenario.
+ * `endsAt` (epoch ms) closes the session early so it finishes with its scenario. `index` numbers the
+ * user (its room and user id); a VU that holds several sockets passes one per socket.
  */
-export function chatSession(config, endsAt) {
-  const index = vuIndex();
+export function chatSession(config, endsAt, index = vuIndex()) {
   const connectionId = connectionIdFor(index, exec.vu.iterationInScenario);
   const userId = `k6-user-${index}`;
   const room = roomFor(config, index);
@@ -151,8 +166,10 @@ export function chatSession(config, endsAt) {
   };
 
   ws.onmessage = (event) => {
-    const frame = parseFrame(event.data);
-    if (frame === null) return;
+    for (const frame of parseFrames(event.data)) onFrame(frame);
+  };
+
+  function onFrame(frame) {
     switch (frame.type) {
       case "connection_established":
         send({ type: "join", room, ref: "join" });
@@ -185,7 +202,7 @@ export function chatSession(config, endsAt) {
       default:
         return;
     }
-  };
+  }
 
   ws.onerror = () => {
     if (!finished && !closing) errors.add(true, { op: "connect" });

@@ -9,6 +9,7 @@
 //   SESSION    how long one connection stays open before the VU closes it and reconnects
 //   TOKEN      passed as ?token= on the WebSocket URL when set
 //   ROOM_PREFIX prefix of room names (default "load"), to keep runs apart
+//   BATCH      1 (default): ask for batched frames (?batch=1), as the client library does; 0: plain frames
 
 /** Reads a variable; the default applies when it is unset or empty. */
 export function env(name, fallback) {
@@ -30,6 +31,13 @@ export function positiveNumber(name, fallback) {
   if (!Number.isFinite(n) || n <= 0)
     throw new Error(`invalid ${name}=${JSON.stringify(raw)}: expected a positive number`);
   return n;
+}
+
+/** Reads a 0/1 variable. */
+export function flag(name, fallback) {
+  const raw = env(name, fallback ? "1" : "0");
+  if (raw !== "0" && raw !== "1") throw new Error(`invalid ${name}=${JSON.stringify(raw)}: expected 0 or 1`);
+  return raw === "1";
 }
 
 /** Reads a duration variable such as DURATION=2m, in milliseconds. */
@@ -83,6 +91,7 @@ export function loadConfig(defaults) {
     sessionMs: durationMs("SESSION", defaults.session ?? "60s"),
     token: env("TOKEN", ""),
     roomPrefix: env("ROOM_PREFIX", "load"),
+    batch: flag("BATCH", true),
   };
   // The server allows FRAME_RATE (default 20) frames per second per connection; stay under it.
   if (config.msgRate > 15)

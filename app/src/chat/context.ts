@@ -1,13 +1,16 @@
 import type { Authenticator } from "../auth/auth";
 import type { Backplane } from "../backplane/backplane";
 import type { Config } from "../config";
+import type { FrameBatcher } from "../connections/batching";
 import type { ConnectionRegistry } from "../connections/registry";
 import type { DedupStore } from "../dedup/dedup";
 import type { HistoryStore } from "../history/history";
+import type { InboxStore } from "../inbox/inbox";
 import type { Logger } from "../observability/logger";
 import type { Metrics } from "../observability/metrics";
 import type { PresenceStore } from "../presence/presence";
-import type { LocalPublisher, RoomManager } from "../rooms/rooms";
+import type { ReadPositionStore } from "../reads/reads";
+import type { RoomManager } from "../rooms/rooms";
 import type { SessionStore } from "../sessions/sessions";
 import type { Delivery } from "./delivery";
 import type { Memberships } from "./membership";
@@ -19,11 +22,14 @@ export interface ChatDeps {
   registry: ConnectionRegistry;
   rooms: RoomManager;
   history: HistoryStore;
+  reads: ReadPositionStore;
+  inbox: InboxStore;
   presence: PresenceStore;
   sessions: SessionStore;
   dedup: DedupStore;
   backplane: Backplane;
-  local: LocalPublisher;
+  /** This instance's sockets: native publish, and joined frames for batched connections. */
+  local: FrameBatcher;
   metrics: Metrics;
   logger: Logger;
   /** Verifies tokens of `auth` frames; undefined when no JWT secret or JWKS is configured. */

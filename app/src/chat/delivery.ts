@@ -1,7 +1,9 @@
 import type { Envelope } from "../backplane/backplane";
 import type { Connection } from "../connections/connection";
+import { InboxCursor } from "../inbox/cursor";
+import type { InboxEntry } from "../inbox/inbox";
 import { frames } from "../protocol/server-frames";
-import { BROADCAST_TOPIC, roomTopic } from "../rooms/topics";
+import { BROADCAST_TOPIC, roomTopic, userTopic } from "../rooms/topics";
 import type { ChatDeps } from "./context";
 import type { RoomSequencer } from "./sequencer";
 
@@ -24,13 +26,36 @@ export class Delivery {
   /** Like publish, but the sending socket does not get its own typing or read frame back. */
   publishFromSender(connection: Connection, room: string, frame: string, type: string) {
     const topic = roomTopic(room);
-    connection.socket.publish(topic, frame);
+    this.deps.local.publishFromSender(connection, topic, frame);
     this.deps.metrics.countOut(type, Math.max(0, this.deps.local.subscriberCount(topic) - 1));
     this.deps.backplane.publish({ topic, frame });
   }
 
+  /** Fans an inbox entry out to its owner's connections, here and on other instances. */
+  publishDirect(owner: string, epoch: string, entry: InboxEntry) {
+    const frame = frames.direct(entry, epoch);
+    this.deps.metrics.countOut("direct", this.deliverDirect(owner, epoch, entry.offset, frame));
+    this.deps.backplane.publish({ topic: userTopic(owner), frame, epoch, offset: entry.offset });
+  }
+
+  /** Sends an inbox entry to each connection of `owner` here that was not sent it yet (live or by resume). */
+  deliverDirect(owner: string, epoch: string, offset: number, frame: string): number {
+    let sent = 0;
+    for (const connection of this.deps.registry.forUser(owner)) {
+      if (!(connection.inbox ??= new InboxCursor()).admit(epoch, offset)) continue;
+      connection.send(frame);
+      sent++;
+    }
+    return sent;
+  }
+
   deliverRemote(envelope: Envelope) {
     const { metrics } = this.deps;
+    const { topic, epoch, offset, frame } = envelope;
+    if (epoch !== undefined && offset !== undefined && frame && topic.startsWith("user:")) {
+      metrics.countOut("remote", this.deliverDirect(topic.slice(5), epoch, offset, frame));
+      return;
+    }
     if (envelope.offset !== undefined && envelope.epoch !== undefined && envelope.topic.startsWith("room:")) {
       const frame = envelope.frame ?? frames.message(envelope.message!);
       this.sequencer.offer(envelope.topic.slice(5), envelope.epoch, envelope.offset, frame);
@@ -48,11 +73,11 @@ export class Delivery {
     const { local, registry } = this.deps;
     if (topic.startsWith("user:")) {
       const sockets = registry.forUser(topic.slice(5));
-      for (const connection of sockets) connection.socket.send(frame);
+      for (const connection of sockets) connection.send(frame);
       return sockets.length;
     }
     if (topic === BROADCAST_TOPIC) {
-      for (const connection of registry.values()) connection.socket.send(frame);
+      for (const connection of registry.values()) connection.send(frame);
       return registry.size;
     }
     local.publish(topic, frame);

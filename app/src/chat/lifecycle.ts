@@ -17,6 +17,7 @@ export function openConnection(
   socket: Socket,
   connectionId: string,
   identity: Identity,
+  batched: boolean,
 ): Connection | undefined {
   const { config, registry, metrics, rooms, backplane } = chat.deps;
   const { userId } = identity;
@@ -28,6 +29,7 @@ export function openConnection(
   const connection = new Connection(connectionId, userId, socket, chat.now(), config.heartbeatIntervalMs);
   connection.roles = identity.roles;
   connection.expiresAt = identity.expiresAt;
+  if (batched) connection.batcher = chat.deps.local;
   let handedOver: Map<string, RoomMembership> | undefined;
   if (previous) {
     // Same user, same connectionId: the rooms move over without a presence change.
@@ -53,7 +55,7 @@ async function establish(
   handedOver: Map<string, RoomMembership> | undefined,
 ) {
   const { config, logger } = chat.deps;
-  const { socket, id: connectionId, userId } = connection;
+  const { id: connectionId, userId } = connection;
   let resumed = false;
   // The new token decides: a room its roles no longer open is not restored (the rooms listed in
   // `connection_established` are the ones held).
@@ -84,7 +86,7 @@ async function establish(
   if (connection.closing) return;
   // Only other instances need to know this user is here: a single instance skips the entry.
   if (chat.deps.backplane.distributed) await chat.deps.rooms.acquire(userTopic(userId));
-  socket.send(
+  connection.send(
     frames.connectionEstablished({
       connectionId,
       userId,
@@ -96,6 +98,7 @@ async function establish(
       frameBurst: config.frameBurst,
       resumed,
       rooms: [...connection.rooms.keys()],
+      batch: connection.batcher?.limits,
     }),
   );
   logger.debug("connection opened", { connectionId, userId, resumed });

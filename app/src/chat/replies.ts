@@ -12,12 +12,12 @@ export class Replies {
   ) {}
 
   respond(connection: Connection, forType: string, ref: string | undefined, result: Record<string, unknown>) {
-    connection.socket.send(frames.response(forType, ref, result));
+    connection.send(frames.response(forType, ref, result));
     this.metrics.countOut("message_response");
   }
 
   error(connection: Connection, code: ErrorCode, message: string, ref: string | undefined) {
-    connection.socket.send(frames.error(code, message, ref));
+    connection.send(frames.error(code, message, ref));
     this.metrics.errors.labels(code).inc();
     this.metrics.countOut("error");
   }

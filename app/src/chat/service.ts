@@ -66,9 +66,10 @@ export class ChatService implements ChatContext {
    * Registers a newly opened socket. A live connection of the same user with the same id is
    * replaced (closed with 4001) and its rooms carry over; otherwise a saved session of the same user
    * is resumed. Undefined when the id is open for another user: the socket was closed with 4409.
+   * A `batched` connection gets its frames joined per event-loop turn (see FrameBatcher).
    */
-  open(socket: Socket, connectionId: string, identity: Identity): Connection | undefined {
-    return openConnection(this, socket, connectionId, identity);
+  open(socket: Socket, connectionId: string, identity: Identity, batched = false): Connection | undefined {
+    return openConnection(this, socket, connectionId, identity, batched);
   }
 
   /** Releases what the connection held and saves its session for SESSION_TTL. */

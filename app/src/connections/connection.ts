@@ -1,5 +1,7 @@
 import type { ServerWebSocket } from "bun";
+import type { InboxCursor } from "../inbox/cursor";
 import type { TokenBucket } from "../limits/token-bucket";
+import type { Batch, FrameBatcher } from "./batching";
 
 /** The smallest slice of Bun's ServerWebSocket the chat needs. */
 export type Socket = Pick<
@@ -36,8 +38,14 @@ export class Connection {
   /** Rate-limited frames since the last accepted one. */
   limitedStreak = 0;
   closeCode: number | undefined;
+  /** What this connection was sent of its user's inbox; created with the first direct message. */
+  inbox: InboxCursor | undefined;
   /** The client's address as admission saw it: the drain paces the reconnects of each address. */
   clientIp: string | undefined;
+  /** Set when the client asked for batched frames: its frames are joined per event-loop turn. */
+  batcher: FrameBatcher | undefined;
+  /** This turn's frames for this connection alone, not sent yet (batched connections only). */
+  batch: Batch | undefined;
 
   constructor(
     readonly id: string,
@@ -51,9 +59,17 @@ export class Connection {
     this.nextHeartbeatAt = openedAt + heartbeatIntervalMs;
   }
 
-  /** Closes once; later calls are ignored so the first reason is the one reported. */
+  /** Sends a frame to this connection: at once, or with the others of this turn when batched. */
+  send(frame: string) {
+    const batcher = this.batcher;
+    if (batcher) batcher.sendTo(this, frame);
+    else this.socket.send(frame);
+  }
+
+  /** Closes once; later calls are ignored so the first reason is the one reported. Pending frames go first. */
   close(code: number, reason: string) {
     if (this.closing) return;
+    this.batcher?.flushConnection(this);
     this.closing = true;
     this.closeCode = code;
     this.socket.close(code, reason);

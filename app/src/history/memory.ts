@@ -27,6 +27,12 @@ export interface MemoryHistoryOptions {
   /** Estimated bytes of messages kept across all rooms; the oldest are evicted past it. */
   maxBytes?: number;
   now?: () => number;
+  /**
+   * The epoch and newest offset a database holds for a room this store holds nothing of: the room
+   * continues there instead of starting a new epoch (after a restart, or once its messages left
+   * memory).
+   */
+  resume?: (room: string) => RoomHead | undefined;
 }
 
 /** 64 MiB of messages: about 6,500 messages of 10 KB, or 200,000 short ones. */
@@ -107,11 +113,13 @@ export class MemoryHistoryStore implements HistoryStore {
     const now = this.now();
     this.sweep(now);
     const log = this.rooms.get(room);
-    if (log && now - log.touchedAt > this.options.ttlSeconds * 1000) {
-      this.drop(log);
-      return undefined;
-    }
-    return log;
+    if (log && now - log.touchedAt > this.options.ttlSeconds * 1000) this.drop(log);
+    else if (log) return log;
+    const stored = this.options.resume?.(room);
+    if (!stored) return undefined;
+    const resumed: RoomLog = { room, epoch: stored.epoch, offset: stored.offset, messages: [], touchedAt: now };
+    this.rooms.set(room, resumed);
+    return resumed;
   }
 
   /** At most once per TTL (and at least once a minute): forgets every room idle past the TTL. */
@@ -156,6 +164,15 @@ export class MemoryHistoryStore implements HistoryStore {
     const receipt: AppendReceipt = { room: message.room, id: message.id, offset: message.offset, ts: message.ts };
     this.receipts.record(draft.from, draft.clientMsgId, receipt);
     return { status: "stored", message, epoch: log.epoch, published: false };
+  }
+
+  /**
+   * Remembers a message stored before this process started (read back from a database), so that a
+   * resend of it within the dedup window is answered as a duplicate, not stored again.
+   */
+  rememberStored(message: Pick<RoomMessage, "room" | "id" | "offset" | "ts" | "from" | "clientMsgId">) {
+    const receipt: AppendReceipt = { room: message.room, id: message.id, offset: message.offset, ts: message.ts };
+    this.receipts.record(message.from, message.clientMsgId, receipt);
   }
 
   private keep(log: RoomLog, message: RoomMessage) {

@@ -15,6 +15,8 @@ export interface Admission {
   ip: string;
   /** Subprotocol to answer with, when the client offered some. */
   protocol: string | undefined;
+  /** The client asked for batched frames (`?batch=1`). */
+  batched: boolean;
 }
 
 export interface UpgradeRequest {
@@ -71,6 +73,9 @@ export function createAdmission(deps: {
     }
     if (query.user && !USER_PATTERN.test(query.user)) {
       return refuse("invalid_user", 400, "invalid_user", "user must be 1-64 characters");
+    }
+    if (query.batch !== undefined && query.batch !== "0" && query.batch !== "1") {
+      return refuse("invalid_batch", 400, "invalid_batch", "batch must be 0 or 1");
     }
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return refuse("not_websocket", 400, "upgrade_required", "this route only accepts WebSocket upgrades");
@@ -145,7 +150,13 @@ export function createAdmission(deps: {
         },
       );
     }
-    return { identity, connectionId: params.connectionId, ip, protocol: chosenProtocol(request) };
+    return {
+      identity,
+      connectionId: params.connectionId,
+      ip,
+      protocol: chosenProtocol(request),
+      batched: query.batch === "1",
+    };
   }
 
   return {

@@ -81,7 +81,7 @@ export class ChatSocketHandlers {
     }
     const admission = data.admission!;
     data.admission = undefined;
-    data.connection = this.chat.open(ws, admission.connectionId, admission.identity);
+    data.connection = this.chat.open(ws, admission.connectionId, admission.identity, admission.batched);
     // Undefined when the open was refused (another user's connectionId raced past the upgrade check).
     if (data.connection) data.connection.clientIp = admission.ip;
   }

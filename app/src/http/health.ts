@@ -11,6 +11,7 @@ export interface HealthDeps {
   backplane: Backplane;
   /** Whether a Redis URL is configured (the backplane is then Redis). */
   usesRedis: boolean;
+  store: "sqlite" | "memory";
 }
 
 /**
@@ -43,6 +44,7 @@ export function healthRoutes(deps: HealthDeps) {
         connections: registry.size,
         maxConnections: config.maxConnections,
         redis,
+        store: deps.store,
       };
     })
     .get("/health/ready", ({ set }) => {

@@ -113,6 +113,12 @@ export function createMetrics(
     labelNames: ["recovered"] as const,
     registers: [registry],
   });
+  const inboxResumes = new Counter({
+    name: "inbox_resume_total",
+    help: "Inbox resumes (the inbox frame), by whether every direct message after lastOffset was replayed",
+    labelNames: ["recovered"] as const,
+    registers: [registry],
+  });
   const info = new Gauge({
     name: "app_info",
     help: "Version, color and instance of this server (always 1)",
@@ -197,6 +203,7 @@ export function createMetrics(
     slowConsumers,
     draining,
     resumes,
+    inboxResumes,
     backplanePublish,
     backplaneErrors,
     backplaneReconnects,

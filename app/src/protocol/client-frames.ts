@@ -32,6 +32,15 @@ export const ClientFrameSchemas = {
     },
     strict,
   ),
+  inbox: t.Object(
+    {
+      type: t.Literal("inbox"),
+      ref: Ref,
+      lastOffset: t.Optional(Offset),
+      epoch: t.Optional(t.String({ minLength: 1, maxLength: 64 })),
+    },
+    strict,
+  ),
   leave: t.Object({ type: t.Literal("leave"), ref: Ref, room: Room }, strict),
   message: t.Object({ type: t.Literal("message"), ref: Ref, room: Room, text: Text, clientMsgId: ClientMsgId }, strict),
   direct: t.Object({ type: t.Literal("direct"), ref: Ref, to: UserId, text: Text, clientMsgId: ClientMsgId }, strict),

@@ -35,6 +35,8 @@ export interface ConnectionEstablished {
   frameBurst: number;
   resumed: boolean;
   rooms: string[];
+  /** Only for a client that asked for batched frames: how many frames and bytes one batch holds at most. */
+  batch?: { maxFrames: number; maxBytes: number };
 }
 
 const json = JSON.stringify;
@@ -71,8 +73,19 @@ export const frames = {
   /** The room's history started anew: later `message` offsets count in `epoch`, after `offset`. */
   epoch: (room: string, epoch: string, offset: number) => json({ type: "epoch", room, epoch, offset }),
 
-  direct: (m: DirectMessage) =>
-    json({ type: "direct", id: m.id, from: m.from, to: m.to, text: m.text, ts: m.ts, clientMsgId: m.clientMsgId }),
+  /** A direct message with its offset in the receiving user's inbox (of `epoch`). */
+  direct: (m: DirectMessage & { offset: number }, epoch: string) =>
+    json({
+      type: "direct",
+      id: m.id,
+      from: m.from,
+      to: m.to,
+      text: m.text,
+      ts: m.ts,
+      clientMsgId: m.clientMsgId,
+      offset: m.offset,
+      epoch,
+    }),
 
   typing: (room: string, from: string, active: boolean) => json({ type: "typing", room, from, active }),
 

@@ -15,6 +15,13 @@ export function redisKeys(prefix: string, layout: KeyLayout = "single") {
     layout,
     roomMeta: (name: string) => `${room(name)}:meta`,
     roomLog: (name: string) => `${room(name)}:log`,
+    /** A user's read position per room: a hash under the user's hash tag (one slot in both layouts). */
+    readPositions: (userId: string) => `${prefix}{user:${userId}}:reads`,
+    /** A user's direct-message inbox: its head, its entries and its dedup keys share the user's hash tag. */
+    inboxMeta: (userId: string) => `${prefix}{user:${userId}}:inbox:meta`,
+    inboxLog: (userId: string) => `${prefix}{user:${userId}}:inbox:log`,
+    inboxDedup: (userId: string, from: string, to: string, clientMsgId: string) =>
+      `${prefix}{user:${userId}}:inbox:dedup:${from.length}:${from}:${to.length}:${to}:${clientMsgId}`,
     channelPrefix: () => `${prefix}bp:`,
   };
   if (layout === "single")

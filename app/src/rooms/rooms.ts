@@ -1,10 +1,18 @@
 import type { Backplane } from "../backplane/backplane";
 import type { Connection } from "../connections/connection";
 
-/** Publishes a frame to this instance's subscribers of a topic (one native publish). */
+/**
+ * This instance's sockets in a topic: native publish for plain sockets, joined frames per turn for
+ * batched ones (see FrameBatcher).
+ */
 export interface LocalPublisher {
   publish(topic: string, frame: string): void;
+  /** Like publish, but the sender does not get the frame. */
+  publishFromSender(sender: Connection, topic: string, frame: string): void;
   subscriberCount(topic: string): number;
+  subscribe(connection: Connection, topic: string): void;
+  /** A closing connection is only counted out: Bun drops a closed socket's subscriptions. */
+  unsubscribe(connection: Connection, topic: string): void;
 }
 
 interface LocalTopic {
@@ -23,6 +31,7 @@ export class RoomManager {
 
   constructor(
     private readonly backplane: Backplane,
+    private readonly local: Pick<LocalPublisher, "subscribe" | "unsubscribe">,
     private readonly releaseDelayMs = 5000,
     /** Told when this instance stops carrying a topic. */
     private readonly onReleased: (topic: string) => void = () => {},
@@ -38,12 +47,12 @@ export class RoomManager {
 
   /** Subscribes the connection's socket to the topic. Resolves once the backplane carries it. */
   add(connection: Connection, topic: string): Promise<void> {
-    connection.socket.subscribe(topic);
+    this.local.subscribe(connection, topic);
     return this.acquire(topic);
   }
 
   remove(connection: Connection, topic: string) {
-    if (!connection.closing) connection.socket.unsubscribe(topic);
+    this.local.unsubscribe(connection, topic);
     this.release(topic);
   }
 

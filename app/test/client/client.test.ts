@@ -83,6 +83,46 @@ describe("requests", () => {
     const history = await gina.client.history("lib-presence");
     expect(history.messages.map((m) => m.text)).toEqual(["are you there?"]);
   });
+
+  test("join gives the user's read position and unread count; markRead moves it for every device", async () => {
+    const hana = await open("hana");
+    await hana.client.join("lib-unread");
+    for (const text of ["one", "two", "three"]) await hana.client.send("lib-unread", text);
+    const phone = await open("ivan");
+    expect(await phone.client.join("lib-unread")).toMatchObject({ offset: 3, readOffset: 0, unread: 3 });
+    expect(await phone.client.markRead("lib-unread", 2)).toBe(2);
+    expect(await phone.client.markRead("lib-unread", 1)).toBe(2);
+    const laptop = await open("ivan");
+    expect(await laptop.client.join("lib-unread")).toMatchObject({ offset: 3, readOffset: 2, unread: 1 });
+  });
+});
+
+describe("batched frames", () => {
+  test("by default the client asks for batched frames and emits each frame of a batch, in order; batch: false asks for none", async () => {
+    const batched = await open("bea");
+    const plain = await open("pat", { batch: false });
+    expect(new URL(batched.client.url).searchParams.get("batch")).toBe("1");
+    expect(batched.client.session?.batch).toEqual({ maxFrames: 64, maxBytes: 65536 });
+    expect(new URL(plain.client.url).searchParams.has("batch")).toBe(false);
+    expect(plain.client.session?.batch).toBeUndefined();
+    await batched.client.join("lib-batched");
+    await plain.client.join("lib-batched");
+    // Sent at once: the server handles them in few turns, so the batched client gets them joined.
+    const sends = Array.from({ length: 30 }, (_, i) => plain.client.send("lib-batched", `b${i}`));
+    await Promise.all(sends);
+    const texts: string[] = [];
+    for (let i = 0; i < 30; i++) texts.push((await batched.events.next("message")).text);
+    expect(texts).toEqual(Array.from({ length: 30 }, (_, i) => `b${i}`));
+    // A join's replay and its answer come in one WebSocket frame (one turn): every message is emitted
+    // once and in order, and the join resolves after them.
+    const late = await open("lou");
+    const { epoch } = await plain.client.join("lib-batched");
+    const rejoined = await late.client.join("lib-batched", { epoch, offset: 0 });
+    expect(rejoined).toMatchObject({ recovered: true, offset: 30 });
+    const replayed: number[] = [];
+    for (let i = 0; i < 30; i++) replayed.push((await late.events.next("message")).offset);
+    expect(replayed).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+  });
 });
 
 describe("while disconnected", () => {

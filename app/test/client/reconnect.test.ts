@@ -36,8 +36,8 @@ describe("server restart", () => {
     const port = freePort();
     const env = { PORT: String(port), LOG_LEVEL: "error", DRAIN_JITTER_MS: "300", DRAIN_TIMEOUT: "5000" };
     binary = await startBinary({ ...env, INSTANCE_ID: "restart-first" }, { cwd });
-    // Direct messages are not stored by the server: one reaches only connected users. Bob comes back
-    // through a proxy after Alice so that his queued direct message finds her online.
+    // Bob comes back through a proxy after Alice, so that his queued direct message finds her online
+    // and arrives live (the inbox resume would deliver it too, once).
     const bobsLink = new TcpProxy(port);
     const alice = open(binary.httpUrl, "alice");
     const bob = open(`ws://127.0.0.1:${bobsLink.port}`, "bob");

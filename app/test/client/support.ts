@@ -14,6 +14,7 @@ const EVENT_TYPES: EventType[] = [
   "typing",
   "read",
   "joined",
+  "inbox",
   "queue",
   "goodbye",
   "system",

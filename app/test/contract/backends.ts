@@ -1,11 +1,16 @@
 // The backends every contract suite runs against: the in-memory default, one Redis, and a Redis
-// Cluster of 3 masters and 3 replicas (keys tagged by room and user, sharded pub/sub).
+// Cluster of 3 masters and 3 replicas (keys tagged by room and user, sharded pub/sub); history also
+// against the in-memory hot history in front of a SQLite database.
 import { afterAll, beforeAll } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import Redis from "ioredis";
 import { MemoryBackplane, MemoryHub } from "../../src/backplane/memory";
 import { RedisBackplane } from "../../src/backplane/redis";
 import { MemoryDedupStore } from "../../src/dedup/memory";
 import { RedisDedupStore } from "../../src/dedup/redis";
+import { DurableHistoryStore } from "../../src/history/durable";
 import { MemoryHistoryStore } from "../../src/history/memory";
 import { RedisHistoryStore } from "../../src/history/redis";
 import { createLogger } from "../../src/observability/logger";
@@ -18,6 +23,7 @@ import { parseClusterNodes } from "../../src/redis/cluster-nodes";
 import { type KeyLayout, redisKeys } from "../../src/redis/keys";
 import { MemorySessionStore } from "../../src/sessions/memory";
 import { RedisSessionStore } from "../../src/sessions/redis";
+import { SqliteMessageStore } from "../../src/store/sqlite";
 import { startRedis, type TestRedis } from "../helpers/redis";
 import { startRedisCluster, type TestCluster } from "../helpers/redis-cluster";
 
@@ -64,6 +70,8 @@ const metrics = () =>
 
 export interface Factory {
   name: string;
+  /** Whether its history keeps every message (a database behind the hot window), not only the last historySize. */
+  keepsEverything?: boolean;
   /** `dedupWindowSeconds` defaults to 300. */
   history(options: {
     historySize: number;
@@ -196,3 +204,31 @@ export function redisHistoryWithKeys(
 export function clusterClient(): RedisCommands {
   return clusterCommands;
 }
+
+const dataDirs: string[] = [];
+afterAll(() => {
+  for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+/** The in-memory hot history in front of a SQLite database in a fresh directory. */
+function sqliteHistory(o: { historySize: number; ttlSeconds: number; dedupWindowSeconds?: number }) {
+  const dir = mkdtempSync(join(tmpdir(), "chat-contract-"));
+  dataDirs.push(dir);
+  const store = SqliteMessageStore.open(dir);
+  const hot = new MemoryHistoryStore({ dedupWindowSeconds: 300, ...o, resume: (room) => store.head(room) });
+  return new DurableHistoryStore(hot, store);
+}
+
+export const sqliteFactory: Factory = {
+  ...memory,
+  name: "sqlite",
+  keepsEverything: true,
+  history: sqliteHistory,
+  historyPair: (o) => {
+    const shared = sqliteHistory(o);
+    return [shared, shared];
+  },
+};
+
+/** The history contract also runs against SQLite (the other contracts have no SQLite backend). */
+export const historyFactories = [memory, sqliteFactory, redisFactory, clusterFactory];

@@ -1,11 +1,16 @@
 // The compiled binary when it cannot open its listener: one line saying where and why, exit code 3,
 // and none of the framework's source on the terminal.
 import { expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { BINARY, freePort } from "../helpers/binary";
 
 async function run(env: Record<string, string>) {
+  // The database opens before the listener: in a directory of its own, not under the test's cwd.
+  const dataDir = mkdtempSync(join(tmpdir(), "chat-listen-"));
   const proc = Bun.spawn([BINARY], {
-    env: { PATH: process.env.PATH ?? "", ...env },
+    env: { PATH: process.env.PATH ?? "", DATA_DIR: dataDir, ...env },
     stdin: "ignore",
     stdout: "pipe",
     stderr: "pipe",
@@ -15,6 +20,7 @@ async function run(env: Record<string, string>) {
     new Response(proc.stdout).text(),
     new Response(proc.stderr).text(),
   ]);
+  rmSync(dataDir, { recursive: true, force: true });
   return { code, stdout, stderr };
 }
 

@@ -1,6 +1,6 @@
 // The chat page as people use it, in headless Chromium against the compiled binary: history on join
 // and on scrolling up, a reload that resumes, unread badges and the tab title, direct messages that
-// stand out and are announced while the page is hidden, presence once offline, the favicon. The other
+// stand out, are announced while the page is hidden and are kept for a user who was offline, presence once offline, the favicon. The other
 // users are client library instances in this process. Screenshots go to app/test-output/page-*.png.
 import { afterAll, beforeAll, describe, expect, setDefaultTimeout, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -177,6 +177,27 @@ describe("the chat page", () => {
     expect(problems).toEqual([]);
   });
 
+  test("a room read further on another device counts only the rest as unread after a reload", async () => {
+    const omar = await user("omar", ["u-devices"]);
+    const { page, problems } = await openPage("pia", "u-devices");
+    await omar.send("u-devices", "seen here");
+    await message(page, "seen here").waitFor();
+    // Another room on screen, so u-devices is not read by being shown; then the tab goes away.
+    await page.fill("#join-room", "u-elsewhere");
+    await page.press("#join-room", "Enter");
+    await page.locator("#title", { hasText: "# u-elsewhere" }).waitFor();
+    await page.goto("about:blank");
+    for (const text of ["one", "two", "three"]) await omar.send("u-devices", text);
+    // Pia reads up to "two" (offset 3) on her phone.
+    const phone = await user("pia", ["u-devices"]);
+    expect(await phone.markRead("u-devices", 3)).toBe(3);
+
+    await page.goto(`${binary.httpUrl}/`);
+    await page.waitForSelector('#status[data-state="open"]');
+    await expect(badge(page, "room:u-devices").textContent()).resolves.toBe("1");
+    expect(problems).toEqual([]);
+  });
+
   test("unread badges per room and conversation reset when read; the title shows the total", async () => {
     const { page, problems } = await openPage("judy", "u-main");
     await page.fill("#join-room", "u-side");
@@ -206,6 +227,19 @@ describe("the chat page", () => {
     await badge(page, "dm:kim").waitFor({ state: "detached" });
     await expect(page.title()).resolves.toBe("Realtime chat");
     expect(await page.locator('#directs li[data-key="dm:kim"]').getAttribute("class")).not.toContain("fresh");
+    expect(problems).toEqual([]);
+  });
+
+  test("a direct message sent while the user was offline shows up, unread, when they log in", async () => {
+    const lea = await user("lea");
+    // Otto has never connected: the server keeps the message in his inbox.
+    await lea.sendDirect("otto", "while you were away");
+    const { page, problems } = await openPage("otto", "o-main");
+    await badge(page, "dm:lea").waitFor();
+    await expect(badge(page, "dm:lea").textContent()).resolves.toBe("1");
+    await page.locator('#directs li[data-key="dm:lea"]').click();
+    await message(page, "while you were away").waitFor();
+    await expect(message(page, "while you were away").count()).resolves.toBe(1);
     expect(problems).toEqual([]);
   });
 

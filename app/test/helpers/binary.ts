@@ -1,5 +1,6 @@
 // Runs the compiled binary (app/dist/realtime-server) as a child process for end-to-end tests.
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { UNLIMITED } from "./server";
@@ -30,6 +31,9 @@ export async function startBinary(
 ): Promise<RunningBinary> {
   if (!existsSync(BINARY)) throw new Error(`${BINARY} is missing: run 'bun run build' in app/ first`);
   const port = env.PORT ? Number(env.PORT) : freePort();
+  // The default store is SQLite under DATA_DIR: each binary gets a fresh one unless the test names
+  // one, so no test sees another's (or an earlier run's) messages. Removed when the binary exits.
+  const ownDataDir = env.DATA_DIR || env.STORE || env.REDIS_URL ? undefined : mkdtempSync(join(tmpdir(), "chat-data-"));
   const proc = Bun.spawn([BINARY], {
     cwd: options.cwd ?? join(import.meta.dir, ".."),
     env: {
@@ -37,6 +41,7 @@ export async function startBinary(
       HOST: "127.0.0.1",
       LOG_LEVEL: "info",
       ...UNLIMITED,
+      ...(ownDataDir ? { DATA_DIR: ownDataDir } : {}),
       ...env,
       PORT: String(port),
     },
@@ -44,6 +49,7 @@ export async function startBinary(
     stdout: "pipe",
     stderr: "pipe",
   });
+  if (ownDataDir) void proc.exited.then(() => rmSync(ownDataDir, { recursive: true, force: true }));
   let out = "";
   const pump = async (stream: ReadableStream<Uint8Array>) => {
     const decoder = new TextDecoder();

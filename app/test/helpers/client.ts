@@ -14,9 +14,15 @@ export class TestClient {
   readonly opened: Promise<void>;
   private refs = 0;
 
+  /** Every WebSocket frame received, as text: a batched connection gets several frames in one. */
+  readonly wire: string[] = [];
+
   constructor(readonly ws: WebSocket) {
     ws.onmessage = (event) => {
-      this.frames.push(JSON.parse(String(event.data)));
+      const text = String(event.data);
+      this.wire.push(text);
+      // A batch holds JSON frames separated by `\n`; a plain frame never holds a raw newline.
+      for (const line of text.split("\n")) this.frames.push(JSON.parse(line));
       this.wake();
     };
     this.opened = new Promise((resolve, reject) => {

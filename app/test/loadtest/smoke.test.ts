@@ -86,7 +86,9 @@ describe("smoke.js as a gate that can fail", () => {
       expect(run.metrics.session_success?.value).toBe(1);
       expect(run.metrics.chat_messages_received?.count ?? 0).toBe(0);
       expect(urls.length).toBeGreaterThan(0);
-      for (const url of urls) expect(url).toMatch(/\/ws\/chat\/[A-Za-z0-9_-]{8,64}\?user=k6-user-\d+&token=s3cret$/);
+      // The scripts ask for batched frames by default, as the client library does.
+      for (const url of urls)
+        expect(url).toMatch(/\/ws\/chat\/[A-Za-z0-9_-]{8,64}\?user=k6-user-\d+&token=s3cret&batch=1$/);
     } finally {
       silent.stop(true);
     }

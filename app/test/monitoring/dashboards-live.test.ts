@@ -14,7 +14,7 @@ import { parse, stringify } from "yaml";
 import { freePort, type RunningBinary, startBinary } from "../helpers/binary";
 import { TestClient } from "../helpers/client";
 import { connId } from "../helpers/server";
-import { DASHBOARDS_DIR, PROMETHEUS_CONFIG, REPO, RULES_DIR, testTargets, tool } from "./paths";
+import { DASHBOARDS_DIR, PROMETHEUS_CONFIG, RULES_DIR, testTargets, tool } from "./paths";
 
 /** Panels that must return data, by dashboard uid: every one of their queries must be non-empty. */
 const MUST_HAVE_DATA: Record<string, string[]> = {

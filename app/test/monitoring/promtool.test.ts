@@ -149,6 +149,8 @@ describe("alert conventions", () => {
         "HighErrorRate",
         "HighMemoryUsage",
         "HighMessageLatency",
+        "MessageStoreSlowCommits",
+        "MessageStoreWriteErrors",
         "RateLimitSurge",
         "ReconnectStorm",
         "RedisDown",

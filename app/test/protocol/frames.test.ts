@@ -119,7 +119,7 @@ describe("answers", () => {
     expect((await bob.next("message")).id).toBe(next.id);
   });
 
-  test("direct reaches the recipient and the sender's other sockets, and answers with id and ts", async () => {
+  test("direct reaches the recipient and the sender's other sockets, each with its inbox offset, and answers with id, ts and the sender's offset", async () => {
     const alice = await srv.connect(connId(), "user=dm-alice");
     const aliceTab = await srv.connect(connId(), "user=dm-alice");
     const bob = await srv.connect(connId(), "user=dm-bob");
@@ -135,8 +135,12 @@ describe("answers", () => {
       ts: answer.ts,
       clientMsgId: "d-1",
     };
-    expect(await bob.next("direct")).toEqual(expected);
-    expect(await aliceTab.next("direct")).toEqual(expected);
+    // Each side's copy counts in that user's own inbox: bob's first entry, alice's as answered.
+    const toBob = await bob.next("direct");
+    expect(toBob).toEqual({ ...expected, offset: 1, epoch: toBob.epoch });
+    expect(typeof toBob.epoch).toBe("string");
+    expect(await aliceTab.next("direct")).toEqual({ ...expected, offset: answer.offset, epoch: answer.epoch });
+    expect(answer.offset).toBe(1);
     await carol.sync();
     expect(carol.all("direct")).toEqual([]);
   });

@@ -7,64 +7,80 @@ import { rawConnect } from "./raw-ws";
 
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
 
-test("a client that stops reading is closed with 4008 and cannot grow the server; others keep full speed", async () => {
-  const bin = await startBinary({
-    LOG_LEVEL: "error",
-    BACKPRESSURE_LIMIT_BYTES: "65536",
-    FRAME_RATE: "100000",
-    FRAME_BURST: "100000",
-    HEARTBEAT_INTERVAL: "1000",
-    PONG_TIMEOUT: "30000",
-  });
-  const ws = `ws://127.0.0.1:${bin.port}`;
-  const slow = await rawConnect(bin.port, `/ws/chat/${connId("slow")}?user=sloth`);
-  slow.frame(1, JSON.stringify({ type: "join", room: "firehose" }));
-  const reader = await TestClient.connect(`${ws}/ws/chat/${connId()}?user=reader`);
-  const writer = await TestClient.connect(`${ws}/ws/chat/${connId()}?user=writer`);
-  await reader.request({ type: "join", room: "firehose" });
-  await writer.request({ type: "join", room: "firehose" });
-  // Let the join land, then stop reading: the kernel buffers fill, then the server's.
-  await Bun.sleep(100);
-  slow.socket.pause();
-  const baseline = rssMb(bin.proc.pid);
-  let peak = baseline;
+// Both kinds of client: a batched socket's joined frames are buffered and counted the same way.
+test.each([
+  ["plain", ""],
+  ["batched", "&batch=1"],
+])(
+  "a client that stops reading is closed with 4008 and cannot grow the server; others keep full speed (%s frames)",
+  async (_kind, batch) => {
+    const bin = await startBinary({
+      LOG_LEVEL: "error",
+      BACKPRESSURE_LIMIT_BYTES: "65536",
+      FRAME_RATE: "100000",
+      FRAME_BURST: "100000",
+      HEARTBEAT_INTERVAL: "1000",
+      PONG_TIMEOUT: "30000",
+    });
+    // Killed whatever happens below: an assertion that fails must not leave the server running.
+    const cleanup = () => {
+      if (bin.proc.exitCode === null) bin.proc.kill("SIGKILL");
+    };
+    try {
+      const ws = `ws://127.0.0.1:${bin.port}`;
+      const slow = await rawConnect(bin.port, `/ws/chat/${connId("slow")}?user=sloth${batch}`);
+      slow.frame(1, JSON.stringify({ type: "join", room: "firehose" }));
+      const reader = await TestClient.connect(`${ws}/ws/chat/${connId()}?user=reader${batch}`);
+      const writer = await TestClient.connect(`${ws}/ws/chat/${connId()}?user=writer${batch}`);
+      await reader.request({ type: "join", room: "firehose" });
+      await writer.request({ type: "join", room: "firehose" });
+      // Let the join land, then stop reading: the kernel buffers fill, then the server's.
+      await Bun.sleep(100);
+      slow.socket.pause();
+      const baseline = rssMb(bin.proc.pid);
+      let peak = baseline;
 
-  const count = 3000;
-  const text = "x".repeat(3000);
-  let got = 0;
-  reader.ws.addEventListener("message", (e) => {
-    if (String(e.data).includes('"type":"message"')) got++;
-  });
-  const started = performance.now();
-  for (let i = 0; i < count; i++) {
-    writer.send({ type: "message", room: "firehose", text, clientMsgId: `f${i}` });
-    if (i % 200 === 0) {
-      peak = Math.max(peak, rssMb(bin.proc.pid));
-      await Bun.sleep(1);
+      const count = 3000;
+      const text = "x".repeat(3000);
+      let got = 0;
+      reader.ws.addEventListener("message", (e) => {
+        for (const line of String(e.data).split("\n")) if (line.startsWith('{"type":"message",')) got++;
+      });
+      const started = performance.now();
+      for (let i = 0; i < count; i++) {
+        writer.send({ type: "message", room: "firehose", text, clientMsgId: `f${i}` });
+        if (i % 200 === 0) {
+          peak = Math.max(peak, rssMb(bin.proc.pid));
+          await Bun.sleep(1);
+        }
+      }
+      const deadline = Date.now() + 15_000;
+      while (got < count && Date.now() < deadline) await Bun.sleep(20);
+      const seconds = (performance.now() - started) / 1000;
+      expect(got).toBe(count);
+
+      // The paused peer cannot see the close itself; the server's count of its connections tells.
+      const gone = Date.now() + 5000;
+      let health = { connections: -1 };
+      while (Date.now() < gone) {
+        health = await (await fetch(`http://127.0.0.1:${bin.port}/health`)).json();
+        if (health.connections === 2) break;
+        await Bun.sleep(50);
+      }
+      expect(health.connections).toBe(2);
+      const metrics = await (await fetch(`http://127.0.0.1:${bin.port}/metrics`)).text();
+      expect(metrics).toMatch(/^websocket_slow_consumers_total 1$/m);
+      expect(metrics).toMatch(/^websocket_disconnects_total\{code="4008"\} 1$/m);
+      expect(peak - baseline).toBeLessThan(64);
+      console.log(
+        `slow consumer: reader got ${count} x 3 KB in ${seconds.toFixed(2)} s; server RSS ${baseline.toFixed(1)} -> peak ${peak.toFixed(1)} MB`,
+      );
+      slow.destroy();
+      await Promise.all([reader.close(), writer.close()]);
+      expect(await bin.stop()).toBe(0);
+    } finally {
+      cleanup();
     }
-  }
-  const deadline = Date.now() + 15_000;
-  while (got < count && Date.now() < deadline) await Bun.sleep(20);
-  const seconds = (performance.now() - started) / 1000;
-  expect(got).toBe(count);
-
-  // The paused peer cannot see the close itself; the server's count of its connections tells.
-  const gone = Date.now() + 5000;
-  let health = { connections: -1 };
-  while (Date.now() < gone) {
-    health = await (await fetch(`http://127.0.0.1:${bin.port}/health`)).json();
-    if (health.connections === 2) break;
-    await Bun.sleep(50);
-  }
-  expect(health.connections).toBe(2);
-  const metrics = await (await fetch(`http://127.0.0.1:${bin.port}/metrics`)).text();
-  expect(metrics).toMatch(/^websocket_slow_consumers_total 1$/m);
-  expect(metrics).toMatch(/^websocket_disconnects_total\{code="4008"\} 1$/m);
-  expect(peak - baseline).toBeLessThan(64);
-  console.log(
-    `slow consumer: reader got ${count} x 3 KB in ${seconds.toFixed(2)} s; server RSS ${baseline.toFixed(1)} -> peak ${peak.toFixed(1)} MB`,
-  );
-  slow.destroy();
-  await Promise.all([reader.close(), writer.close()]);
-  expect(await bin.stop()).toBe(0);
-}, 60_000);
+  },
+  60_000,
+);

@@ -1,54 +1,31 @@
 import { randomUUIDv7 } from "bun";
 import type { Connection } from "../../connections/connection";
 import type { FrameOf } from "../../protocol/client-frames";
-import { frames } from "../../protocol/server-frames";
-import { userTopic } from "../../rooms/topics";
+import type { DirectMessage } from "../../protocol/server-frames";
 import type { ChatContext } from "../context";
-import { stillProcessing } from "../replies";
-
-/** A message to one user's connections on every instance, and to the sender's other tabs. */
-export async function direct(chat: ChatContext, connection: Connection, frame: FrameOf<"direct">) {
-  const { to, text, clientMsgId } = frame;
-  const answer = await once(chat, connection, clientMsgId, "direct", frame.ref, async () => {
-    const direct = { id: randomUUIDv7(), from: connection.userId, to, text, ts: chat.now(), clientMsgId };
-    const payload = frames.direct(direct);
-    chat.delivery.publish(userTopic(to), payload, "direct");
-    // The sender's other tabs show the conversation too.
-    if (to !== connection.userId) chat.delivery.publish(userTopic(connection.userId), payload, "direct");
-    return { to, id: direct.id, ts: direct.ts };
-  });
-  if (answer) chat.replies.respond(connection, "direct", frame.ref, answer);
-}
 
 /**
- * Runs `send` once per (user, clientMsgId) within the dedup window, for direct messages (room
- * messages are deduplicated by the history store). A repeat gets the first answer marked
- * `duplicate: true` (and undefined is returned, the answer being sent here).
+ * A message to one user: kept in the recipient's inbox and in the sender's (their other devices see
+ * what was sent), then published to both users' connections on every instance, then acknowledged.
+ * Each inbox holds one entry per (sender, recipient, clientMsgId), so a resend after a failure
+ * completes what is missing and a resend after success is answered `duplicate: true`.
  */
-async function once(
-  chat: ChatContext,
-  connection: Connection,
-  clientMsgId: string,
-  forType: string,
-  ref: string | undefined,
-  send: () => Promise<Record<string, unknown>>,
-): Promise<Record<string, unknown> | undefined> {
-  const { dedup } = chat.deps;
-  // Room messages and direct messages are separate namespaces: reusing an id across them is no repeat.
-  const key = `${forType}:${clientMsgId}`;
-  const claim = await dedup.claim(connection.userId, key);
-  if (!claim.claimed) {
-    if (!claim.answer) throw stillProcessing();
-    chat.replies.respond(connection, forType, ref, { ...claim.answer, duplicate: true });
-    return undefined;
+export async function direct(chat: ChatContext, connection: Connection, frame: FrameOf<"direct">) {
+  const { inbox } = chat.deps;
+  const { to, text, clientMsgId } = frame;
+  const from = connection.userId;
+  const draft: DirectMessage = { id: randomUUIDv7(), from, to, text, ts: chat.now(), clientMsgId };
+  const received = await inbox.append(to, draft);
+  // The sender's copy is the recipient's entry (its id and time), so a resend keeps them.
+  const { offset: _, ...kept } = received.entry;
+  const sent = to === from ? received : await inbox.append(from, kept);
+  const repeat = received.duplicate && sent.duplicate;
+  // A send that failed between the two appends published nothing: its resend publishes both (a
+  // connection already sent an entry skips it).
+  if (!repeat) {
+    chat.delivery.publishDirect(to, received.epoch, received.entry);
+    if (to !== from) chat.delivery.publishDirect(from, sent.epoch, sent.entry);
   }
-  let answer: Record<string, unknown>;
-  try {
-    answer = await send();
-  } catch (error) {
-    await dedup.release(connection.userId, key).catch(() => {});
-    throw error;
-  }
-  await dedup.remember(connection.userId, key, answer);
-  return answer;
+  const answer = { to, id: sent.entry.id, ts: sent.entry.ts, offset: sent.entry.offset, epoch: sent.epoch };
+  chat.replies.respond(connection, "direct", frame.ref, repeat ? { ...answer, duplicate: true } : answer);
 }

@@ -3,6 +3,7 @@ import type { ClientFrame } from "../../protocol/client-frames";
 import type { ChatContext } from "../context";
 import { auth } from "./auth";
 import { direct } from "./direct";
+import { inbox } from "./inbox";
 import { message } from "./messages";
 import { history, ping, presence } from "./queries";
 import { join, leave } from "./rooms";
@@ -21,6 +22,8 @@ export function dispatch(chat: ChatContext, connection: Connection, frame: Clien
       return message(chat, connection, frame);
     case "direct":
       return direct(chat, connection, frame);
+    case "inbox":
+      return inbox(chat, connection, frame);
     case "typing":
       return typing(chat, connection, frame);
     case "read":

@@ -9,18 +9,18 @@ import { notInRoom } from "../replies";
 export async function history(chat: ChatContext, connection: Connection, frame: FrameOf<"history">) {
   if (!connection.rooms.has(frame.room)) throw notInRoom(frame.room);
   const { messages, hasMore } = await chat.deps.history.before(frame.room, frame.before, frame.limit ?? 50);
-  connection.socket.send(frames.history(frame.room, messages, hasMore, frame.ref));
+  connection.send(frames.history(frame.room, messages, hasMore, frame.ref));
   chat.deps.metrics.countOut("history");
 }
 
 export async function presence(chat: ChatContext, connection: Connection, frame: FrameOf<"presence">) {
   if (!connection.rooms.has(frame.room)) throw notInRoom(frame.room);
   const members = await chat.deps.presence.members(frame.room);
-  connection.socket.send(frames.presence(frame.room, members, frame.ref));
+  connection.send(frames.presence(frame.room, members, frame.ref));
   chat.deps.metrics.countOut("presence");
 }
 
 export function ping(chat: ChatContext, connection: Connection, frame: FrameOf<"ping">) {
-  connection.socket.send(frames.pong(chat.now(), frame.ref));
+  connection.send(frames.pong(chat.now(), frame.ref));
   chat.deps.metrics.countOut("pong");
 }

@@ -9,7 +9,7 @@ import { notInRoom } from "../replies";
 
 /** Joins a room (if not a member yet) and, with `lastOffset`, replays what the client missed. */
 export async function join(chat: ChatContext, connection: Connection, frame: FrameOf<"join">) {
-  const { config, history, metrics } = chat.deps;
+  const { config, history, metrics, reads } = chat.deps;
   const { room } = frame;
   if (!mayEnter(room, connection.roles, config.restrictedRoomPrefixes)) {
     throw new ChatError(ErrorCode.Forbidden, `room ${room} needs the ${room.slice(0, room.indexOf(":"))} role`);
@@ -33,13 +33,22 @@ export async function join(chat: ChatContext, connection: Connection, frame: Fra
       // Messages above liveFrom were (or will be) delivered by publish: replaying them would duplicate.
       for (const message of replay.messages) {
         if (message.offset > membership.liveFrom) break;
-        connection.socket.send(frames.message(message));
+        connection.send(frames.message(message));
       }
     }
     metrics.resumes.labels(String(recovered)).inc();
   }
-  const head = await history.head(room);
-  chat.replies.respond(connection, "join", frame.ref, { room, epoch: head.epoch, offset: head.offset, recovered });
+  const [head, read] = await Promise.all([history.head(room), reads.get(connection.userId, room)]);
+  // A position of an older epoch counts for nothing: that history is gone.
+  const readOffset = read && read.epoch === head.epoch ? Math.min(read.offset, head.offset) : 0;
+  chat.replies.respond(connection, "join", frame.ref, {
+    room,
+    epoch: head.epoch,
+    offset: head.offset,
+    recovered,
+    readOffset,
+    unread: head.offset - readOffset,
+  });
 }
 
 export async function leave(chat: ChatContext, connection: Connection, frame: FrameOf<"leave">) {

@@ -1,0 +1,110 @@
+import type { RoomMessage } from "../protocol/server-frames";
+import { StoreUnavailable } from "../redis/unavailable";
+import type { MessageStore } from "../store/store";
+import type { AppendResult, HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
+
+/**
+ * Most messages one `join` replays from the database. A client further behind gets `recovered:
+ * false` and pages back with `history` instead of receiving an unbounded burst.
+ */
+export const MAX_REPLAY = 10_000;
+
+/** Refused writes kept for a resend; past this the oldest is forgotten (its message stays in memory only). */
+const MAX_REFUSED = 10_000;
+
+/**
+ * The hot history (the newest messages of each room, in memory) in front of a database holding all
+ * of them. A message is acknowledged once both hold it: the hot store assigns its offset, then the
+ * database commits it (batched, see SqliteMessageStore), and only then does `append` resolve, so the
+ * sender's ack and the fan-out both follow the commit. Reads take what the hot store holds and the
+ * rest from the database, seamlessly: `before` pages back through the whole conversation and `since`
+ * replays a client that was away longer than the hot window.
+ *
+ * The hot store is built with `resume` reading the database's head, so a room keeps its epoch and
+ * offsets across restarts.
+ */
+export class DurableHistoryStore implements HistoryStore {
+  /**
+   * Writes the database refused, by sender and clientMsgId. The hot store answers a resend as a
+   * duplicate; the answer retries the write first, so no ack precedes a commit.
+   */
+  private readonly refused = new Map<string, { epoch: string; message: RoomMessage }>();
+
+  constructor(
+    readonly hot: HistoryStore,
+    readonly store: MessageStore,
+  ) {}
+
+  async append(draft: MessageDraft): Promise<AppendResult> {
+    const result = await this.hot.append(draft);
+    if (result.status === "stored") {
+      try {
+        await this.store.write(result.epoch, result.message);
+      } catch {
+        this.keepRefused(draft, result.epoch, result.message);
+        // Not acknowledged: the client resends with the same clientMsgId, which retries this write.
+        throw new StoreUnavailable("message");
+      }
+    } else if (result.status === "duplicate") {
+      // The first send's commit may still be under way: answer once it is done, or retry it if refused.
+      await this.store.settled();
+      const key = refusedKey(draft);
+      const write = this.refused.get(key);
+      if (write) {
+        try {
+          await this.store.write(write.epoch, write.message);
+        } catch {
+          throw new StoreUnavailable("message");
+        }
+        this.refused.delete(key);
+      }
+    }
+    return result;
+  }
+
+  private keepRefused(draft: MessageDraft, epoch: string, message: RoomMessage) {
+    this.refused.set(refusedKey(draft), { epoch, message });
+    if (this.refused.size > MAX_REFUSED) this.refused.delete(this.refused.keys().next().value!);
+  }
+
+  head(room: string): Promise<RoomHead> {
+    return this.hot.head(room);
+  }
+
+  async since(room: string, afterOffset: number, epoch?: string): Promise<Replay> {
+    const replay = await this.hot.since(room, afterOffset, epoch);
+    if (replay.complete || (epoch !== undefined && epoch !== replay.epoch)) return replay;
+    const head = await this.hot.head(room);
+    if (head.epoch !== replay.epoch || afterOffset >= head.offset) return replay;
+    // The hot store holds the newest part; the database fills in from just after `afterOffset`.
+    const firstHot = replay.messages[0]?.offset ?? head.offset + 1;
+    const gap = firstHot - afterOffset - 1;
+    if (gap + replay.messages.length > MAX_REPLAY) return replay;
+    const older = this.store.after(room, replay.epoch, afterOffset, firstHot, gap).messages;
+    const complete = older.length === gap && (gap === 0 || older[0]!.offset === afterOffset + 1);
+    return { epoch: replay.epoch, messages: [...older, ...replay.messages], complete };
+  }
+
+  async before(
+    room: string,
+    before: number | undefined,
+    limit: number,
+  ): Promise<{ messages: RoomMessage[]; hasMore: boolean }> {
+    const hot = await this.hot.before(room, before, limit);
+    if (hot.hasMore) return hot;
+    const head = await this.hot.head(room);
+    // Below the oldest message the hot store returned (or the page's start), from the database.
+    const below = hot.messages[0]?.offset ?? Math.min(before ?? head.offset + 1, head.offset + 1);
+    const older = this.store.before(room, head.epoch, below, limit - hot.messages.length);
+    return { messages: [...older.messages, ...hot.messages], hasMore: older.hasMore };
+  }
+
+  async close() {
+    await this.hot.close();
+    await this.store.close();
+  }
+}
+
+function refusedKey(draft: MessageDraft) {
+  return `${draft.from}\n${draft.clientMsgId}`;
+}
