@@ -77,9 +77,11 @@ describe("STORE", () => {
   });
 
   test("sqlite with REDIS_URL is refused: each instance would keep a history of its own", () => {
-    expect(() => loadConfig({ STORE: "sqlite", REDIS_URL: "redis://127.0.0.1:6379" })).toThrow(
-      'invalid STORE="sqlite": expected memory or empty when REDIS_URL is set (SQLite is one instance\'s file)',
-    );
+    const expected =
+      'invalid STORE="sqlite": expected memory or empty when REDIS_URL or REDIS_CLUSTER_NODES is set (SQLite is one instance\'s file)';
+    expect(() => loadConfig({ STORE: "sqlite", REDIS_URL: "redis://127.0.0.1:6379" })).toThrow(expected);
+    expect(() => loadConfig({ STORE: "sqlite", REDIS_CLUSTER_NODES: "127.0.0.1:7000" })).toThrow(expected);
+    expect(loadConfig({ REDIS_CLUSTER_NODES: "127.0.0.1:7000" }).store).toBe("memory");
   });
 });
 
