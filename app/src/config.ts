@@ -35,6 +35,9 @@ export interface Config {
   store: "sqlite" | "memory";
   dataDir: string;
   messageRetentionDays: number;
+  databaseUrl: string;
+  databasePoolSize: number;
+  databaseStatementTimeoutMs: number;
   maxRoomsPerConnection: number;
   version: string;
   authRequired: boolean;
@@ -190,6 +193,17 @@ const redisUrl: Parser<string> = (raw, name) => {
   return raw;
 };
 
+const databaseUrl: Parser<string> = (raw, name) => {
+  if (raw === "") return "";
+  try {
+    const u = new URL(raw);
+    if (u.protocol !== "postgres:" && u.protocol !== "postgresql:") throw new Error();
+  } catch {
+    throw new ConfigError(name, "a postgres:// or postgresql:// URL", "(hidden: it may hold a password)");
+  }
+  return raw;
+};
+
 /** Empty (chosen from REDIS_URL once every variable is read) or one of the stores. */
 const storeKind: Parser<Config["store"]> = (raw, name) => {
   if (raw.trim() === "") return "" as Config["store"];
@@ -338,6 +352,19 @@ export const VARIABLES = {
     "0",
     "days stored messages are kept in the database; 0 keeps them forever",
   ),
+  DATABASE_URL: v(
+    "databaseUrl",
+    databaseUrl,
+    "",
+    "postgres:// URL: room messages are written behind from Redis into PostgreSQL (needs REDIS_URL); sslmode=require|verify-full in the URL for TLS",
+  ),
+  DATABASE_POOL_SIZE: v("databasePoolSize", integer(1, 100), "4", "PostgreSQL connections per instance"),
+  DATABASE_STATEMENT_TIMEOUT_MS: v(
+    "databaseStatementTimeoutMs",
+    integer(100, 600_000),
+    "5000",
+    "PostgreSQL cancels a statement running longer (milliseconds)",
+  ),
   MAX_ROOMS_PER_CONNECTION: v("maxRoomsPerConnection", integer(1, 10_000), "50", "rooms one connection may join"),
   APP_VERSION: v("version", anyText, () => BUILD_VERSION, "version reported in /health and frames"),
   AUTH_REQUIRED: v(
@@ -425,6 +452,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   else if (config.store === "sqlite" && config.redisUrl) {
     // Each instance would keep its own file: history would differ by the instance a client reaches.
     throw new ConfigError("STORE", "memory or empty when REDIS_URL is set (SQLite is one instance's file)", "sqlite");
+  }
+  if (config.databaseUrl && !config.redisUrl) {
+    // Messages reach PostgreSQL from the Redis room logs; without Redis there is nothing to drain.
+    throw new ConfigError(
+      "DATABASE_URL",
+      "REDIS_URL to be set too (messages are written behind from Redis)",
+      "(hidden)",
+    );
   }
   if (config.authRequired && !config.jwtSecret && !config.jwtJwksUrl) {
     throw new ConfigError("AUTH_REQUIRED", "JWT_SECRET or JWT_JWKS_URL to be set when true", "true");

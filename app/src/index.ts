@@ -6,6 +6,7 @@ import { createLogger, flushLogger } from "./observability/logger";
 import { createRedisClients } from "./redis/clients";
 import {
   memoryBackends,
+  openPostgres,
   type RunningServer,
   redisBackends,
   StoreOpenError,
@@ -33,13 +34,14 @@ const logger = createLogger(config);
 const publicDir = await resolvePublicDir();
 let server: RunningServer;
 try {
+  const database = config.databaseUrl ? await openPostgres(config) : undefined;
   server = await startServer({
     config,
     logger,
     publicDir: publicDir.dir,
     backends: (metrics) =>
       config.redisUrl
-        ? redisBackends(config, createRedisClients(config.redisUrl, { logger, metrics }), { logger, metrics })
+        ? redisBackends(config, createRedisClients(config.redisUrl, { logger, metrics }), { logger, metrics, database })
         : config.store === "sqlite"
           ? sqliteBackends(config, { logger, metrics })
           : memoryBackends(config),

@@ -12,7 +12,14 @@ import { createMetrics, type Metrics } from "./observability/metrics";
 import { type LocalPublisher, RoomManager } from "./rooms/rooms";
 import { drainConnections } from "./shutdown";
 
-export { type Backends, memoryBackends, redisBackends, StoreOpenError, sqliteBackends } from "./backends";
+export {
+  type Backends,
+  memoryBackends,
+  openPostgres,
+  redisBackends,
+  StoreOpenError,
+  sqliteBackends,
+} from "./backends";
 
 /**
  * Wires one server instance: dependencies, app, listen, heartbeat. `shutdown()` runs the drain
@@ -54,6 +61,7 @@ export async function startServer(options: {
     lifecycle,
     usesRedis: backends.usesRedis,
     store: backends.store,
+    database: backends.database,
     publicDir: options.publicDir,
     authenticator,
   });

@@ -6,6 +6,12 @@ export function redisKeys(prefix: string) {
   return {
     roomMeta: (room: string) => `${prefix}{room:${room}}:meta`,
     roomLog: (room: string) => `${prefix}{room:${room}}:log`,
+    /** Held by the instance writing the room's messages behind into the database, for a few seconds. */
+    roomPersistLease: (room: string) => `${prefix}{room:${room}}:persist-lease`,
+    /** Every room's meta key, for SCAN MATCH. */
+    roomMetaPattern: () => `${prefix}{room:*}:meta`,
+    /** Rooms with messages not yet written behind; added to after each append. */
+    persistDirty: () => `${prefix}persist:dirty`,
     dedup: (userId: string, clientMsgId: string) => `${prefix}dedup:${userId}:${clientMsgId}`,
     session: (connectionId: string) => `${prefix}session:${connectionId}`,
     /** A user's read position per room: a hash under the user's hash tag. */
