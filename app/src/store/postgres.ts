@@ -113,7 +113,17 @@ export class PostgresMessageStore {
       ts: m.ts,
       client_msg_id: m.clientMsgId,
     }));
-    await this.sql`INSERT INTO messages ${this.sql(rows)} ON CONFLICT DO NOTHING`;
+    // Bounded here too: a query queued for a connection to a dead server may wait on its own
+    // reconnection attempts. A late commit after the timeout is harmless (ON CONFLICT DO NOTHING).
+    await bounded(
+      this.sql`INSERT INTO messages ${this.sql(rows)} ON CONFLICT DO NOTHING`,
+      this.options.statementTimeoutMs + 2000,
+    );
+  }
+
+  /** Resolves when the database answers a trivial query, rejects otherwise. */
+  async probe(): Promise<void> {
+    await bounded(this.sql`SELECT 1`, this.options.statementTimeoutMs + 2000);
   }
 
   /** Messages of the epoch with `after < offset < before`, oldest first, at most `limit`. */
@@ -134,21 +144,6 @@ export class PostgresMessageStore {
       ORDER BY "offset" DESC LIMIT ${limit + 1}`;
     const messages = rows.slice(0, limit).map((r) => decode(room, r));
     return { messages: messages.reverse(), hasMore: rows.length > limit };
-  }
-
-  /** Whether the database answers a trivial query within `ms`. */
-  async ping(ms: number): Promise<boolean> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<boolean>((resolve) => {
-      timer = setTimeout(() => resolve(false), ms);
-    });
-    const answer = this.sql`SELECT 1`.then(
-      () => true,
-      () => false,
-    );
-    const up = await Promise.race([answer, late]);
-    clearTimeout(timer);
-    return up;
   }
 
   /** Deletes messages older than `cutoff` (ms since the epoch), RETENTION_CHUNK per statement. */
@@ -208,4 +203,17 @@ function decode(room: string, r: Row): RoomMessage {
     ts: Number(r.ts),
     clientMsgId: r.client_msg_id,
   };
+}
+
+/** `query`, or a rejection once `ms` passed without an answer. */
+async function bounded<T>(query: PromiseLike<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the database did not answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([query, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }

@@ -61,6 +61,8 @@ return offset - persisted
 export interface WriteBehindTarget {
   /** Inserts messages in one transaction; a message already stored is skipped. */
   insert(batch: readonly EpochMessage[]): Promise<void>;
+  /** Resolves when the database answers, rejects otherwise. */
+  probe(): Promise<void>;
 }
 
 export interface PersisterOptions {
@@ -87,7 +89,7 @@ export interface PersisterStats {
   errors: number;
   /** Messages found missing from a room's log below its head: lost with Redis, never persisted. */
   lost: number;
-  /** Whether the last insert (or the last probe after a failure) succeeded. */
+  /** Whether the last insert, or the last probe of an idle persister, succeeded. */
   databaseUp: boolean;
 }
 
@@ -98,6 +100,7 @@ interface Lagging {
 }
 
 const MAX_BACKOFF_MS = 2000;
+const PROBE_INTERVAL_MS = 2000;
 /** Most rooms read in one pass. */
 const ROOMS_PER_PASS = 64;
 
@@ -126,6 +129,7 @@ export class RedisPersister {
   private scanning = false;
   private wake: (() => void) | undefined;
   private backoffMs = 0;
+  private probedAt = 0;
   private warnedAt = Number.NEGATIVE_INFINITY;
   private readonly leaseMs: number;
   private readonly roomBatch: number;
@@ -172,6 +176,7 @@ export class RedisPersister {
       try {
         await this.collectDirty();
         if (this.pending.size === 0) {
+          await this.probe();
           await this.sleep(this.idleMs);
           continue;
         }
@@ -267,6 +272,21 @@ export class RedisPersister {
         this.lagging.delete(room);
       }
     });
+  }
+
+  /**
+   * An instance with nothing to write (another holds the busy rooms) still reports the database's
+   * state: it asks every PROBE_INTERVAL_MS while idle.
+   */
+  private async probe() {
+    if (Date.now() - this.probedAt < PROBE_INTERVAL_MS) return;
+    this.probedAt = Date.now();
+    try {
+      await this.target.probe();
+      this.stats.databaseUp = true;
+    } catch {
+      this.stats.databaseUp = false;
+    }
   }
 
   private async take(room: string, count: number): Promise<unknown[]> {
