@@ -18,6 +18,8 @@ USAGE
 system_deps() {
   need_apt jq jq
   need_apt redis-server redis-server
+  # The write-behind tests start a real PostgreSQL server (app/test/helpers/postgres.ts).
+  need_apt /usr/lib/postgresql/15/bin/postgres postgresql
   need_apt shellcheck shellcheck
   need_apt curl curl
   # The end-to-end browser tests drive Debian's Chromium through playwright-core.

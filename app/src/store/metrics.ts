@@ -56,14 +56,14 @@ export function observeSqliteStore(store: SqliteMessageStore, registry: Registry
  */
 export function observePersister(persister: RedisPersister, database: PostgresMessageStore, registry: Registry) {
   const batch = new Histogram({
-    name: "store_write_batch_messages",
-    help: "Messages committed per database transaction",
+    name: "store_write_behind_batch_messages",
+    help: "Messages written behind per database insert",
     buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000],
     registers: [registry],
   });
   const seconds = new Histogram({
-    name: "store_write_seconds",
-    help: "Duration of a database commit of messages",
+    name: "store_write_behind_seconds",
+    help: "Duration of a write-behind insert into the database",
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
     registers: [registry],
   });
@@ -79,7 +79,7 @@ export function observePersister(persister: RedisPersister, database: PostgresMe
     for (const d of delays) delay.observe(d);
   };
   new Counter({
-    name: "store_write_errors_total",
+    name: "store_write_behind_errors_total",
     help: "Write-behind passes that failed on the database or Redis (retried; senders are not affected)",
     registers: [registry],
     collect() {
