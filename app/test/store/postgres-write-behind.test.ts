@@ -2,10 +2,13 @@
 // after the Redis append reach PostgreSQL exactly once, in offset order, also across a SIGKILL of
 // the database under load; history and join replays reach beyond the Redis window.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
 import { SQL } from "bun";
 import { createLogger } from "../../src/observability/logger";
 import { createRedisClients } from "../../src/redis/clients";
 import { openPostgres, redisBackends } from "../../src/server";
+import { PostgresMessageStore } from "../../src/store/postgres";
+import { freePort } from "../helpers/binary";
 import type { TestClient } from "../helpers/client";
 import { waitRedisUp } from "../helpers/cluster";
 import { sample, scrape } from "../helpers/metrics";
@@ -121,6 +124,9 @@ describe("PostgreSQL write-behind", () => {
       expect(acks.length).toBe(10_000);
       await waitFor(async () => (await count(sql)) === 10_000, { timeoutMs: 20_000, what: "10,000 rows" });
       expectExactlyOnce(await stored(sql, rooms), acks);
+      // The two instances started at once migrated the schema once, under the advisory lock.
+      const versions = await sql`SELECT version FROM schema_migrations ORDER BY version`;
+      expect(versions.map((r: { version: number }) => r.version)).toEqual([1]);
       // Both persisters agree nothing waits any more.
       for (const server of instances) {
         await waitFor(async () => sample(await scrape(server.httpUrl), "store_backlog_messages") === 0, {
@@ -164,6 +170,74 @@ describe("PostgreSQL write-behind", () => {
     } finally {
       await stop();
     }
+  }, 30_000);
+
+  test("a room whose Redis keys were lost starts a new epoch; the older epoch's rows stay as they were", async () => {
+    const { instances, sql, stop } = await pair();
+    try {
+      const [a, b] = instances as [TestServer, TestServer];
+      const writer = await a.connect(undefined, "user=epochs");
+      const first = await writer.request({ type: "join", room: "lost" });
+      const before = await send(writer, "lost", "e1", 5, 1);
+      await waitFor(async () => (await count(sql)) === 5, { what: "5 rows" });
+      // Redis loses the room (a flush, a restart without its data).
+      const prefix = a.config.redisKeyPrefix;
+      await redis.client().del(`${prefix}{room:lost}:meta`, `${prefix}{room:lost}:log`);
+      const other = await b.connect(undefined, "user=epochs2");
+      const second = await other.request({ type: "join", room: "lost" });
+      expect(second.epoch).not.toBe(first.epoch);
+      const after = await send(other, "lost", "e2", 3, 1);
+      await waitFor(async () => (await count(sql)) === 8, { what: "8 rows" });
+      const rows: { epoch: string; offset: string; id: string }[] =
+        await sql`SELECT epoch, "offset", id FROM messages WHERE room = 'lost' ORDER BY epoch = ${first.epoch} DESC, "offset"`;
+      expect(rows.slice(0, 5).map((r) => [r.epoch, Number(r.offset), r.id])).toEqual(
+        before.map((m) => [first.epoch, m.offset, m.id]),
+      );
+      expect(rows.slice(5).map((r) => [r.epoch, Number(r.offset), r.id])).toEqual(
+        after.sort((x, y) => x.offset - y.offset).map((m) => [second.epoch, m.offset, m.id]),
+      );
+    } finally {
+      await stop();
+    }
+  }, 30_000);
+
+  test("MESSAGE_RETENTION_DAYS deletes older messages only", async () => {
+    const url = await pg.database();
+    const store = await PostgresMessageStore.open({ url, poolSize: 2, statementTimeoutMs: 5000 });
+    try {
+      const day = 86_400_000;
+      const message = (offset: number, ts: number) => ({
+        epoch: "e",
+        message: { room: "r", id: `m${offset}`, offset, from: "u", text: "t", ts, clientMsgId: `c${offset}` },
+      });
+      await store.insert([message(1, Date.now() - 10 * day), message(2, Date.now() - 8 * day), message(3, Date.now())]);
+      expect(await store.expire(Date.now() - 9 * day)).toBe(1);
+      expect((await store.after("r", "e", 0, 10, 10)).messages.map((m) => m.offset)).toEqual([2, 3]);
+    } finally {
+      await store.close();
+    }
+  });
+
+  test("an unreachable DATABASE_URL at start: exit 4 and one line naming the database, not its password", async () => {
+    const port = freePort();
+    const proc = Bun.spawn([process.execPath, "run", "src/index.ts"], {
+      cwd: join(import.meta.dir, "..", ".."),
+      env: {
+        PATH: process.env.PATH ?? "",
+        HOST: "127.0.0.1",
+        PORT: String(freePort()),
+        REDIS_URL: redis.url,
+        DATABASE_URL: `postgres://chat:s3cret@127.0.0.1:${port}/chat`,
+      },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    const [code, stderr] = await Promise.all([proc.exited, new Response(proc.stderr).text()]);
+    expect(code).toBe(4);
+    const lines = stderr.trimEnd().split("\n");
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toStartWith(`error: cannot open the message database postgres://127.0.0.1:${port}/chat: `);
+    expect(stderr).not.toContain("s3cret");
   }, 30_000);
 
   test("PostgreSQL SIGKILLed for 30 s under load: chat goes on, the backlog shows and drains, nothing is lost", async () => {
