@@ -225,6 +225,7 @@ export function redisBackends(
           instanceId: config.instanceId,
           historySize: config.historySize,
           historyTtlSeconds: config.historyTtlSeconds,
+          redisUp: isUp,
         },
         logger,
       )

@@ -80,6 +80,8 @@ export interface PersisterOptions {
   scanIntervalMs?: number;
   /** How long an idle persister waits before looking at the dirty set again. */
   idleMs?: number;
+  /** Whether Redis is connected: while not, the persister waits instead of failing passes. */
+  redisUp?: () => boolean;
 }
 
 export interface PersisterStats {
@@ -183,6 +185,10 @@ export class RedisPersister {
 
   private async run() {
     while (!this.stopped) {
+      if (this.options.redisUp && !this.options.redisUp()) {
+        await this.sleep(this.idleMs * 4);
+        continue;
+      }
       try {
         await this.collectDirty();
         if (this.pending.size === 0) await this.probe();
@@ -344,7 +350,7 @@ export class RedisPersister {
    * lost with a dying instance is found here), and the lag metrics see rooms other instances hold.
    */
   async scan() {
-    if (this.scanning || this.stopped) return;
+    if (this.scanning || this.stopped || (this.options.redisUp && !this.options.redisUp())) return;
     this.scanning = true;
     try {
       const found = new Map<string, Lagging>();
