@@ -19,6 +19,8 @@ system_deps() {
   need_apt jq jq
   need_apt redis-server redis-server
   need_apt redis-cli redis-tools
+  # The write-behind tests start a real PostgreSQL server (app/test/helpers/postgres.ts).
+  need_apt /usr/lib/postgresql/15/bin/postgres postgresql
   need_apt shellcheck shellcheck
   need_apt curl curl
   # The end-to-end browser tests drive Debian's Chromium through playwright-core.

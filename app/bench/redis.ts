@@ -2,20 +2,25 @@
 // process, measured in the same run by load generators in separate processes:
 //   broadcast  room message frames delivered per second, N clients in one room taking turns to
 //              send; for two instances half the clients (and so half the senders) are on each
+//   database   the same two instances writing every message behind into PostgreSQL, against them
+//              without it; and the persister's drain rate and persistence lag (bench/lib/write-behind.ts)
 //   hop        at a steady rate into one room (one paced sender per instance), the latency from send
 //              to receipt for members on the sender's instance and on the other one, and the hop
 //              (other - same) that Redis pub/sub and the second instance add
-// The run starts its own redis-server on a free loopback port (temporary directory, no persistence).
+// The run starts its own redis-server on a free loopback port (temporary directory, no persistence),
+// and PostgreSQL likewise (bench/lib/postgres-server.ts) for the database figures.
 // Prints tables with the goals. A benchmark measures; it never fails on a figure.
 //
 // Usage: bun run bench:redis [options]   (from app/; see usage() below)
 
 import { join } from "node:path";
 import Redis from "ioredis";
+import { type PostgresServer, startPostgres } from "./lib/postgres-server";
 import { BenchError, type Child, freePort, indent, spawnChild, stopChild, waitHealthy } from "./lib/processes";
 import { type RedisServer, startRedis, stopRedis } from "./lib/redis-server";
 import type { Percentiles } from "./lib/stats";
 import { APP_DIR, chatCommand, chatDescription, targets } from "./lib/targets";
+import { measureWriteBehind, type WriteBehindResult } from "./lib/write-behind";
 import type { BroadcastOptions, BroadcastResult } from "./load/broadcast";
 import type { HopLatencyOptions, HopLatencyResult } from "./load/hop-latency";
 import type { PubSubLatencyOptions, PubSubLatencyResult } from "./load/pubsub-latency";
@@ -23,14 +28,19 @@ import { runShards, SHARDS_DEFAULTS } from "./shards";
 
 const GOAL_RATIO = 0.5;
 const GOAL_HOP_P99_MS = 5;
+const GOAL_DATABASE_RATIO = 0.9;
+const GOAL_DRAIN_PER_SECOND = 20_000;
+const GOAL_PERSIST_P99_MS = 1000;
 /** Bytes of a backplane envelope carrying one room message of the latency run. */
 const ENVELOPE_BYTES = 400;
 
 interface Setup {
-  id: "raw-bun" | "chat-memory" | "chat-redis" | "chat-2x-redis" | "chat-2x-one-side";
+  id: "raw-bun" | "chat-memory" | "chat-redis" | "chat-2x-redis" | "chat-2x-redis-pg" | "chat-2x-one-side";
   label: string;
   instances: number;
   redis: boolean;
+  /** Messages written behind into PostgreSQL (DATABASE_URL). */
+  database?: boolean;
   /** Only the clients of the first instance send (a diagnostic, run only when asked). */
   oneSide?: boolean;
   diagnostic?: boolean;
@@ -41,6 +51,13 @@ const SETUPS: Setup[] = [
   { id: "chat-memory", label: "this server, 1 instance, no Redis", instances: 1, redis: false },
   { id: "chat-redis", label: "this server, 1 instance + Redis", instances: 1, redis: true },
   { id: "chat-2x-redis", label: "this server, 2 instances + Redis", instances: 2, redis: true },
+  {
+    id: "chat-2x-redis-pg",
+    label: "this server, 2 instances + Redis + PostgreSQL",
+    instances: 2,
+    redis: true,
+    database: true,
+  },
   {
     id: "chat-2x-one-side",
     label: "2 instances + Redis, senders on one",
@@ -64,6 +81,8 @@ interface Options {
   latencyDurationMs: number;
   skipBroadcast: boolean;
   skipLatency: boolean;
+  skipWriteBehind: boolean;
+  drainMessages: number;
   json: string | undefined;
   shards: boolean;
 }
@@ -71,7 +90,8 @@ interface Options {
 function usage(): string {
   return `usage: bun run bench:redis [options]
 
-  --setups LIST          broadcast setups, comma-separated (default: raw-bun,chat-memory,chat-redis,chat-2x-redis);
+  --setups LIST          broadcast setups, comma-separated (default: raw-bun,chat-memory,chat-redis,chat-2x-redis,
+                         chat-2x-redis-pg);
                          the diagnostic chat-2x-one-side is chat-2x-redis with only the clients of the
                          first instance sending
   --clients N            clients in the broadcast room, split evenly over the instances (default 32)
@@ -84,7 +104,10 @@ function usage(): string {
   --latency-warmup MS    hop latency warm-up before measuring (default 2000)
   --latency-duration MS  measured hop latency interval (default 10000)
   --skip-broadcast       only the hop latency
-  --skip-latency         only the broadcast figures
+  --skip-latency         no hop latency
+  --skip-write-behind    no drain rate and persistence lag of the write-behind into PostgreSQL
+  --drain-messages N     write-behind: messages in the backlog the persister drains (default 100000);
+                         the persistence lag is measured at --rate messages/s for --latency-duration
   --json FILE            also write the results as JSON
   --shards               instead: the shards comparison (bench/shards.ts), one Redis against a 3-master
                          Redis Cluster, 600 clients in 300 rooms
@@ -110,6 +133,8 @@ function parseArgs(argv: string[]): Options {
     latencyDurationMs: 10_000,
     skipBroadcast: false,
     skipLatency: false,
+    skipWriteBehind: false,
+    drainMessages: 100_000,
     json: undefined,
     shards: false,
   };
@@ -162,6 +187,12 @@ function parseArgs(argv: string[]): Options {
       case "--skip-latency":
         options.skipLatency = true;
         break;
+      case "--skip-write-behind":
+        options.skipWriteBehind = true;
+        break;
+      case "--drain-messages":
+        options.drainMessages = positive(arg, argv[++i]);
+        break;
       case "--json":
         options.json = argv[++i] ?? usageError("--json needs a file name");
         break;
@@ -208,7 +239,7 @@ async function startRawBun(): Promise<Server[]> {
 }
 
 /** `count` chat instances; with Redis they share one key prefix and act as one chat server. */
-async function startChat(count: number, redis: RedisServer | undefined): Promise<Server[]> {
+async function startChat(count: number, redis: RedisServer | undefined, databaseUrl?: string): Promise<Server[]> {
   const prefix = `bench${++setups}:`;
   const servers: Server[] = [];
   try {
@@ -218,6 +249,7 @@ async function startChat(count: number, redis: RedisServer | undefined): Promise
       const redisEnv: Record<string, string> = redis
         ? { REDIS_URL: redis.url, REDIS_REQUIRED: "true", REDIS_KEY_PREFIX: prefix }
         : {};
+      if (databaseUrl) redisEnv.DATABASE_URL = databaseUrl;
       const { cmd, env } = chatCommand(port, {
         INSTANCE_ID: `bench-${name}`,
         MAX_CONNECTIONS_PER_USER: "100000",
@@ -331,9 +363,16 @@ interface BroadcastRow {
   counters?: BackplaneCounters[];
 }
 
-async function measureBroadcast(setup: Setup, redis: RedisServer, options: Options): Promise<BroadcastRow> {
+async function measureBroadcast(
+  setup: Setup,
+  redis: RedisServer,
+  options: Options,
+  postgres: PostgresServer | undefined,
+): Promise<BroadcastRow> {
   const servers =
-    setup.id === "raw-bun" ? await startRawBun() : await startChat(setup.instances, setup.redis ? redis : undefined);
+    setup.id === "raw-bun"
+      ? await startRawBun()
+      : await startChat(setup.instances, setup.redis ? redis : undefined, setup.database ? postgres?.url : undefined);
   try {
     const processes = servers.map((s) => ({ name: s.name, pid: s.child.proc.pid }));
     if (setup.redis) processes.push({ name: "redis", pid: redis.child.proc.pid });
@@ -451,7 +490,13 @@ function cpuSplit(row: BroadcastRow) {
   return { servers, redis: row.result.cpu.redis ?? 0 };
 }
 
-function report(broadcast: BroadcastRow[], latency: LatencyRun | undefined, options: Options, environment: string[]) {
+function report(
+  broadcast: BroadcastRow[],
+  latency: LatencyRun | undefined,
+  writeBehind: WriteBehindResult | undefined,
+  options: Options,
+  environment: string[],
+) {
   const out: string[] = ["", ...environment, ""];
   const raw = broadcast.find((r) => r.setup.id === "raw-bun");
   if (broadcast.length > 0) {
@@ -493,6 +538,13 @@ function report(broadcast: BroadcastRow[], latency: LatencyRun | undefined, opti
       const ratio = two.result.deliveriesPerSecond / raw.result.deliveriesPerSecond;
       out.push(
         `2 instances + Redis / raw Bun (1 process), deliveries per second: ${fmt(ratio, 2)} (goal >= ${GOAL_RATIO}: ${ratio >= GOAL_RATIO ? "met" : "MISSED"})`,
+      );
+    }
+    const withDatabase = broadcast.find((r) => r.setup.id === "chat-2x-redis-pg");
+    if (two && withDatabase) {
+      const ratio = withDatabase.result.deliveriesPerSecond / two.result.deliveriesPerSecond;
+      out.push(
+        `2 instances + Redis + PostgreSQL / 2 instances + Redis, deliveries per second: ${fmt(ratio, 2)} (goal >= ${GOAL_DATABASE_RATIO}: ${ratio >= GOAL_DATABASE_RATIO ? "met" : "MISSED"})`,
       );
     }
     const one = broadcast.find((r) => r.setup.id === "chat-memory");
@@ -563,6 +615,16 @@ function report(broadcast: BroadcastRow[], latency: LatencyRun | undefined, opti
       `backplane: ${latency.counters.map((c, k) => describeCounters(`chat-${"ab"[k]}`, c)).join("; ")}`,
     );
   }
+  if (writeBehind) {
+    const { drain, lag } = writeBehind;
+    const d = lag.delaysMs;
+    out.push(
+      "",
+      `Write-behind into PostgreSQL (one persister, in the benchmark's process, against the run's Redis and PostgreSQL):`,
+      `drain: ${fmt(drain.messages)} waiting messages in ${drain.rooms} rooms written in ${fmt(drain.seconds, 2)} s: ${fmt(drain.perSecond)} messages/s (goal >= ${fmt(GOAL_DRAIN_PER_SECOND)}: ${drain.perSecond >= GOAL_DRAIN_PER_SECOND ? "met" : "MISSED"})`,
+      `persistence lag at ${fmt(lag.rate)} messages/s for ${fmt(lag.seconds)} s, append -> commit (ms): ${fmt(d.count)} samples, p50 ${fmt(d.p50, 1)}, p90 ${fmt(d.p90, 1)}, p99 ${fmt(d.p99, 1)}, max ${fmt(d.max, 1)} (goal p99 < ${GOAL_PERSIST_P99_MS}: ${d.p99 < GOAL_PERSIST_P99_MS ? "met" : "MISSED"})`,
+    );
+  }
   console.log(out.join("\n"));
 }
 
@@ -574,10 +636,21 @@ async function main() {
   const load = (await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ");
   step("starting redis-server");
   const redis = await startRedis();
+  const needsDatabase = !options.skipWriteBehind || options.setups.some((s) => s.database);
+  let postgres: PostgresServer | undefined;
+  if (needsDatabase) {
+    step("starting postgres");
+    try {
+      postgres = await startPostgres();
+    } catch (error) {
+      await stopRedis(redis);
+      throw error;
+    }
+  }
   const environment = [
     `Scale-out benchmark (two instances through Redis), ${new Date().toISOString().slice(0, 19)}Z`,
     `machine: ${navigator.hardwareConcurrency} cores shared with other work (load average ${load} at start): every process below competes for them, figures vary between runs`,
-    `Bun ${Bun.version}, Redis ${redis.version} (started by the run: loopback, no persistence); this server: ${chatDescription()}`,
+    `Bun ${Bun.version}, Redis ${redis.version} (started by the run: loopback, no persistence)${postgres ? `, PostgreSQL ${postgres.version} (started by the run: loopback, fsync on)` : ""}; this server: ${chatDescription()}`,
     `broadcast: ${options.clients} clients in one room, client i on instance i mod n, taking turns to send, ${options.window} messages in flight, ${options.warmupMs} ms warm-up + ${options.durationMs} ms measured`,
     `latency: ${options.latencyClients} clients split evenly, ${options.senders} senders at ${options.rate} messages/s in total, ${options.latencyWarmupMs} ms warm-up + ${options.latencyDurationMs} ms measured; ` +
       "send and receipt times come from one load process",
@@ -585,12 +658,13 @@ async function main() {
   ];
   const broadcast: BroadcastRow[] = [];
   let latency: LatencyRun | undefined;
+  let writeBehind: WriteBehindResult | undefined;
   try {
     if (!options.skipBroadcast) {
       for (const setup of options.setups) {
         const t = performance.now();
         step(`broadcast: ${setup.label}`);
-        const row = await measureBroadcast(setup, redis, options);
+        const row = await measureBroadcast(setup, redis, options, postgres);
         broadcast.push(row);
         step(`  ${fmt(row.result.deliveriesPerSecond)} deliveries/s (${fmt((performance.now() - t) / 1000, 1)} s)`);
       }
@@ -601,10 +675,24 @@ async function main() {
       latency = await measureLatency(redis, options);
       step(`  hop p99 ${fmt(latency.result.hop.p99, 2)} ms (${fmt((performance.now() - t) / 1000, 1)} s)`);
     }
+    if (!options.skipWriteBehind && postgres) {
+      const t = performance.now();
+      step(`write-behind: drain ${options.drainMessages} messages, then lag at ${options.rate} messages/s`);
+      writeBehind = await measureWriteBehind(redis.url, postgres.url, {
+        drainMessages: options.drainMessages,
+        rooms: 50,
+        rate: options.rate,
+        durationMs: options.latencyDurationMs,
+      });
+      step(
+        `  ${fmt(writeBehind.drain.perSecond)} messages/s drained, lag p99 ${fmt(writeBehind.lag.delaysMs.p99, 1)} ms (${fmt((performance.now() - t) / 1000, 1)} s)`,
+      );
+    }
   } finally {
     await stopRedis(redis);
+    await postgres?.stop();
   }
-  report(broadcast, latency, options, environment);
+  report(broadcast, latency, writeBehind, options, environment);
   if (options.json) {
     await Bun.write(
       options.json,
@@ -619,6 +707,7 @@ async function main() {
             commands: r.commands,
           })),
           latency,
+          writeBehind,
         },
         null,
         2,

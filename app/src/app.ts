@@ -27,7 +27,9 @@ export interface AppDeps {
   lifecycle: Lifecycle;
   usesRedis: boolean;
   /** Where room messages are kept beyond the hot history (reported by /health). */
-  store: "sqlite" | "memory";
+  store: "sqlite" | "postgres" | "memory";
+  /** With PostgreSQL: its state as the write-behind last saw it (reported by /health). */
+  database?: () => "up" | "down";
   /** Directory holding the test page and the client bundle. */
   publicDir: string;
   authenticator: Authenticator | undefined;

@@ -6,6 +6,7 @@ import type { Config } from "./config";
 import type { DedupStore } from "./dedup/dedup";
 import { MemoryDedupStore } from "./dedup/memory";
 import { RedisDedupStore } from "./dedup/redis";
+import { ArchivedHistoryStore } from "./history/archived";
 import { DurableHistoryStore } from "./history/durable";
 import type { HistoryStore } from "./history/history";
 import { MemoryHistoryStore } from "./history/memory";
@@ -30,8 +31,10 @@ import { refuseWhileDown } from "./redis/unavailable";
 import { MemorySessionStore } from "./sessions/memory";
 import { RedisSessionStore } from "./sessions/redis";
 import type { SessionStore } from "./sessions/sessions";
-import { observeSqliteStore } from "./store/metrics";
+import { observePersister, observeSqliteStore } from "./store/metrics";
+import { PostgresMessageStore } from "./store/postgres";
 import { SQLITE_FILE, SqliteMessageStore } from "./store/sqlite";
+import { RedisPersister } from "./store/write-behind";
 
 /** The swappable backends. Memory ones are the defaults; the composition root may pass Redis ones. */
 export interface Backends {
@@ -46,8 +49,10 @@ export interface Backends {
   dedup: DedupStore;
   /** Whether a Redis URL is configured (health then reports its state). */
   usesRedis: boolean;
-  /** Where room messages are kept beyond the hot history: `sqlite`, or `memory` (nowhere else). */
-  store: "sqlite" | "memory";
+  /** Where room messages are kept beyond the hot history: `sqlite`, `postgres`, or `memory` (nowhere else). */
+  store: "sqlite" | "postgres" | "memory";
+  /** With PostgreSQL: whether its last write (or probe) succeeded. */
+  database?: () => "up" | "down";
   /**
    * Closes the backplane and stores, then the Redis connections. Bounded: it waits at most
    * CLOSE_DEADLINE_MS for a Redis that does not answer, then cuts the connections; when Redis was
@@ -157,6 +162,29 @@ export function sqliteBackends(
 }
 
 /**
+ * Connects to PostgreSQL and migrates its schema (under an advisory lock: instances starting at once
+ * migrate one at a time). The server does not start without it: a release must not serve with a
+ * schema it has not checked. Once started, a database outage is absorbed by the Redis logs.
+ */
+export async function openPostgres(
+  config: Pick<Config, "databaseUrl" | "databasePoolSize" | "databaseStatementTimeoutMs" | "messageRetentionDays">,
+): Promise<PostgresMessageStore> {
+  try {
+    return await PostgresMessageStore.open({
+      url: config.databaseUrl,
+      poolSize: config.databasePoolSize,
+      statementTimeoutMs: config.databaseStatementTimeoutMs,
+      retentionDays: config.messageRetentionDays,
+    });
+  } catch (error) {
+    const url = new URL(config.databaseUrl);
+    throw new StoreOpenError(
+      `cannot open the message database postgres://${url.host}${url.pathname}: ${(error as Error).message}`,
+    );
+  }
+}
+
+/**
  * Redis for everything shared. History has no in-memory twin: while Redis is down or hung, its calls
  * are refused with `unavailable`, so a message is acknowledged only once it is in the shared history
  * (and published from there to every instance); so are inbox calls (direct messages). Presence,
@@ -167,9 +195,9 @@ export function sqliteBackends(
 export function redisBackends(
   config: StoreConfig,
   clients: RedisClients,
-  deps: { metrics: Metrics; logger: Logger },
+  deps: { metrics: Metrics; logger: Logger; database?: PostgresMessageStore },
 ): Backends {
-  const { metrics, logger } = deps;
+  const { metrics, logger, database } = deps;
   const keys = redisKeys(config.redisKeyPrefix, clients.layout);
   const { commands, publisher, subscriber } = clients;
   const local = fallbackStores(config);
@@ -180,6 +208,7 @@ export function redisBackends(
     ttlSeconds: config.historyTtlSeconds,
     dedupWindowSeconds: config.dedupWindowSeconds,
     publishAs: config.instanceId,
+    writeBehind: database !== undefined,
     onEpochReset: (room, epoch, seen) => {
       metrics.epochResets.inc();
       logger.warn("redis holds fewer messages of a room than this instance saw; the room starts a new epoch", {
@@ -199,8 +228,30 @@ export function redisBackends(
     observe: (room, epoch, offset) => history.observe(room, epoch, offset),
     ...deps,
   });
+  // With a database, messages are written behind from the room logs (acknowledged after the Redis
+  // append), and reads beyond the Redis window come from the database.
+  const persister = database
+    ? new RedisPersister(
+        commands,
+        keys,
+        database,
+        {
+          instanceId: config.instanceId,
+          historySize: config.historySize,
+          historyTtlSeconds: config.historyTtlSeconds,
+          redisUp: isUp,
+        },
+        logger,
+      )
+    : undefined;
+  if (persister) observePersister(persister, database!, metrics.registry);
+  persister?.start();
   const stores = {
-    history: refuseWhileDown<HistoryStore>("history", history, guard),
+    history: refuseWhileDown<HistoryStore>(
+      "history",
+      database ? new ArchivedHistoryStore(history, database) : history,
+      guard,
+    ),
     // Like history: a direct message is acknowledged only once it is in Redis, so no memory twin.
     inbox: refuseWhileDown<InboxStore>(
       "inbox",
@@ -239,10 +290,14 @@ export function redisBackends(
     backplane,
     ...stores,
     usesRedis: true,
-    store: "memory",
+    store: database ? "postgres" : "memory",
+    ...(persister && { database: () => (persister.stats.databaseUp ? "up" : "down") }),
     close: async () => {
       const started = Date.now();
       const gaveUp: string[] = [];
+      // The persister stops after its pass; what is left waits in the logs for another instance.
+      if (persister && !(await within(persister.stop(), CLOSE_DEADLINE_MS / 4))) gaveUp.push("persister");
+      await database?.close().catch(() => {});
       const closing = Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close()));
       if (!(await within(closing, CLOSE_DEADLINE_MS / 2))) gaveUp.push("store close");
       gaveUp.push(...(await clients.close(Math.max(0, CLOSE_DEADLINE_MS - (Date.now() - started)))));

@@ -40,6 +40,9 @@ export interface Config {
   messageRetentionDays: number;
   inboxSize: number;
   inboxTtlSeconds: number;
+  databaseUrl: string;
+  databasePoolSize: number;
+  databaseStatementTimeoutMs: number;
   maxRoomsPerConnection: number;
   version: string;
   authRequired: boolean;
@@ -204,6 +207,17 @@ const redisClusterNodes: Parser<ClusterTarget | undefined> = (raw, name) => {
   } catch (error) {
     throw new ConfigError(name, (error as Error).message, redactEntry(raw));
   }
+};
+
+const databaseUrl: Parser<string> = (raw, name) => {
+  if (raw === "") return "";
+  try {
+    const u = new URL(raw);
+    if (u.protocol !== "postgres:" && u.protocol !== "postgresql:") throw new Error();
+  } catch {
+    throw new ConfigError(name, "a postgres:// or postgresql:// URL", "(hidden: it may hold a password)");
+  }
+  return raw;
 };
 
 /** Empty (chosen from REDIS_URL once every variable is read) or one of the stores. */
@@ -372,6 +386,19 @@ export const VARIABLES = {
     String(30 * DAY),
     "seconds a user's inbox lives after its last direct message (Redis and memory; SQLite uses MESSAGE_RETENTION_DAYS)",
   ),
+  DATABASE_URL: v(
+    "databaseUrl",
+    databaseUrl,
+    "",
+    "postgres:// URL: room messages are written behind from Redis into PostgreSQL (needs REDIS_URL); sslmode=require|verify-full in the URL for TLS",
+  ),
+  DATABASE_POOL_SIZE: v("databasePoolSize", integer(1, 100), "4", "PostgreSQL connections per instance"),
+  DATABASE_STATEMENT_TIMEOUT_MS: v(
+    "databaseStatementTimeoutMs",
+    integer(100, 600_000),
+    "5000",
+    "PostgreSQL cancels a statement running longer (milliseconds)",
+  ),
   MAX_ROOMS_PER_CONNECTION: v("maxRoomsPerConnection", integer(1, 10_000), "50", "rooms one connection may join"),
   APP_VERSION: v("version", anyText, () => BUILD_VERSION, "version reported in /health and frames"),
   AUTH_REQUIRED: v(
@@ -478,6 +505,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       "STORE",
       "memory or empty when REDIS_URL or REDIS_CLUSTER_NODES is set (SQLite is one instance's file)",
       "sqlite",
+    );
+  }
+  if (config.databaseUrl && !sharedRedis) {
+    // Messages reach PostgreSQL from the Redis room logs; without Redis there is nothing to drain.
+    throw new ConfigError(
+      "DATABASE_URL",
+      "REDIS_URL or REDIS_CLUSTER_NODES to be set too (messages are written behind from Redis)",
+      "(hidden)",
     );
   }
   if (config.authRequired && !config.jwtSecret && !config.jwtJwksUrl) {

@@ -7,6 +7,7 @@ import { createRedisClients } from "./redis/clients";
 import { createClusterClients } from "./redis/cluster";
 import {
   memoryBackends,
+  openPostgres,
   type RunningServer,
   redisBackends,
   StoreOpenError,
@@ -34,15 +35,24 @@ const logger = createLogger(config);
 const publicDir = await resolvePublicDir();
 let server: RunningServer;
 try {
+  const database = config.databaseUrl ? await openPostgres(config) : undefined;
   server = await startServer({
     config,
     logger,
     publicDir: publicDir.dir,
     backends: (metrics) =>
       config.redisCluster
-        ? redisBackends(config, createClusterClients(config.redisCluster, { logger, metrics }), { logger, metrics })
+        ? redisBackends(config, createClusterClients(config.redisCluster, { logger, metrics }), {
+            logger,
+            metrics,
+            database,
+          })
         : config.redisUrl
-          ? redisBackends(config, createRedisClients(config.redisUrl, { logger, metrics }), { logger, metrics })
+          ? redisBackends(config, createRedisClients(config.redisUrl, { logger, metrics }), {
+              logger,
+              metrics,
+              database,
+            })
           : config.store === "sqlite"
             ? sqliteBackends(config, { logger, metrics })
             : memoryBackends(config),

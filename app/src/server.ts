@@ -13,7 +13,14 @@ import { createMetrics, type Metrics } from "./observability/metrics";
 import { RoomManager } from "./rooms/rooms";
 import { drainConnections } from "./shutdown";
 
-export { type Backends, memoryBackends, redisBackends, StoreOpenError, sqliteBackends } from "./backends";
+export {
+  type Backends,
+  memoryBackends,
+  openPostgres,
+  redisBackends,
+  StoreOpenError,
+  sqliteBackends,
+} from "./backends";
 
 /**
  * Wires one server instance: dependencies, app, listen, heartbeat. `shutdown()` runs the drain
@@ -58,6 +65,7 @@ export async function startServer(options: {
     lifecycle,
     usesRedis: backends.usesRedis,
     store: backends.store,
+    database: backends.database,
     publicDir: options.publicDir,
     authenticator,
   });

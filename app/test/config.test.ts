@@ -85,6 +85,22 @@ describe("STORE", () => {
   });
 });
 
+describe("DATABASE_URL", () => {
+  test("takes a postgres URL with REDIS_URL, and never prints it back (it may hold a password)", () => {
+    const url = "postgres://chat:s3cret@db:5432/chat?sslmode=require";
+    expect(loadConfig({ DATABASE_URL: url, REDIS_URL: "redis://127.0.0.1:6379" }).databaseUrl).toBe(url);
+    expect(() => loadConfig({ DATABASE_URL: "mysql://chat:s3cret@db/chat" })).toThrow(
+      'invalid DATABASE_URL="(hidden: it may hold a password)": expected a postgres:// or postgresql:// URL',
+    );
+  });
+
+  test("without REDIS_URL is refused: messages reach PostgreSQL from the Redis room logs", () => {
+    expect(() => loadConfig({ DATABASE_URL: "postgres://chat:s3cret@db:5432/chat" })).toThrow(
+      'invalid DATABASE_URL="(hidden)": expected REDIS_URL to be set too (messages are written behind from Redis)',
+    );
+  });
+});
+
 describe("HOST", () => {
   test("takes an IPv4 or IPv6 address or a host name", () => {
     for (const host of [

@@ -40,7 +40,8 @@ local function room_epoch(meta, log, fresh, ttl, seen, floor)
   if not epoch then
     redis.call('DEL', log)
   end
-  redis.call('HSET', meta, 'epoch', fresh, 'offset', floor, 'start', fresh .. ' ' .. floor)
+  -- A new epoch starts with nothing to write behind: its first offset is floor + 1.
+  redis.call('HSET', meta, 'epoch', fresh, 'offset', floor, 'start', fresh .. ' ' .. floor, 'persisted', floor)
   redis.call('EXPIRE', meta, ttl)
   return fresh, epoch and 1 or 0
 end
@@ -50,7 +51,10 @@ end
 const APPEND_ARGS_PER_MESSAGE = 7;
 
 // Stores a batch of messages, in order. ARGV[1] TTL, ARGV[2] history size, ARGV[3] origin instance
-// ('' = do not publish), ARGV[4] sentAt, ARGV[5] dedup window; then per message a fresh epoch, the
+// ('' = do not publish), ARGV[4] sentAt, ARGV[5] dedup window, ARGV[6] '1' with write-behind (the
+// log is the queue to the database: it is neither trimmed nor expired past the meta's `persisted`
+// offset, and the meta does not expire, so a room keeps its epoch while the database holds its
+// messages); then per message a fresh epoch, the
 // stored JSON and the receipt JSON without their opening brace (the script puts the offset first),
 // the channel, the topic, and the epoch and newest offset the caller saw of the room ('' and 0 when
 // it saw none). KEYS per message: meta, log, and the
@@ -62,10 +66,11 @@ const APPEND_ARGS_PER_MESSAGE = 7;
 const appendScript = (publish: "PUBLISH" | "SPUBLISH") =>
   new RedisScript(`${ROOM_EPOCH}
 local ttl, size, origin, sentAt, window = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
+local behind = ARGV[6] == '1'
 local results, epochs, logs = {}, {}, {}
 for i = 0, #KEYS / 3 - 1 do
   local meta, log, dedup = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
-  local a = 6 + ${APPEND_ARGS_PER_MESSAGE} * i
+  local a = 7 + ${APPEND_ARGS_PER_MESSAGE} * i
   local seen = redis.call('GET', dedup)
   if seen then
     results[i + 1] = seen == '' and {2} or {1, seen}
@@ -78,7 +83,9 @@ for i = 0, #KEYS / 3 - 1 do
     end
     local offset = redis.call('HINCRBY', meta, 'offset', 1)
     local stored = '{"offset":' .. offset .. ',' .. ARGV[a + 1]
-    if size > 0 then
+    if behind then
+      redis.call('XADD', log, offset .. '-0', 'm', stored)
+    elseif size > 0 then
       redis.call('XADD', log, 'MAXLEN', size, offset .. '-0', 'm', stored)
     end
     if origin ~= '' then
@@ -90,8 +97,16 @@ for i = 0, #KEYS / 3 - 1 do
   end
 end
 for meta, log in pairs(logs) do
-  redis.call('EXPIRE', meta, ttl)
-  redis.call('EXPIRE', log, ttl)
+  if behind then
+    local offset = tonumber(redis.call('HGET', meta, 'offset'))
+    local persisted = tonumber(redis.call('HGET', meta, 'persisted') or '0')
+    redis.call('PERSIST', meta)
+    redis.call('PERSIST', log)
+    redis.call('XTRIM', log, 'MINID', math.max(1, math.min(offset - size + 1, persisted + 1)) .. '-0')
+  else
+    redis.call('EXPIRE', meta, ttl)
+    redis.call('EXPIRE', log, ttl)
+  end
 end
 return results
 `);
@@ -141,6 +156,11 @@ export class RedisHistoryStore implements HistoryStore {
       dedupWindowSeconds: number;
       /** Publish each appended message to the backplane as this instance. */
       publishAs?: string;
+      /**
+       * Messages are written behind into a database (see RedisPersister): the log keeps what the
+       * database does not hold yet, and each stored room is added to the dirty set after the script.
+       */
+      writeBehind?: boolean;
       /** Called when a room got a new epoch because Redis held less than this instance saw. */
       onEpochReset?: (room: string, epoch: string, seen: RoomHead) => void;
     },
@@ -189,6 +209,7 @@ export class RedisHistoryStore implements HistoryStore {
     this.batch = [];
     this.store(batch).then(
       (replies) => {
+        if (this.options.writeBehind) this.markDirty(batch, replies);
         // Each append gets its own answer: a reply that cannot be read fails that append alone.
         batch.forEach((pending, i) => {
           const reply = replies[i]!;
@@ -207,6 +228,20 @@ export class RedisHistoryStore implements HistoryStore {
         for (const pending of batch) pending.reject(error);
       },
     );
+  }
+
+  /**
+   * Tells the persisters which rooms have new messages. Sent after the script (a cluster runs one
+   * script on one slot, and the set is not a room's): if this is lost (Redis failed, the process
+   * died), the persisters' periodic scan of room metas finds the room instead.
+   */
+  private markDirty(batch: PendingAppend[], replies: (AppendReply | Error)[]) {
+    const rooms = new Set<string>();
+    batch.forEach((pending, i) => {
+      const reply = replies[i];
+      if (!(reply instanceof Error) && reply?.[0] === 0) rooms.add(pending.draft.room);
+    });
+    if (rooms.size > 0) this.redis.sadd(this.keys.persistDirty(), ...rooms).catch(() => {});
   }
 
   /**
@@ -247,6 +282,7 @@ export class RedisHistoryStore implements HistoryStore {
       options.publishAs ?? "",
       Date.now(),
       options.dedupWindowSeconds,
+      options.writeBehind ? "1" : "0",
     ];
     for (const { draft } of batch) {
       const topic = roomTopic(draft.room);

@@ -11,7 +11,9 @@ export interface HealthDeps {
   backplane: Backplane;
   /** Whether a Redis URL is configured (the backplane is then Redis). */
   usesRedis: boolean;
-  store: "sqlite" | "memory";
+  store: "sqlite" | "postgres" | "memory";
+  /** With PostgreSQL: its state as the write-behind last saw it. */
+  database?: () => "up" | "down";
 }
 
 /**
@@ -45,6 +47,8 @@ export function healthRoutes(deps: HealthDeps) {
         maxConnections: config.maxConnections,
         redis,
         store: deps.store,
+        // Not part of readiness: while the database is down, messages wait in Redis (see operations.md).
+        database: deps.database?.() ?? "disabled",
       };
     })
     .get("/health/ready", ({ set }) => {

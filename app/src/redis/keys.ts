@@ -15,6 +15,12 @@ export function redisKeys(prefix: string, layout: KeyLayout = "single") {
     layout,
     roomMeta: (name: string) => `${room(name)}:meta`,
     roomLog: (name: string) => `${room(name)}:log`,
+    /** Held by the instance writing the room's messages behind into the database, for a few seconds. */
+    roomPersistLease: (name: string) => `${room(name)}:persist-lease`,
+    /** Every room's meta key, for SCAN MATCH (on a cluster, on every master). */
+    roomMetaPattern: () => `${prefix}{room:*}:meta`,
+    /** Rooms with messages not yet written behind; added to after each append (one key, any slot). */
+    persistDirty: () => `${prefix}persist:dirty`,
     /** A user's read position per room: a hash under the user's hash tag (one slot in both layouts). */
     readPositions: (userId: string) => `${prefix}{user:${userId}}:reads`,
     /** A user's direct-message inbox: its head, its entries and its dedup keys share the user's hash tag. */

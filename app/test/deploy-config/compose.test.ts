@@ -252,6 +252,29 @@ describe("docker-compose.yml", () => {
     expect(maxmemory).toBeLessThanOrEqual(limit / 2);
   });
 
+  test("PostgreSQL: a pinned image, a named volume, a health check, limits; both colors write to it", () => {
+    const postgres = main.services.postgres!;
+    expect(postgres.image).toMatch(/^postgres:\d+\.\d+(-[a-z]+)?$/);
+    expect(mountsOf(postgres)).toContainEqual({
+      source: "postgres-data",
+      target: "/var/lib/postgresql/data",
+      readOnly: false,
+    });
+    const check = postgres.healthcheck!;
+    expect((Array.isArray(check.test) ? check.test.join(" ") : check.test) ?? "").toContain("pg_isready");
+    expect(bytes(postgres.deploy.resources.limits.memory)).toBeGreaterThan(0);
+    expect(Number(postgres.deploy.resources.limits.cpus)).toBeGreaterThan(0);
+    expect(postgres.ports).toBeUndefined();
+    const db = environmentOf(postgres);
+    for (const c of colors) {
+      const url = new URL(environmentOf(main.services[c]!).DATABASE_URL!);
+      expect(`${url.protocol}//${url.host}${url.pathname}`).toBe(`postgres://postgres:5432/${db.POSTGRES_DB}`);
+      expect(url.username).toBe(db.POSTGRES_USER!);
+      expect(url.password).toBe(db.POSTGRES_PASSWORD!);
+      expect(main.services[c]!.depends_on?.postgres?.condition).toBe("service_healthy");
+    }
+  });
+
   test("redis_exporter: a pinned release, reading the compose Redis", () => {
     const exporter = main.services["redis-exporter"]!;
     expect(exporter.image).toMatch(/^oliver006\/redis_exporter:v\d+\.\d+\.\d+$/);

@@ -150,6 +150,7 @@ describe("alert conventions", () => {
         "HighMemoryUsage",
         "HighMessageLatency",
         "MessageStoreSlowCommits",
+        "MessageStoreWriteBehindLag",
         "MessageStoreWriteErrors",
         "RateLimitSurge",
         "ReconnectStorm",

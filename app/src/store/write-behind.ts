@@ -1,0 +1,451 @@
+import type Redis from "ioredis";
+import type { Logger } from "../observability/logger";
+import type { RoomMessage } from "../protocol/server-frames";
+import type { RedisCommands } from "../redis/clients";
+import type { RedisKeys } from "../redis/keys";
+import { RedisScript } from "../redis/script";
+import type { EpochMessage } from "./postgres";
+
+// The write-behind from the Redis room logs into the database. A room's log is its queue: the meta
+// hash's `persisted` offset says what the database holds, and the append script neither trims nor
+// expires the log past it. Every script below touches one room's keys only (one hash tag), so it
+// runs on a Redis Cluster too.
+
+/**
+ * Takes the room's lease (KEYS meta, log, lease; ARGV owner, lease ms, most entries) and returns
+ * {epoch, offset, persisted, entry JSON...} with the entries above `persisted`; {} for a room
+ * without meta; {'leased'} when another instance holds the lease.
+ */
+const TAKE = new RedisScript(`
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then return {} end
+local holder = redis.call('GET', KEYS[3])
+if holder and holder ~= ARGV[1] then return {'leased'} end
+redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
+local offset = tonumber(redis.call('HGET', KEYS[1], 'offset'))
+local persisted = tonumber(redis.call('HGET', KEYS[1], 'persisted') or '0')
+local out = {epoch, offset, persisted}
+if persisted < offset then
+  for _, entry in ipairs(redis.call('XRANGE', KEYS[2], (persisted + 1) .. '-0', '+', 'COUNT', ARGV[3])) do
+    out[#out + 1] = entry[2][2]
+  end
+end
+return out
+`);
+
+/**
+ * Records that the database holds the room's messages up to ARGV[2] of epoch ARGV[1] (KEYS meta,
+ * log, lease; ARGV epoch, offset, TTL, history size, owner). Forward only, and only in the same
+ * epoch: a late persister never moves it back, nor marks a newer epoch's messages as stored. Trims
+ * the log to the newest `size` plus what is still unpersisted; once everything is persisted, the log
+ * expires after the TTL again and the lease is released. Returns the messages still unpersisted.
+ */
+const ADVANCE = new RedisScript(`
+if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return -1 end
+local persisted = tonumber(redis.call('HGET', KEYS[1], 'persisted') or '0')
+local to = tonumber(ARGV[2])
+if to > persisted then
+  redis.call('HSET', KEYS[1], 'persisted', to)
+  persisted = to
+end
+local offset = tonumber(redis.call('HGET', KEYS[1], 'offset'))
+local size = tonumber(ARGV[4])
+redis.call('XTRIM', KEYS[2], 'MINID', math.max(1, math.min(offset - size + 1, persisted + 1)) .. '-0')
+if persisted >= offset then
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+  if redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
+end
+return offset - persisted
+`);
+
+/** What the persister needs of the database. */
+export interface WriteBehindTarget {
+  /** Inserts messages in one transaction; a message already stored is skipped. */
+  insert(batch: readonly EpochMessage[]): Promise<void>;
+  /** Resolves when the database answers, rejects otherwise. */
+  probe(): Promise<void>;
+}
+
+export interface PersisterOptions {
+  /** The lease owner's name. */
+  instanceId: string;
+  historySize: number;
+  historyTtlSeconds: number;
+  /** How long a room's lease lasts without renewal: another instance takes over after it. */
+  leaseMs?: number;
+  /** Most messages read from one room per pass. */
+  roomBatch?: number;
+  /** Messages shared out between the rooms of one pass (an insert carries at most 64 rooms' shares). */
+  maxBatch?: number;
+  /** How often every room's meta is scanned for unpersisted messages (lost notifications, metrics). */
+  scanIntervalMs?: number;
+  /** How long an idle persister waits before looking at the dirty set again. */
+  idleMs?: number;
+  /** Whether Redis is connected: while not, the persister waits instead of failing passes. */
+  redisUp?: () => boolean;
+}
+
+export interface PersisterStats {
+  /** Messages committed to the database by this instance. */
+  persisted: number;
+  /** Passes that failed, on the database or on Redis (retried). */
+  errors: number;
+  /** Messages found missing from a room's log below its head: lost with Redis, never persisted. */
+  lost: number;
+  /** Whether the last insert, or the last probe of an idle persister, succeeded. */
+  databaseUp: boolean;
+}
+
+interface Lagging {
+  backlog: number;
+  /** ts of the oldest unpersisted message, when known. */
+  since: number | undefined;
+}
+
+const MAX_BACKOFF_MS = 2000;
+const PROBE_INTERVAL_MS = 2000;
+/** A pass writing fewer messages is followed by a pause of GATHER_MS. */
+const SMALL_BATCH = 500;
+const GATHER_MS = 100;
+/**
+ * Passes running at once in one instance, on different rooms: one reads Redis while another waits
+ * for its insert, and the database commits two batches in parallel.
+ */
+const WORKERS = 2;
+/** Most rooms read in one pass. */
+const ROOMS_PER_PASS = 64;
+
+/**
+ * Drains every room's unpersisted messages into the database, on any number of instances.
+ *
+ * Exactly once: rows are unique by (room, epoch, offset) and inserted with ON CONFLICT DO NOTHING;
+ * `persisted` moves forward only after the commit, so a crash between the two re-inserts rows the
+ * database skips. Nothing lost: the log keeps everything above `persisted`, a failed insert is
+ * retried (with a growing pause, up to MAX_BACKOFF_MS) until the database answers. Instances do not
+ * fight: a room is written by the holder of its lease (a few seconds, renewed on every pass), so two
+ * instances never read the same room at once; a dead holder's rooms pass to another instance when
+ * its lease runs out and the scan finds them.
+ */
+export class RedisPersister {
+  readonly stats: PersisterStats = { persisted: 0, errors: 0, lost: 0, databaseUp: true };
+  /** Called after each commit with its size, its duration, and each message's delay since its ts. */
+  onCommit?: (messages: number, seconds: number, delays: number[]) => void;
+  private readonly pending = new Set<string>();
+  /** Rooms a worker of this instance is writing. */
+  private readonly busy = new Set<string>();
+  /** Rooms with unpersisted messages as last seen (by the scan or a pass), for the lag metrics. */
+  private lagging = new Map<string, Lagging>();
+  private running = false;
+  private stopped = false;
+  private loop: Promise<void> | undefined;
+  private scanner: ReturnType<typeof setInterval> | undefined;
+  private scanning = false;
+  private readonly sleepers = new Set<() => void>();
+  private backoffMs = 0;
+  private probedAt = 0;
+  private warnedAt = Number.NEGATIVE_INFINITY;
+  private readonly leaseMs: number;
+  private readonly roomBatch: number;
+  private readonly maxBatch: number;
+  private readonly idleMs: number;
+
+  constructor(
+    private readonly redis: RedisCommands,
+    private readonly keys: RedisKeys,
+    private readonly target: WriteBehindTarget,
+    private readonly options: PersisterOptions,
+    private readonly logger: Logger,
+  ) {
+    this.leaseMs = options.leaseMs ?? 5000;
+    this.roomBatch = options.roomBatch ?? 5000;
+    this.maxBatch = options.maxBatch ?? 5000;
+    this.idleMs = options.idleMs ?? 50;
+  }
+
+  start() {
+    if (this.running) return;
+    this.running = true;
+    this.scanner = setInterval(() => void this.scan(), this.options.scanIntervalMs ?? 5000);
+    void this.scan();
+    this.loop = Promise.all(Array.from({ length: WORKERS }, () => this.run())).then(() => {});
+  }
+
+  /** Messages not yet in the database, over every room, as last seen. */
+  backlog(): number {
+    let total = 0;
+    for (const room of this.lagging.values()) total += room.backlog;
+    return total;
+  }
+
+  /** Age of the oldest message not yet in the database, 0 when none is waiting. */
+  lagSeconds(now = Date.now()): number {
+    let oldest = now;
+    for (const room of this.lagging.values()) if (room.since !== undefined && room.since < oldest) oldest = room.since;
+    return Math.max(0, (now - oldest) / 1000);
+  }
+
+  private async run() {
+    while (!this.stopped) {
+      if (this.options.redisUp && !this.options.redisUp()) {
+        await this.sleep(this.idleMs * 4);
+        continue;
+      }
+      try {
+        await this.collectDirty();
+        if (this.pending.size === 0) await this.probe();
+        const written = await this.pass();
+        // Nothing to take, or a small batch: wait a moment so that the next insert carries more
+        // (fewer commits and round trips per message; the lag stays far below a second).
+        if (written < SMALL_BATCH) await this.sleep(written < 0 ? this.idleMs : GATHER_MS);
+        this.backoffMs = 0;
+      } catch (error) {
+        this.failed(error as Error);
+        this.backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(50, this.backoffMs * 2));
+        await this.sleep(this.backoffMs);
+      }
+    }
+  }
+
+  /** Moves rooms from the shared dirty set into this instance's pending set. */
+  private async collectDirty() {
+    const rooms = (await this.redis.spop(this.keys.persistDirty(), 512)) as string[];
+    for (const room of rooms) this.pending.add(room);
+  }
+
+  /**
+   * One pass: reads a batch from pending rooms no other worker of this instance holds, inserts it,
+   * advances each room's `persisted`. Returns the messages written, -1 when there was no room to take.
+   */
+  private async pass(): Promise<number> {
+    // An even share of the free rooms per worker, so that every worker has rooms to write.
+    const share = Math.min(ROOMS_PER_PASS, Math.max(1, Math.ceil((this.pending.size - this.busy.size) / WORKERS)));
+    const rooms: string[] = [];
+    for (const room of this.pending) {
+      if (this.busy.has(room)) continue;
+      rooms.push(room);
+      if (rooms.length === share) break;
+    }
+    if (rooms.length === 0) return -1;
+    for (const room of rooms) this.busy.add(room);
+    try {
+      return await this.write(rooms);
+    } finally {
+      for (const room of rooms) this.busy.delete(room);
+    }
+  }
+
+  private async write(rooms: string[]): Promise<number> {
+    // An even share of the batch per room (a single busy room gets a large one).
+    const count = Math.min(this.roomBatch, Math.max(100, Math.floor(this.maxBatch / rooms.length)));
+    const taken = await Promise.all(rooms.map((room) => this.take(room, count)));
+    const batch: EpochMessage[] = [];
+    const advances: { room: string; epoch: string; to: number }[] = [];
+    for (let i = 0; i < rooms.length; i++) {
+      const room = rooms[i]!;
+      const reply = taken[i]!;
+      if (reply.length < 3) {
+        // No meta (nothing to write), or another instance holds the room: it is not ours to write.
+        this.pending.delete(room);
+        if (reply.length === 0) this.lagging.delete(room);
+        continue;
+      }
+      const epoch = String(reply[0]);
+      const offset = Number(reply[1]);
+      const persisted = Number(reply[2]);
+      if (persisted >= offset) {
+        this.pending.delete(room);
+        this.lagging.delete(room);
+        continue;
+      }
+      const messages = reply.slice(3).map((json) => {
+        const message = JSON.parse(String(json)) as RoomMessage;
+        message.room = room;
+        return message;
+      });
+      this.lagging.set(room, { backlog: offset - persisted, since: messages[0]?.ts });
+      const expected = persisted + 1;
+      const first = messages[0]?.offset ?? offset + 1;
+      if (first > expected) {
+        // Missing below the log's oldest entry: Redis lost them (a restart without persistence).
+        // They cannot be written; `persisted` moves past them so the room is not stuck.
+        this.stats.lost += first - expected;
+        this.logger.error("messages missing from a room's log were never written to the database", {
+          room,
+          epoch,
+          from: expected,
+          to: first - 1,
+        });
+      }
+      for (const message of messages) batch.push({ epoch, message });
+      advances.push({ room, epoch, to: messages.at(-1)?.offset ?? offset });
+    }
+    if (advances.length === 0) return 0;
+    const started = performance.now();
+    try {
+      await this.target.insert(batch);
+    } catch (error) {
+      this.stats.databaseUp = false;
+      throw error;
+    }
+    const now = Date.now();
+    if (!this.stats.databaseUp) this.logger.info("the message database answers again; writing the backlog behind");
+    this.stats.databaseUp = true;
+    this.stats.persisted += batch.length;
+    this.onCommit?.(
+      batch.length,
+      (performance.now() - started) / 1000,
+      batch.map(({ message }) => (now - message.ts) / 1000),
+    );
+    const left = await Promise.all(advances.map((a) => this.advance(a.room, a.epoch, a.to)));
+    advances.forEach(({ room }, i) => {
+      const remaining = left[i]!;
+      if (remaining > 0) {
+        const known = this.lagging.get(room);
+        this.lagging.set(room, { backlog: remaining, since: known?.since });
+      } else {
+        // Caught up (or the epoch changed under us: the scan or the next append brings it back).
+        this.pending.delete(room);
+        this.lagging.delete(room);
+      }
+    });
+    return batch.length;
+  }
+
+  /**
+   * An instance with nothing to write (another holds the busy rooms) still reports the database's
+   * state: it asks every PROBE_INTERVAL_MS while idle.
+   */
+  private async probe() {
+    if (Date.now() - this.probedAt < PROBE_INTERVAL_MS) return;
+    this.probedAt = Date.now();
+    try {
+      await this.target.probe();
+      this.stats.databaseUp = true;
+    } catch {
+      this.stats.databaseUp = false;
+    }
+  }
+
+  private async take(room: string, count: number): Promise<unknown[]> {
+    const k = this.keys;
+    return (await TAKE.run(
+      this.redis,
+      [k.roomMeta(room), k.roomLog(room), k.roomPersistLease(room)],
+      [this.options.instanceId, this.leaseMs, count],
+    )) as unknown[];
+  }
+
+  private async advance(room: string, epoch: string, to: number): Promise<number> {
+    const k = this.keys;
+    return Number(
+      await ADVANCE.run(
+        this.redis,
+        [k.roomMeta(room), k.roomLog(room), k.roomPersistLease(room)],
+        [epoch, to, this.options.historyTtlSeconds, this.options.historySize, this.options.instanceId],
+      ),
+    );
+  }
+
+  /**
+   * Reads every room's meta: rooms with unpersisted messages join the pending set (a notification
+   * lost with a dying instance is found here), and the lag metrics see rooms other instances hold.
+   */
+  async scan() {
+    if (this.scanning || this.stopped || (this.options.redisUp && !this.options.redisUp())) return;
+    this.scanning = true;
+    try {
+      const found = new Map<string, Lagging>();
+      for await (const [node, batch] of this.roomMetas()) {
+        if (batch.length === 0) continue;
+        const pipeline = node.pipeline();
+        for (const key of batch) pipeline.hmget(key, "offset", "persisted");
+        const replies = (await pipeline.exec()) ?? [];
+        replies.forEach(([error, values], i) => {
+          if (error) return;
+          const [offset, persisted] = (values as (string | null)[]).map((v) => Number(v ?? 0));
+          if (offset! <= persisted!) return;
+          const room = roomOf(batch[i]!);
+          if (room === undefined) return;
+          found.set(room, { backlog: offset! - persisted!, since: this.lagging.get(room)?.since });
+        });
+      }
+      // The oldest unpersisted message's ts of rooms not read by a pass yet.
+      await Promise.all(
+        [...found].map(async ([room, lag]) => {
+          if (lag.since !== undefined) return;
+          const persisted = Number((await this.redis.hget(this.keys.roomMeta(room), "persisted")) ?? 0);
+          const [entry] = (await this.redis.xrange(this.keys.roomLog(room), `${persisted + 1}-0`, "+", "COUNT", 1)) as [
+            string,
+            string[],
+          ][];
+          const json = entry?.[1][1];
+          if (json) lag.since = (JSON.parse(json) as RoomMessage).ts;
+        }),
+      );
+      for (const room of found.keys()) this.pending.add(room);
+      this.lagging = found;
+      this.wakeAll();
+    } catch (error) {
+      this.failed(error as Error, "scan");
+    } finally {
+      this.scanning = false;
+    }
+  }
+
+  /**
+   * Every room meta key with the connection of the node holding it: one Redis, or each master of a
+   * cluster in turn (a SCAN reaches one node only; a pipeline to that node reads keys it owns).
+   */
+  private async *roomMetas(): AsyncGenerator<[Redis, string[]]> {
+    const nodes =
+      "nodes" in this.redis && typeof this.redis.nodes === "function"
+        ? this.redis.nodes("master")
+        : [this.redis as Redis];
+    for (const node of nodes) {
+      const stream = node.scanStream({ match: this.keys.roomMetaPattern(), count: 1000 });
+      for await (const batch of stream as AsyncIterable<string[]>) yield [node, batch];
+    }
+  }
+
+  private failed(error: Error, step = "pass") {
+    this.stats.errors++;
+    if (Date.now() - this.warnedAt < 10_000) return;
+    this.warnedAt = Date.now();
+    this.logger.warn("writing messages behind into the database failed; retrying (chat goes on)", {
+      step,
+      error: error.message,
+      backlog: this.backlog(),
+    });
+  }
+
+  private sleep(ms: number) {
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.sleepers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.sleepers.add(done);
+    });
+  }
+
+  private wakeAll() {
+    for (const done of [...this.sleepers]) done();
+  }
+
+  /** Stops after the current pass; what is left stays in the logs for the next persister. */
+  async stop() {
+    this.stopped = true;
+    clearInterval(this.scanner);
+    this.wakeAll();
+    await this.loop;
+  }
+}
+
+/** The room of a meta key `<prefix>{room:<name>}:meta`. */
+function roomOf(key: string): string | undefined {
+  const start = key.indexOf("{room:");
+  if (start < 0 || !key.endsWith("}:meta")) return undefined;
+  return key.slice(start + 6, -6);
+}
