@@ -94,10 +94,12 @@ describe("DATABASE_URL", () => {
     );
   });
 
-  test("without REDIS_URL is refused: messages reach PostgreSQL from the Redis room logs", () => {
-    expect(() => loadConfig({ DATABASE_URL: "postgres://chat:s3cret@db:5432/chat" })).toThrow(
-      'invalid DATABASE_URL="(hidden)": expected REDIS_URL to be set too (messages are written behind from Redis)',
+  test("without Redis is refused: messages reach PostgreSQL from the Redis room logs", () => {
+    const url = "postgres://chat:s3cret@db:5432/chat";
+    expect(() => loadConfig({ DATABASE_URL: url })).toThrow(
+      'invalid DATABASE_URL="(hidden)": expected REDIS_URL or REDIS_CLUSTER_NODES to be set too (messages are written behind from Redis)',
     );
+    expect(loadConfig({ DATABASE_URL: url, REDIS_CLUSTER_NODES: "127.0.0.1:7000" }).databaseUrl).toBe(url);
   });
 });
 

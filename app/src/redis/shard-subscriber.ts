@@ -49,6 +49,9 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
     private readonly hooks: { probeIntervalMs: number; onError: (error: Error) => void },
   ) {
     super();
+    // Every subscribe still waiting for its shard listens for "reconciled" until it is held (and
+    // then removes its listener): many rooms joining at once are many listeners, not a leak.
+    this.setMaxListeners(0);
     cluster.on("refresh", () => this.schedule());
     cluster.on("ready", () => this.schedule());
     this.probe = setInterval(() => this.ping(), hooks.probeIntervalMs);
