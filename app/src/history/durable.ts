@@ -2,12 +2,20 @@ import type { RoomMessage } from "../protocol/server-frames";
 import { StoreUnavailable } from "../redis/unavailable";
 import type { MessageStore } from "../store/store";
 import type { AppendResult, HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
+import { TurnPacer } from "./turn-pacer";
 
 /**
  * Most messages one `join` replays from the database. A client further behind gets `recovered:
  * false` and pages back with `history` instead of receiving an unbounded burst.
  */
 export const MAX_REPLAY = 10_000;
+
+/**
+ * Bytes of committed messages (text plus about 200 of frame) released to the acknowledgements and
+ * fan-out per event-loop turn (see TurnPacer): about a hundred chat messages, and half of the 64 KiB
+ * a small BACKPRESSURE_LIMIT_BYTES allows a socket between two turns.
+ */
+const RELEASE_BYTES_PER_TURN = 32_768;
 
 /** Refused writes kept for a resend; past this the oldest is forgotten (its message stays in memory only). */
 const MAX_REFUSED = 10_000;
@@ -29,6 +37,8 @@ export class DurableHistoryStore implements HistoryStore {
    * duplicate; the answer retries the write first, so no ack precedes a commit.
    */
   private readonly refused = new Map<string, { epoch: string; message: RoomMessage }>();
+  /** Spreads a large commit's acknowledgements and fan-out over several turns, in offset order. */
+  private readonly release = new TurnPacer(RELEASE_BYTES_PER_TURN);
 
   constructor(
     readonly hot: HistoryStore,
@@ -45,6 +55,7 @@ export class DurableHistoryStore implements HistoryStore {
         // Not acknowledged: the client resends with the same clientMsgId, which retries this write.
         throw new StoreUnavailable("message");
       }
+      await this.release.admit(draft.text.length + 200);
     } else if (result.status === "duplicate") {
       // The first send's commit may still be under way: answer once it is done, or retry it if refused.
       await this.store.settled();
