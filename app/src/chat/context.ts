@@ -3,7 +3,6 @@ import type { Backplane } from "../backplane/backplane";
 import type { Config } from "../config";
 import type { FrameBatcher } from "../connections/batching";
 import type { ConnectionRegistry } from "../connections/registry";
-import type { DedupStore } from "../dedup/dedup";
 import type { HistoryStore } from "../history/history";
 import type { InboxStore } from "../inbox/inbox";
 import type { Logger } from "../observability/logger";
@@ -26,7 +25,6 @@ export interface ChatDeps {
   inbox: InboxStore;
   presence: PresenceStore;
   sessions: SessionStore;
-  dedup: DedupStore;
   backplane: Backplane;
   /** This instance's sockets: native publish, and joined frames for batched connections. */
   local: FrameBatcher;
