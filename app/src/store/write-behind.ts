@@ -58,6 +58,16 @@ end
 return offset - persisted
 `);
 
+/**
+ * The keys of the logs a persister drains: by default the room logs; the direct-message inboxes
+ * (see inbox-write-behind.ts) name theirs here, laid out the same way (a meta hash {epoch, offset,
+ * persisted}, a stream of `<offset>-0` entries, a lease, a dirty set, a SCAN pattern of the metas).
+ */
+export type PersistKeys = Pick<
+  RedisKeys,
+  "roomMeta" | "roomLog" | "roomPersistLease" | "persistDirty" | "roomMetaPattern"
+>;
+
 /** What the persister needs of the database. */
 export interface WriteBehindTarget {
   /** Inserts messages in one transaction; a message already stored is skipped. */
@@ -83,6 +93,8 @@ export interface PersisterOptions {
   idleMs?: number;
   /** Whether Redis is connected: while not, the persister waits instead of failing passes. */
   redisUp?: () => boolean;
+  /** The log's owner named in a meta key found by the scan (default: the room of a room meta key). */
+  ownerOf?: (metaKey: string) => string | undefined;
 }
 
 export interface PersisterStats {
@@ -151,7 +163,7 @@ export class RedisPersister {
 
   constructor(
     private readonly redis: RedisCommands,
-    private readonly keys: RedisKeys,
+    private readonly keys: PersistKeys,
     private readonly target: WriteBehindTarget,
     private readonly options: PersisterOptions,
     private readonly logger: Logger,
@@ -364,7 +376,7 @@ export class RedisPersister {
           if (error) return;
           const [offset, persisted] = (values as (string | null)[]).map((v) => Number(v ?? 0));
           if (offset! <= persisted!) return;
-          const room = roomOf(batch[i]!);
+          const room = (this.options.ownerOf ?? roomOf)(batch[i]!);
           if (room === undefined) return;
           found.set(room, { backlog: offset! - persisted!, since: this.lagging.get(room)?.since });
         });
