@@ -11,6 +11,7 @@ import { DurableHistoryStore } from "./history/durable";
 import type { HistoryStore } from "./history/history";
 import { MemoryHistoryStore } from "./history/memory";
 import { RedisHistoryStore } from "./history/redis";
+import { ArchivedInboxStore } from "./inbox/archived";
 import type { InboxStore } from "./inbox/inbox";
 import { MemoryInboxStore } from "./inbox/memory";
 import { RedisInboxStore } from "./inbox/redis";
@@ -31,8 +32,10 @@ import { refuseWhileDown } from "./redis/unavailable";
 import { MemorySessionStore } from "./sessions/memory";
 import { RedisSessionStore } from "./sessions/redis";
 import type { SessionStore } from "./sessions/sessions";
+import { createInboxPersister, observeInboxPersister } from "./store/inbox-write-behind";
 import { observePersister, observeSqliteStore } from "./store/metrics";
 import { PostgresMessageStore } from "./store/postgres";
+import { PostgresInboxArchive } from "./store/postgres-inbox";
 import { SQLITE_FILE, SqliteMessageStore } from "./store/sqlite";
 import { RedisPersister } from "./store/write-behind";
 
@@ -246,6 +249,42 @@ export function redisBackends(
     : undefined;
   if (persister) observePersister(persister, database!, metrics.registry);
   persister?.start();
+  // Direct messages the same way, from the inboxes.
+  const archive = database ? new PostgresInboxArchive(database.sql, database.statementTimeoutMs) : undefined;
+  const inboxPersister = archive
+    ? createInboxPersister(
+        commands,
+        keys,
+        archive,
+        {
+          instanceId: config.instanceId,
+          inboxSize: config.inboxSize,
+          inboxTtlSeconds: config.inboxTtlSeconds,
+          redisUp: isUp,
+        },
+        logger,
+      )
+    : undefined;
+  if (inboxPersister) observeInboxPersister(inboxPersister, metrics.registry);
+  inboxPersister?.start();
+  const redisInbox = new RedisInboxStore(commands, keys, {
+    size: config.inboxSize,
+    ttlSeconds: config.inboxTtlSeconds,
+    dedupWindowSeconds: config.dedupWindowSeconds,
+    ...(archive && {
+      writeBehind: {
+        // A database that does not answer costs an inbox whose Redis keys were lost its epoch, not the message.
+        resume: (owner: string) =>
+          archive.head(owner).catch((error: Error) => {
+            logger.warn("the message database did not give an inbox's head; the inbox starts a new epoch", {
+              user: owner,
+              error: error.message,
+            });
+            return undefined;
+          }),
+      },
+    }),
+  });
   const stores = {
     history: refuseWhileDown<HistoryStore>(
       "history",
@@ -255,11 +294,7 @@ export function redisBackends(
     // Like history: a direct message is acknowledged only once it is in Redis, so no memory twin.
     inbox: refuseWhileDown<InboxStore>(
       "inbox",
-      new RedisInboxStore(commands, keys, {
-        size: config.inboxSize,
-        ttlSeconds: config.inboxTtlSeconds,
-        dedupWindowSeconds: config.dedupWindowSeconds,
-      }),
+      archive ? new ArchivedInboxStore(redisInbox, archive) : redisInbox,
       guard,
     ),
     presence: withFallback<PresenceStore>(
@@ -297,6 +332,8 @@ export function redisBackends(
       const gaveUp: string[] = [];
       // The persister stops after its pass; what is left waits in the logs for another instance.
       if (persister && !(await within(persister.stop(), CLOSE_DEADLINE_MS / 4))) gaveUp.push("persister");
+      if (inboxPersister && !(await within(inboxPersister.stop(), CLOSE_DEADLINE_MS / 4)))
+        gaveUp.push("inbox persister");
       await database?.close().catch(() => {});
       const closing = Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close()));
       if (!(await within(closing, CLOSE_DEADLINE_MS / 2))) gaveUp.push("store close");

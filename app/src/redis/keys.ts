@@ -28,6 +28,12 @@ export function redisKeys(prefix: string, layout: KeyLayout = "single") {
     inboxLog: (userId: string) => `${prefix}{user:${userId}}:inbox:log`,
     inboxDedup: (userId: string, from: string, to: string, clientMsgId: string) =>
       `${prefix}{user:${userId}}:inbox:dedup:${from.length}:${from}:${to.length}:${to}:${clientMsgId}`,
+    /** Held by the instance writing the inbox's entries behind into the database, for a few seconds. */
+    inboxPersistLease: (userId: string) => `${prefix}{user:${userId}}:inbox:persist-lease`,
+    /** Every inbox's meta key, for SCAN MATCH (on a cluster, on every master). */
+    inboxMetaPattern: () => `${prefix}{user:*}:inbox:meta`,
+    /** Inboxes with entries not yet written behind; added to after each append (one key, any slot). */
+    inboxPersistDirty: () => `${prefix}persist:inbox-dirty`,
     channelPrefix: () => `${prefix}bp:`,
   };
   if (layout === "single")

@@ -25,6 +25,39 @@ export const POSTGRES_MIGRATIONS: readonly { version: number; sql: string }[] = 
       CREATE INDEX messages_ts ON messages (ts);
     `,
   },
+  {
+    version: 2,
+    // Direct messages, written behind from the Redis inboxes like room messages from the room logs,
+    // and read positions. An inbox's head stays after the retention deleted its entries, so a
+    // Redis inbox restored from it continues its epoch and offsets (see postgres-inbox.ts).
+    sql: `
+      CREATE TABLE inbox_messages (
+        user_id TEXT NOT NULL,
+        epoch TEXT NOT NULL,
+        "offset" BIGINT NOT NULL,
+        id TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        recipient TEXT NOT NULL,
+        text TEXT NOT NULL,
+        ts BIGINT NOT NULL,
+        client_msg_id TEXT NOT NULL,
+        PRIMARY KEY (user_id, epoch, "offset")
+      );
+      CREATE INDEX inbox_messages_ts ON inbox_messages (ts);
+      CREATE TABLE inbox_heads (
+        user_id TEXT PRIMARY KEY,
+        epoch TEXT NOT NULL,
+        head BIGINT NOT NULL
+      );
+      CREATE TABLE read_positions (
+        user_id TEXT NOT NULL,
+        room TEXT NOT NULL,
+        epoch TEXT NOT NULL,
+        "offset" BIGINT NOT NULL,
+        PRIMARY KEY (user_id, room)
+      );
+    `,
+  },
 ];
 
 /** Key of the advisory lock held while migrating: instances starting together migrate one at a time. */
@@ -155,6 +188,16 @@ export class PostgresMessageStore {
       const deleted = result.count ?? 0;
       total += deleted;
       this.expired += deleted;
+      if (deleted < RETENTION_CHUNK) break;
+    }
+    // Direct messages are kept as long as room messages (their inbox heads stay).
+    for (;;) {
+      const result = await this.sql`
+        DELETE FROM inbox_messages WHERE ctid IN
+          (SELECT ctid FROM inbox_messages WHERE ts < ${cutoff} LIMIT ${RETENTION_CHUNK})`;
+      const deleted = result.count ?? 0;
+      total += deleted;
+      this.expired += deleted;
       if (deleted < RETENTION_CHUNK) return total;
     }
   }
@@ -166,6 +209,10 @@ export class PostgresMessageStore {
 
   get retentionDays() {
     return this.options.retentionDays ?? 0;
+  }
+
+  get statementTimeoutMs() {
+    return this.options.statementTimeoutMs;
   }
 }
 
@@ -206,7 +253,7 @@ function decode(room: string, r: Row): RoomMessage {
 }
 
 /** `query`, or a rejection once `ms` passed without an answer. */
-async function bounded<T>(query: PromiseLike<T>, ms: number): Promise<T> {
+export async function bounded<T>(query: PromiseLike<T>, ms: number): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new Error(`the database did not answer within ${ms} ms`)), ms);

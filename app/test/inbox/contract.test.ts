@@ -1,17 +1,25 @@
 // The inbox contract, against each driver directly: memory, SQLite (a real file, through the writer
-// thread) and Redis (a real server). Over sockets the same guarantees are checked in inbox.test.ts.
+// thread), Redis (a real server), and Redis written behind into a real PostgreSQL (a persister
+// running). Over sockets the same guarantees are checked in inbox.test.ts.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type Redis from "ioredis";
+import { ArchivedInboxStore } from "../../src/inbox/archived";
 import type { InboxStore } from "../../src/inbox/inbox";
 import { MemoryInboxStore } from "../../src/inbox/memory";
 import { RedisInboxStore } from "../../src/inbox/redis";
 import { SqliteInboxStore } from "../../src/inbox/sqlite";
+import { createLogger } from "../../src/observability/logger";
 import type { DirectMessage } from "../../src/protocol/server-frames";
 import { redisKeys } from "../../src/redis/keys";
+import { createInboxPersister } from "../../src/store/inbox-write-behind";
+import { PostgresMessageStore } from "../../src/store/postgres";
+import { PostgresInboxArchive } from "../../src/store/postgres-inbox";
 import { SqliteMessageStore } from "../../src/store/sqlite";
+import type { RedisPersister } from "../../src/store/write-behind";
+import { startPostgres, type TestPostgres } from "../helpers/postgres";
 import { startRedis, type TestRedis } from "../helpers/redis";
 
 const SIZE = 4;
@@ -19,20 +27,33 @@ const TTL = 600;
 const WINDOW = 300;
 let redis: TestRedis;
 let client: Redis;
+let pg: TestPostgres;
+/** One database per inbox store created: like a Redis prefix, each test's inboxes are its own. */
+const databases: PostgresMessageStore[] = [];
+let used = 0;
 const dir = mkdtempSync(join(tmpdir(), "chat-inbox-contract-"));
 const sqlite: SqliteMessageStore[] = [];
+const persisters: RedisPersister[] = [];
+const logger = createLogger({ logLevel: "error", logDir: "", instanceId: "contract", color: "none", version: "test" });
 beforeAll(async () => {
-  redis = await startRedis();
+  [redis, pg] = await Promise.all([startRedis(), startPostgres()]);
   client = redis.client();
-});
+  for (let i = 0; i < 5; i++)
+    databases.push(
+      await PostgresMessageStore.open({ url: await pg.database(), poolSize: 1, statementTimeoutMs: 5000 }),
+    );
+}, 60_000);
 afterAll(async () => {
   for (const store of sqlite) await store.close();
-  await redis.stop();
+  await Promise.all(persisters.map((p) => p.stop()));
+  await Promise.all(databases.map((d) => d.close()));
+  await Promise.allSettled([redis?.stop(), pg?.stop()]);
   rmSync(dir, { recursive: true, force: true });
 });
 
 let n = 0;
-const drivers: { name: string; create(): InboxStore }[] = [
+/** `keepsEverything`: a database behind keeps what the Redis inbox drops past its size. */
+const drivers: { name: string; keepsEverything?: boolean; create(): InboxStore }[] = [
   { name: "memory", create: () => new MemoryInboxStore({ size: SIZE, ttlSeconds: TTL }) },
   {
     name: "sqlite",
@@ -50,6 +71,32 @@ const drivers: { name: string; create(): InboxStore }[] = [
         ttlSeconds: TTL,
         dedupWindowSeconds: WINDOW,
       }),
+  },
+  {
+    name: "redis + postgresql",
+    keepsEverything: true,
+    create: () => {
+      const keys = redisKeys(redis.prefix());
+      const database = databases[used++];
+      if (!database) throw new Error("more inbox stores than databases: open more in beforeAll");
+      const archive = new PostgresInboxArchive(database.sql, 5000);
+      const persister = createInboxPersister(
+        client,
+        keys,
+        archive,
+        { instanceId: "contract", inboxSize: SIZE, inboxTtlSeconds: TTL },
+        logger,
+      );
+      persister.start();
+      persisters.push(persister);
+      const hot = new RedisInboxStore(client, keys, {
+        size: SIZE,
+        ttlSeconds: TTL,
+        dedupWindowSeconds: WINDOW,
+        writeBehind: { resume: (owner) => archive.head(owner) },
+      });
+      return new ArchivedInboxStore(hot, archive);
+    },
   },
 ];
 
@@ -89,11 +136,17 @@ describe.each(drivers)("inbox contract ($name)", (driver) => {
     expect((await inbox.since("bob", 0, undefined, 100)).messages).toHaveLength(1);
   });
 
-  test("an inbox keeps its newest entries up to its size; a resume from further back is not complete", async () => {
+  test("an inbox keeps its newest entries up to its size (with a database, all); a resume from further back is not complete", async () => {
     const inbox = driver.create();
     let epoch = "";
     for (let i = 1; i <= 6; i++) epoch = (await inbox.append("bob", dm("alice", "bob", `m${i}`))).epoch;
     const all = await inbox.since("bob", 0, epoch, 100);
+    if (driver.keepsEverything) {
+      // Redis keeps what the database lacks, the database what Redis dropped: all six, whenever asked.
+      expect(all.messages.map((m) => m.offset)).toEqual([1, 2, 3, 4, 5, 6]);
+      expect(all.complete).toBe(true);
+      return;
+    }
     expect(all.messages.map((m) => m.offset)).toEqual([3, 4, 5, 6]);
     expect(all.complete).toBe(false);
     expect((await inbox.since("bob", 2, epoch, 100)).complete).toBe(true);

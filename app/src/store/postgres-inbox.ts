@@ -1,0 +1,143 @@
+import type { SQL } from "bun";
+import type { InboxEntry } from "../inbox/inbox";
+import type { ReadPosition } from "../reads/reads";
+import { bounded, type EpochMessage } from "./postgres";
+
+/** The newest epoch and offset the database holds of one inbox. */
+export interface InboxHead {
+  epoch: string;
+  offset: number;
+}
+
+/** A read position to store, as the read-position writer hands it over. */
+export interface ReadRow {
+  userId: string;
+  room: string;
+  position: ReadPosition;
+}
+
+type EntryRow = {
+  offset: string;
+  id: string;
+  sender: string;
+  recipient: string;
+  text: string;
+  ts: string;
+  client_msg_id: string;
+};
+
+/**
+ * Direct messages and read positions in PostgreSQL (tables of migration 2), on the message store's
+ * pool. Inbox entries are written behind from the Redis inboxes (see inbox-write-behind.ts), never
+ * on the acknowledgement path. Guarantees: an entry is stored once per (user, epoch, offset) however
+ * often it is inserted; a batch and the inbox heads it moves commit together; a head only moves
+ * forward within its epoch and is replaced by a newer epoch's; a read position only moves forward
+ * within its epoch.
+ */
+export class PostgresInboxArchive {
+  constructor(
+    private readonly sql: SQL,
+    /** Longest wait for one statement, a hung database included. */
+    private readonly timeoutMs: number,
+  ) {}
+
+  /**
+   * Inserts inbox entries, and moves their inboxes' heads, in one transaction. The write-behind
+   * hands entries over as room messages whose `room` is the inbox's owner (see InboxPersister).
+   */
+  async insert(batch: readonly EpochMessage[]): Promise<void> {
+    if (batch.length === 0) return;
+    const heads = new Map<string, { user_id: string; epoch: string; head: number }>();
+    const rows = batch.map(({ epoch, message }) => {
+      const entry = message as unknown as InboxEntry & { room: string };
+      const head = heads.get(entry.room);
+      // One take per inbox per pass: a batch holds one epoch of an inbox, in offset order.
+      if (!head || head.epoch !== epoch || head.head < entry.offset)
+        heads.set(entry.room, { user_id: entry.room, epoch, head: entry.offset });
+      return {
+        user_id: entry.room,
+        epoch,
+        offset: entry.offset,
+        id: entry.id,
+        sender: entry.from,
+        recipient: entry.to,
+        text: entry.text,
+        ts: entry.ts,
+        client_msg_id: entry.clientMsgId,
+      };
+    });
+    await bounded(
+      this.sql.begin(async (tx) => {
+        await tx`INSERT INTO inbox_messages ${tx(rows)} ON CONFLICT DO NOTHING`;
+        await tx`
+          INSERT INTO inbox_heads ${tx([...heads.values()])} ON CONFLICT (user_id) DO UPDATE SET
+            head = CASE WHEN inbox_heads.epoch = EXCLUDED.epoch
+              THEN GREATEST(inbox_heads.head, EXCLUDED.head) ELSE EXCLUDED.head END,
+            epoch = EXCLUDED.epoch`;
+      }),
+      this.timeoutMs + 2000,
+    );
+  }
+
+  /** Resolves when the database answers a trivial query, rejects otherwise. */
+  async probe(): Promise<void> {
+    await bounded(this.sql`SELECT 1`, this.timeoutMs + 2000);
+  }
+
+  /** The inbox's newest epoch and offset, or undefined for an inbox never written behind. */
+  async head(owner: string): Promise<InboxHead | undefined> {
+    const [row] = (await bounded(
+      this.sql`SELECT epoch, head FROM inbox_heads WHERE user_id = ${owner}`,
+      this.timeoutMs,
+    )) as { epoch: string; head: string }[];
+    return row && { epoch: row.epoch, offset: Number(row.head) };
+  }
+
+  /** Entries of the epoch with `after < offset < before`, oldest first, at most `limit`. */
+  async after(owner: string, epoch: string, after: number, before: number, limit: number): Promise<InboxEntry[]> {
+    if (limit <= 0) return [];
+    const rows: EntryRow[] = await bounded(
+      this.sql`
+        SELECT "offset", id, sender, recipient, text, ts, client_msg_id FROM inbox_messages
+        WHERE user_id = ${owner} AND epoch = ${epoch} AND "offset" > ${after} AND "offset" < ${before}
+        ORDER BY "offset" LIMIT ${limit}`,
+      this.timeoutMs,
+    );
+    return rows.map((r) => ({
+      offset: Number(r.offset),
+      id: r.id,
+      from: r.sender,
+      to: r.recipient,
+      text: r.text,
+      ts: Number(r.ts),
+      clientMsgId: r.client_msg_id,
+    }));
+  }
+
+  /** Stores read positions in one statement, each only forward within its epoch. */
+  async upsertReads(batch: readonly ReadRow[]): Promise<void> {
+    if (batch.length === 0) return;
+    const rows = batch.map(({ userId, room, position }) => ({
+      user_id: userId,
+      room,
+      epoch: position.epoch,
+      offset: position.offset,
+    }));
+    await bounded(
+      this.sql`
+        INSERT INTO read_positions ${this.sql(rows)} ON CONFLICT (user_id, room) DO UPDATE SET
+          "offset" = CASE WHEN read_positions.epoch = EXCLUDED.epoch
+            THEN GREATEST(read_positions."offset", EXCLUDED."offset") ELSE EXCLUDED."offset" END,
+          epoch = EXCLUDED.epoch`,
+      this.timeoutMs + 2000,
+    );
+  }
+
+  async readPosition(userId: string, room: string): Promise<ReadPosition | undefined> {
+    const [row] = (await bounded(
+      this.sql`SELECT epoch, "offset" FROM read_positions WHERE user_id = ${userId} AND room = ${room}`,
+      this.timeoutMs,
+    )) as { epoch: string; offset: string }[];
+    return row && { epoch: row.epoch, offset: Number(row.offset) };
+  }
+}
