@@ -21,6 +21,7 @@ import type { Metrics } from "./observability/metrics";
 import { MemoryPresenceStore } from "./presence/memory";
 import type { PresenceStore } from "./presence/presence";
 import { RedisPresenceStore } from "./presence/redis";
+import { ArchivedReadPositionStore, observeReadCopy } from "./reads/archived";
 import { MemoryReadPositionStore } from "./reads/memory";
 import type { ReadPositionStore } from "./reads/reads";
 import { RedisReadPositionStore } from "./reads/redis";
@@ -249,7 +250,7 @@ export function redisBackends(
     : undefined;
   if (persister) observePersister(persister, database!, metrics.registry);
   persister?.start();
-  // Direct messages the same way, from the inboxes.
+  // Direct messages the same way from the inboxes, and read positions copied behind Redis.
   const archive = database ? new PostgresInboxArchive(database.sql, database.statementTimeoutMs) : undefined;
   const inboxPersister = archive
     ? createInboxPersister(
@@ -267,6 +268,9 @@ export function redisBackends(
     : undefined;
   if (inboxPersister) observeInboxPersister(inboxPersister, metrics.registry);
   inboxPersister?.start();
+  const redisReads = new RedisReadPositionStore(commands, keys, config.historyTtlSeconds);
+  const readCopy = archive ? new ArchivedReadPositionStore(redisReads, archive) : undefined;
+  if (readCopy) observeReadCopy(readCopy, metrics.registry);
   const redisInbox = new RedisInboxStore(commands, keys, {
     size: config.inboxSize,
     ttlSeconds: config.inboxTtlSeconds,
@@ -308,12 +312,7 @@ export function redisBackends(
       { ...guard, primaryOnly: ["onExpired"] },
     ),
     sessions: withFallback<SessionStore>("sessions", new RedisSessionStore(commands, keys), local.sessions, guard),
-    reads: withFallback<ReadPositionStore>(
-      "reads",
-      new RedisReadPositionStore(commands, keys, config.historyTtlSeconds),
-      local.reads,
-      guard,
-    ),
+    reads: withFallback<ReadPositionStore>("reads", readCopy ?? redisReads, local.reads, guard),
     dedup: withFallback<DedupStore>(
       "dedup",
       new RedisDedupStore(commands, keys, config.dedupWindowSeconds),
@@ -334,6 +333,8 @@ export function redisBackends(
       if (persister && !(await within(persister.stop(), CLOSE_DEADLINE_MS / 4))) gaveUp.push("persister");
       if (inboxPersister && !(await within(inboxPersister.stop(), CLOSE_DEADLINE_MS / 4)))
         gaveUp.push("inbox persister");
+      // The read positions still queued, before the pool closes; Redis holds them anyway.
+      if (readCopy && !(await within(readCopy.flushAndStop(), CLOSE_DEADLINE_MS / 4))) gaveUp.push("read positions");
       await database?.close().catch(() => {});
       const closing = Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close()));
       if (!(await within(closing, CLOSE_DEADLINE_MS / 2))) gaveUp.push("store close");
