@@ -1,6 +1,7 @@
 // The write-behind into PostgreSQL on a Redis Cluster (3 masters, 3 replicas) and a real PostgreSQL,
 // both started here: rooms on every shard reach the database exactly once, and the persisters' scan
-// of room metas reaches every master (a room whose notification was lost is found on any shard).
+// of room metas reaches every master (a room whose notification was lost is found on any shard);
+// the same for direct-message inboxes.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SQL } from "bun";
 import { createLogger } from "../../src/observability/logger";
@@ -106,6 +107,75 @@ describe("PostgreSQL write-behind on a Redis Cluster", () => {
         what: "the scan to find every room again",
       });
       expect(await rows(sql)).toEqual(acks);
+    } finally {
+      await Promise.all(servers.map((s) => s.stop()));
+      await sql.close();
+    }
+  }, 120_000);
+  test("inboxes on every shard are written exactly once; a lost notification is found by the scan on any master", async () => {
+    const prefix = cluster.prefix();
+    const url = await pg.database();
+    const sql = new SQL({ url, max: 2 });
+    const keys = redisKeys(prefix, "cluster");
+    const users = Array.from({ length: 12 }, (_, i) => `dmc-${i}`);
+    const owners = new Set(await Promise.all(users.map((u) => cluster.masterOf(keys.inboxMeta(u)))));
+    expect(owners.size).toBe(3);
+    const stored = async () =>
+      (
+        (await sql`SELECT user_id, "offset", id FROM inbox_messages ORDER BY user_id, "offset"`) as {
+          user_id: string;
+          offset: string;
+          id: string;
+        }[]
+      ).map((r) => ({ user: r.user_id, offset: Number(r.offset), id: r.id }));
+
+    let servers: TestServer[] = await Promise.all([instance(prefix, url), instance(prefix, url)]);
+    // Each user gets 10 direct messages from its neighbour, through both instances: the recipient's
+    // entries and the sender's, 20 per user.
+    const expected: { user: string; offset: number; id: string }[] = [];
+    try {
+      await Promise.all(
+        users.map(async (user, i) => {
+          const client = await TestClient.connect(servers[i % 2]!.wsUrl(connId(), `user=${user}`));
+          const to = users[(i + 1) % users.length]!;
+          for (let k = 0; k < 10; k++) {
+            const answer = await client.request({ type: "direct", to, text: `d${k}`, clientMsgId: `${user}-${k}` });
+            expect(answer).toMatchObject({ ok: true, for: "direct" });
+            expected.push({ user, offset: answer.offset, id: answer.id });
+          }
+          client.close();
+        }),
+      );
+      await waitFor(async () => (await stored()).length === users.length * 20, {
+        timeoutMs: 20_000,
+        what: `${users.length * 20} inbox rows in PostgreSQL`,
+      });
+      const rows = await stored();
+      // Each inbox dense from 1, each message once per inbox; the senders' own entries as acknowledged.
+      for (const user of users) {
+        const own = rows.filter((r) => r.user === user);
+        expect(own.map((r) => r.offset)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+        expect(new Set(own.map((r) => r.id)).size).toBe(20);
+      }
+      for (const ack of expected) expect(rows).toContainEqual(ack);
+    } finally {
+      await Promise.all(servers.map((s) => s.stop()));
+    }
+
+    // The database loses the rows and every inbox is marked unpersisted, with no notification in the
+    // dirty set: only a scan of every master's inbox metas finds all of them again.
+    const before = await stored();
+    await sql`DELETE FROM inbox_messages`;
+    const redis = cluster.client();
+    await Promise.all(users.map((user) => redis.hset(keys.inboxMeta(user), "persisted", 0)));
+    await redis.del(keys.inboxPersistDirty());
+    servers = [await instance(prefix, url)];
+    try {
+      await waitFor(async () => (await stored()).length === before.length, {
+        timeoutMs: 30_000,
+        what: "the scan to find every inbox again",
+      });
+      expect(await stored()).toEqual(before);
     } finally {
       await Promise.all(servers.map((s) => s.stop()));
       await sql.close();
