@@ -122,7 +122,8 @@ export class StoreOpenError extends Error {}
  * all of them (see DurableHistoryStore).
  */
 export function sqliteBackends(
-  config: StoreConfig & Pick<Config, "dataDir" | "messageRetentionDays">,
+  config: StoreConfig &
+    Pick<Config, "dataDir" | "messageRetentionDays" | "backpressureLimitBytes" | "sqliteSynchronous">,
   deps: { metrics: Metrics; logger: Logger },
 ): Backends {
   let store: SqliteMessageStore;
@@ -130,6 +131,7 @@ export function sqliteBackends(
     store = SqliteMessageStore.open(config.dataDir, {
       retentionDays: config.messageRetentionDays,
       inboxSize: config.inboxSize,
+      synchronous: config.sqliteSynchronous,
     });
   } catch (error) {
     throw new StoreOpenError(
@@ -156,7 +158,7 @@ export function sqliteBackends(
   const backplane = new MemoryBackplane(config.instanceId);
   const stores = {
     ...fallbackStores(config),
-    history: new DurableHistoryStore(hot, store),
+    history: new DurableHistoryStore(hot, store, { releaseBytesPerTurn: config.backpressureLimitBytes / 2 }),
     reads: new SqliteReadPositionStore(store),
     inbox: new SqliteInboxStore(store, config.inboxSize),
   };

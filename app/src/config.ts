@@ -37,6 +37,8 @@ export interface Config {
   redisKeyPrefix: string;
   store: "sqlite" | "memory";
   dataDir: string;
+  /** SQLITE_SYNCHRONOUS: when a commit of the SQLite store counts as done (see SqliteMessageStore). */
+  sqliteSynchronous: "full" | "normal";
   messageRetentionDays: number;
   inboxSize: number;
   inboxTtlSeconds: number;
@@ -368,6 +370,12 @@ export const VARIABLES = {
     "where room messages are kept: sqlite (a file under DATA_DIR; one instance, not with REDIS_URL) or memory (the hot history only); empty: sqlite without REDIS_URL, memory with it",
   ),
   DATA_DIR: v("dataDir", anyText, "./data", "directory of the SQLite message database (created when missing)"),
+  SQLITE_SYNCHRONOUS: v(
+    "sqliteSynchronous",
+    oneOf("full", "normal"),
+    "full",
+    "full: a message is acknowledged once its commit is on disk (survives a power cut); normal: once it is in the operating system's cache (survives a crash or kill of the process, not of the machine), for shorter commits",
+  ),
   MESSAGE_RETENTION_DAYS: v(
     "messageRetentionDays",
     integer(0, 36_500),

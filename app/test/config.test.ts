@@ -42,6 +42,7 @@ const cases: [string, string, string][] = [
   ["INSTANCE_ID", "has space", "1-64 characters"],
   ["STORE", "postgres", "one of sqlite, memory, or empty"],
   ["MESSAGE_RETENTION_DAYS", "-1", "an integer from 0 to 36500"],
+  ["SQLITE_SYNCHRONOUS", "off", "one of full, normal"],
 ];
 
 for (const [name, value, accepts] of cases) {

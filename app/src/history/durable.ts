@@ -12,10 +12,10 @@ export const MAX_REPLAY = 10_000;
 
 /**
  * Bytes of committed messages (text plus about 200 of frame) released to the acknowledgements and
- * fan-out per event-loop turn (see TurnPacer): about a hundred chat messages, and half of the 64 KiB
- * a small BACKPRESSURE_LIMIT_BYTES allows a socket between two turns.
+ * fan-out per event-loop turn (see TurnPacer) unless told otherwise: half of the 64 KiB the smallest
+ * BACKPRESSURE_LIMIT_BYTES allows a socket between two turns.
  */
-const RELEASE_BYTES_PER_TURN = 32_768;
+export const DEFAULT_RELEASE_BYTES_PER_TURN = 32_768;
 
 /** Refused writes kept for a resend; past this the oldest is forgotten (its message stays in memory only). */
 const MAX_REFUSED = 10_000;
@@ -38,12 +38,20 @@ export class DurableHistoryStore implements HistoryStore {
    */
   private readonly refused = new Map<string, { epoch: string; message: RoomMessage }>();
   /** Spreads a large commit's acknowledgements and fan-out over several turns, in offset order. */
-  private readonly release = new TurnPacer(RELEASE_BYTES_PER_TURN);
+  private readonly release: TurnPacer;
 
+  /**
+   * `releaseBytesPerTurn`: at most half of what a socket may buffer (BACKPRESSURE_LIMIT_BYTES), so
+   * that a member reading at full speed is never past the limit between two turns. Each turn above
+   * one costs a commit's last messages a timer's delay, so it is no smaller than it needs to be.
+   */
   constructor(
     readonly hot: HistoryStore,
     readonly store: MessageStore,
-  ) {}
+    options: { releaseBytesPerTurn?: number } = {},
+  ) {
+    this.release = new TurnPacer(options.releaseBytesPerTurn ?? DEFAULT_RELEASE_BYTES_PER_TURN);
+  }
 
   async append(draft: MessageDraft): Promise<AppendResult> {
     const result = await this.hot.append(draft);
@@ -55,7 +63,9 @@ export class DurableHistoryStore implements HistoryStore {
         // Not acknowledged: the client resends with the same clientMsgId, which retries this write.
         throw new StoreUnavailable("message");
       }
-      await this.release.admit(draft.text.length + 200);
+      // Within the turn's budget there is nothing to wait for (and no await, which costs a turn of the microtask queue).
+      const later = this.release.admit(draft.text.length + 200);
+      if (later) await later;
     } else if (result.status === "duplicate") {
       // The first send's commit may still be under way: answer once it is done, or retry it if refused.
       await this.store.settled();

@@ -71,10 +71,24 @@ const WRITER_URL = import.meta.url.includes("/$bunfs/")
 /** Bun's Worker: it can stop keeping the process alive while idle. */
 type RefWorker = Worker & { ref(): void; unref(): void };
 
+export interface SqliteStoreOptions {
+  /** MESSAGE_RETENTION_DAYS; 0 or none keeps messages forever. */
+  retentionDays?: number;
+  /** INBOX_SIZE. */
+  inboxSize?: number;
+  /**
+   * SQLITE_SYNCHRONOUS. full (the default): a write resolves once its commit is on disk, so an
+   * acknowledged message survives a power cut. normal: once the commit is in the write-ahead log in
+   * the operating system's cache, with no fsync per commit (only at checkpoints): it survives a
+   * crash or SIGKILL of the process, not a crash of the machine.
+   */
+  synchronous?: "full" | "normal";
+}
+
 type Row = { offset: number; id: string; sender: string; text: string; ts: number; client_msg_id: string };
 
 /**
- * Messages in an embedded SQLite file (WAL, synchronous FULL). Writes made in one turn of the event
+ * Messages in an embedded SQLite file (WAL, synchronous FULL unless told NORMAL). Writes made in one turn of the event
  * loop form one batch, committed in one transaction by a writer thread (sqlite-writer.ts), so
  * neither the inserts nor the fsync take time from the sockets; each write resolves once its
  * transaction is on disk. Reads run here, on a connection of their own, and see every write that
@@ -104,16 +118,19 @@ export class SqliteMessageStore implements MessageStore {
 
   /** Entries each direct-message inbox keeps (INBOX_SIZE). */
   private readonly inboxSize: number;
+  /** The writer's `PRAGMA synchronous` (SQLITE_SYNCHRONOUS). */
+  private readonly synchronous: "full" | "normal";
 
   /** Opens (creating when missing) `<dataDir>/messages.sqlite` and migrates it; throws when it cannot. */
-  static open(dataDir: string, options: { retentionDays?: number; inboxSize?: number } = {}) {
+  static open(dataDir: string, options: SqliteStoreOptions = {}) {
     mkdirSync(dataDir, { recursive: true });
     return new SqliteMessageStore(new Database(join(dataDir, SQLITE_FILE), { create: true, strict: true }), options);
   }
 
-  constructor(db: Database, options: { retentionDays?: number; inboxSize?: number } = {}) {
+  constructor(db: Database, options: SqliteStoreOptions = {}) {
     this.db = db;
     this.inboxSize = options.inboxSize ?? 1000;
+    this.synchronous = options.synchronous ?? "full";
     db.run(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
     // Switching a new file to WAL can be refused at once (without the busy timeout) while another
     // process opens it too: retried for a moment, at start only.
@@ -218,6 +235,7 @@ export class SqliteMessageStore implements MessageStore {
       type: "open",
       file: this.db.filename,
       busyTimeoutMs: BUSY_TIMEOUT_MS,
+      synchronous: this.synchronous,
     } satisfies WriterRequest);
     this.opening = true;
     this.writer = writer;

@@ -17,7 +17,7 @@ export const FIELDS_PER_DIRECT = 7;
  * (owner, from, to, clientMsgId) answers the kept entry). Each inbox keeps its newest `inboxSize`.
  */
 export type WriterRequest =
-  | { type: "open"; file: string; busyTimeoutMs: number }
+  | { type: "open"; file: string; busyTimeoutMs: number; synchronous: "full" | "normal" }
   | {
       type: "write";
       rows: string;
