@@ -207,8 +207,16 @@ export function redisBackends(
   const keys = redisKeys(config.redisKeyPrefix, clients.layout);
   const { commands, publisher, subscriber } = clients;
   const local = fallbackStores(config);
-  const isUp = () => clients.status() === "up";
+  const isUp = (key?: string) => clients.status(key) === "up";
   const guard = { isUp, ...deps };
+  // A room's messages and joins, and a user's direct messages, need only their own shard of a
+  // cluster: each call names its room (a draft's room) or its inbox's owner first.
+  const roomKey = (args: unknown[]) => {
+    const first = args[0] as string | { room?: string } | undefined;
+    const room = typeof first === "string" ? first : first?.room;
+    return room === undefined ? undefined : keys.roomMeta(room);
+  };
+  const inboxKey = (args: unknown[]) => (typeof args[0] === "string" ? keys.inboxMeta(args[0]) : undefined);
   const history = new RedisHistoryStore(commands, keys, {
     historySize: config.historySize,
     ttlSeconds: config.historyTtlSeconds,
@@ -295,13 +303,13 @@ export function redisBackends(
     history: refuseWhileDown<HistoryStore>(
       "history",
       database ? new ArchivedHistoryStore(history, database) : history,
-      guard,
+      { ...guard, keyOf: roomKey },
     ),
     // Like history: a direct message is acknowledged only once it is in Redis, so no memory twin.
     inbox: refuseWhileDown<InboxStore>(
       "inbox",
       archive ? new ArchivedInboxStore(redisInbox, archive) : redisInbox,
-      guard,
+      { ...guard, keyOf: inboxKey },
     ),
     presence: withFallback<PresenceStore>(
       "presence",

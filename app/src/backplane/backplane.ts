@@ -39,7 +39,10 @@ export interface Backplane {
    * another shard): envelopes published meanwhile were not received.
    */
   onResubscribed?(handler: (topic: string) => void): void;
-  /** "up", or "down" while the transport is unreachable. */
-  status(): "up" | "down";
+  /**
+   * "up", or "down" while the transport is unreachable. With a topic: whether that topic's part of
+   * it is reachable (on a Redis Cluster, the shard of its channel).
+   */
+  status(topic?: string): "up" | "down";
   close(): Promise<void>;
 }

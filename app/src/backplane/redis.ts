@@ -26,8 +26,11 @@ export class RedisBackplane implements Backplane {
       keys: RedisKeys;
       metrics: Metrics;
       logger: Logger;
-      /** Whether Redis answers (both connections ready, none hung); defaults to both being ready. */
-      isUp?: () => boolean;
+      /**
+       * Whether Redis answers (both connections ready, none hung); with a channel, whether that
+       * channel's shard does (see RedisClients.status). Defaults to both connections being ready.
+       */
+      isUp?: (channel?: string) => boolean;
       /** Told of every stored room message received, so the history store knows what was seen here. */
       observe?: (room: string, epoch: string, offset: number) => void;
     },
@@ -54,7 +57,7 @@ export class RedisBackplane implements Backplane {
   publish(envelope: Omit<Envelope, "origin" | "sentAt" | "message"> & { frame: string }) {
     const { publisher, metrics, keys, instanceId } = this.deps;
     // Nothing is queued for a Redis that is down or hung: that is what would grow without bound.
-    if (this.status() !== "up") {
+    if (this.status(envelope.topic) !== "up") {
       metrics.backplaneDropped.inc();
       return;
     }
@@ -88,13 +91,15 @@ export class RedisBackplane implements Backplane {
     if (this.topics.has(topic)) return;
     this.topics.add(topic);
     this.topicOf.set(this.deps.keys.channel(topic), topic);
-    if (this.deps.subscriber.status !== "ready") {
+    const { subscriber } = this.deps;
+    const channel = this.deps.keys.channel(topic);
+    if (!(subscriber.ready ? subscriber.ready(channel) : subscriber.status === "ready")) {
       // Not an error: subscribed as soon as the connection is ready.
       this.pending.add(topic);
       return;
     }
     try {
-      await this.deps.subscriber.subscribe(this.deps.keys.channel(topic));
+      await subscriber.subscribe(channel);
     } catch (_error) {
       // Kept in `topics`: ioredis subscribes again on reconnect only channels it knows, so retry then.
       this.deps.metrics.backplaneErrors.labels("subscribe").inc();
@@ -129,9 +134,9 @@ export class RedisBackplane implements Backplane {
     this.handler = handler;
   }
 
-  status() {
+  status(topic?: string) {
     const up = this.deps.isUp
-      ? this.deps.isUp()
+      ? this.deps.isUp(topic === undefined ? undefined : this.deps.keys.channel(topic))
       : this.deps.publisher.status === "ready" && this.deps.subscriber.status === "ready";
     return up ? ("up" as const) : ("down" as const);
   }

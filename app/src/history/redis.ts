@@ -1,4 +1,5 @@
 import { randomUUIDv7 } from "bun";
+import type { Cluster, Redis } from "ioredis";
 import type { RoomMessage } from "../protocol/server-frames";
 import type { RedisCommands } from "../redis/clients";
 import type { RedisKeys } from "../redis/keys";
@@ -21,8 +22,9 @@ import type { AppendReceipt, AppendResult, HistoryStore, MessageDraft, Replay, R
 // names two messages and no instance drops a new message as one it already delivered.
 //
 // On a Redis Cluster every key of a message (meta, log, dedup) and its channel carry the room's hash
-// tag, a batch is split into one script call per slot, and the script publishes with SPUBLISH, so
-// the message reaches only the instances subscribed to the room on its shard.
+// tag, a batch is split into one script call per master (the script touches only the slots of the
+// node it runs on), and the script publishes with SPUBLISH, so the message reaches only the
+// instances subscribed to the room on its shard.
 
 /**
  * Both scripts define this: the epoch of a room (meta, log keys), replaced by `fresh` when the keys
@@ -57,22 +59,47 @@ const APPEND_ARGS_PER_MESSAGE = 7;
 // messages); then per message a fresh epoch, the
 // stored JSON and the receipt JSON without their opening brace (the script puts the offset first),
 // the channel, the topic, and the epoch and newest offset the caller saw of the room ('' and 0 when
-// it saw none). KEYS per message: meta, log, and the
+// it saw none). Keys per message: meta, log, and the
 // sender's dedup key for its clientMsgId. The dedup key is shared with older releases, which claimed
 // it with SET NX "" and then wrote the answer: an empty value is such a claim still in progress.
 // Returns per message {0, epoch, offset, reset} when stored (reset 1 when the room's epoch was
 // replaced because it had gone backwards), {1, receipt JSON} for a repeat, {2} for a
-// claim in progress. Each room's TTL is renewed once per batch. PUBLISH is the command given.
+// claim in progress, {3} when this node does not serve its slot now (see below). Each room's TTL is
+// renewed once per batch. PUBLISH is the command given.
+//
+// The keys of the first messages are declared in KEYS, the keys of the others follow the messages'
+// values in ARGV. On one Redis, and on a cluster for messages of one slot, every key is declared. On
+// a cluster a call for messages of several slots of one node (see RedisHistoryStore.storeNode)
+// declares none: Redis refuses declared keys of two slots, and the flag allow-cross-slot-keys lets
+// the script reach undeclared keys of every slot of its node. Redis checks each such command, and
+// refuses one on a key whose slot is not the node's or is being moved (MOVED, ASK, TRYAGAIN) after
+// the commands before it ran. So each undeclared message's dedup key and meta are read first,
+// together (a read of several keys of a half-moved slot is refused as the call with its keys
+// declared would be), and a room with a read refused is answered {3} and nothing of it is written.
 const appendScript = (publish: "PUBLISH" | "SPUBLISH") =>
-  new RedisScript(`${ROOM_EPOCH}
+  new RedisScript(`${publish === "SPUBLISH" ? "#!lua flags=allow-cross-slot-keys\n" : ""}${ROOM_EPOCH}
 local ttl, size, origin, sentAt, window = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local behind = ARGV[6] == '1'
+local count = (#ARGV - 6 + #KEYS) / (3 + ${APPEND_ARGS_PER_MESSAGE})
+local keys, rest = KEYS, 6 + ${APPEND_ARGS_PER_MESSAGE} * count - #KEYS
+local seens, away = {}, {}
+if #KEYS < 3 * count then
+  keys = {}
+  for j = 1, 3 * count do keys[j] = KEYS[j] or ARGV[rest + j] end
+  for j = #KEYS + 1, 3 * count, 3 do
+    local read = redis.pcall('MGET', keys[j + 2], keys[j])
+    if read.err then away[keys[j]] = true else seens[j] = read[1] end
+  end
+end
 local results, epochs, logs = {}, {}, {}
-for i = 0, #KEYS / 3 - 1 do
-  local meta, log, dedup = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
+for i = 0, count - 1 do
+  local meta, log, dedup = keys[3 * i + 1], keys[3 * i + 2], keys[3 * i + 3]
   local a = 7 + ${APPEND_ARGS_PER_MESSAGE} * i
-  local seen = redis.call('GET', dedup)
-  if seen then
+  local seen = seens[3 * i + 1]
+  if seen == nil and not away[meta] then seen = redis.call('GET', dedup) end
+  if away[meta] then
+    results[i + 1] = {3}
+  elseif seen then
     results[i + 1] = seen == '' and {2} or {1, seen}
   else
     local epoch, reset = epochs[meta], 0
@@ -128,7 +155,7 @@ const MAX_BATCH = 64;
  */
 const MAX_SEEN_ROOMS = 100_000;
 
-type AppendReply = [0, string, number, 0 | 1] | [1, string] | [2];
+type AppendReply = [0, string, number, 0 | 1] | [1, string] | [2] | [3];
 
 interface PendingAppend {
   draft: MessageDraft;
@@ -245,35 +272,84 @@ export class RedisHistoryStore implements HistoryStore {
   }
 
   /**
-   * One script call for a batch on one Redis; on a cluster one per slot (each a batch of its own:
-   * a slot whose node fails fails only its appends), answers put back in the batch's order.
+   * One script call for a batch on one Redis. On a cluster, one per master: the batch is grouped by
+   * the master that owns each message's slot in the cluster client's slot map, so the fixed cost of
+   * a call (EVALSHA, entering Lua, the reply) is paid once per master and turn, as on one Redis,
+   * instead of once per slot (with many rooms, nearly once per message). Each group is a batch of its
+   * own: a master that fails fails only its appends. Answers are put back in the batch's order.
    */
   private store(batch: PendingAppend[]): Promise<(AppendReply | Error)[]> {
-    if (this.keys.layout === "single") return this.storeSlot(batch);
-    const slots = new Map<number, number[]>();
-    batch.forEach(({ draft }, i) => {
-      const slot = keySlot(this.keys.roomMeta(draft.room));
-      const indexes = slots.get(slot);
-      if (indexes) indexes.push(i);
-      else slots.set(slot, [i]);
-    });
-    if (slots.size === 1) return this.storeSlot(batch);
-    const replies: (AppendReply | Error)[] = new Array(batch.length);
-    return Promise.all(
-      [...slots.values()].map((indexes) =>
-        this.storeSlot(indexes.map((i) => batch[i]!)).then(
-          (answers) => {
-            for (const [k, i] of indexes.entries()) replies[i] = answers[k]!;
-          },
-          (error: Error) => {
-            for (const i of indexes) replies[i] = error;
-          },
-        ),
-      ),
-    ).then(() => replies);
+    if (this.keys.layout === "single") return this.storeCall(this.redis, batch, batch.length);
+    const cluster = this.redis as Cluster;
+    const slots = batch.map(({ draft }) => keySlot(this.keys.roomMeta(draft.room)));
+    const owners = cluster.slots;
+    const masters = new Map<string, Redis>();
+    for (const node of cluster.nodes("master")) masters.set(`${node.options.host}:${node.options.port}`, node);
+    // A slot without a known master is a group of its own: its call finds the master (MOVED).
+    return scatter(
+      batch,
+      (i) => owners[slots[i]!]?.[0] ?? slots[i]!,
+      (indexes) => {
+        const part = indexes.map((i) => batch[i]!);
+        const partSlots = indexes.map((i) => slots[i]!);
+        const owner = owners[partSlots[0]!]?.[0];
+        const node = owner === undefined ? undefined : masters.get(owner);
+        return node && partSlots.some((slot) => slot !== partSlots[0])
+          ? this.storeNode(node, part, partSlots)
+          : this.storeBySlot(part, partSlots);
+      },
+    );
   }
 
-  private storeSlot(batch: PendingAppend[]): Promise<AppendReply[]> {
+  /**
+   * One call for messages of several slots that the slot map puts on `node`, sent on the cluster
+   * client's own connection to it and declaring no key: the script checks each message's slot
+   * itself (see the APPEND script). Messages it found not served there (answered {3}: the slot
+   * moved since the slot map was read, or is being moved), and every message of a call that Redis
+   * refused as a whole (the node is a replica now, the cluster is down) are stored again with one
+   * call per slot, which declares its keys, so the cluster client follows Redis' redirections (MOVED,
+   * ASK, TRYAGAIN) for them. A call that failed otherwise (a lost connection, a timeout) may have
+   * run: its appends fail, and the clients resend them, which the dedup makes exactly-once.
+   */
+  private async storeNode(node: Redis, batch: PendingAppend[], slots: number[]): Promise<(AppendReply | Error)[]> {
+    if (node.status !== "ready") return this.storeBySlot(batch, slots);
+    let answers: (AppendReply | Error)[];
+    try {
+      answers = await this.storeCall(node, batch, 0);
+    } catch (error) {
+      if ((error as Error).name !== "ReplyError") throw error;
+      return this.storeBySlot(batch, slots);
+    }
+    const away: number[] = [];
+    answers.forEach((answer, i) => {
+      if ((answer as AppendReply)[0] === 3) away.push(i);
+    });
+    if (away.length > 0) {
+      const again = await this.storeBySlot(
+        away.map((i) => batch[i]!),
+        away.map((i) => slots[i]!),
+      );
+      for (const [k, i] of away.entries()) answers[i] = again[k]!;
+    }
+    return answers;
+  }
+
+  /** One call per slot through the cluster client, every key declared. */
+  private storeBySlot(batch: PendingAppend[], slots: number[]): Promise<(AppendReply | Error)[]> {
+    return scatter(
+      batch,
+      (i) => slots[i]!,
+      (indexes) =>
+        this.storeCall(
+          this.redis,
+          indexes.map((i) => batch[i]!),
+          indexes.length,
+        ),
+    );
+  }
+
+  /** One script call; the keys of the first `declared` messages are declared, the others passed in ARGV. */
+  private storeCall(redis: RedisCommands, batch: PendingAppend[], declared: number): Promise<AppendReply[]> {
     const { keys, options } = this;
     const keyList: string[] = [];
     const args: (string | number)[] = [
@@ -301,11 +377,15 @@ export class RedisHistoryStore implements HistoryStore {
         ...this.floor(draft.room),
       );
     }
-    return APPEND[keys.layout].run(this.redis, keyList, args) as Promise<AppendReply[]>;
+    const split = 3 * declared;
+    if (split < keyList.length) args.push(...keyList.splice(split));
+    return APPEND[keys.layout].run(redis, keyList, args) as Promise<AppendReply[]>;
   }
 
   private result(draft: MessageDraft, reply: AppendReply): AppendResult {
     if (reply[0] === 2) return { status: "pending" };
+    // Only a call declaring some keys in ARGV answers {3}, and store() sends those messages again.
+    if (reply[0] === 3) throw new Error(`the slot of room ${draft.room} is not served by the node asked`);
     if (reply[0] === 1) return { status: "duplicate", receipt: JSON.parse(reply[1]) as AppendReceipt };
     const [, epoch, offset, reset] = reply;
     this.reset(draft.room, epoch, reset);
@@ -350,6 +430,37 @@ export class RedisHistoryStore implements HistoryStore {
   }
 
   async close() {}
+}
+
+/**
+ * Runs `run` once per group of the batch's indexes (by `groupOf`) and puts the answers back in the
+ * batch's order; a group whose call fails gets its error, the others their answers.
+ */
+function scatter<R>(
+  batch: unknown[],
+  groupOf: (i: number) => string | number,
+  run: (indexes: number[]) => Promise<R[]>,
+): Promise<(R | Error)[]> {
+  const groups = new Map<string | number, number[]>();
+  for (let i = 0; i < batch.length; i++) {
+    const key = groupOf(i);
+    const indexes = groups.get(key);
+    if (indexes) indexes.push(i);
+    else groups.set(key, [i]);
+  }
+  const replies: (R | Error)[] = new Array(batch.length);
+  return Promise.all(
+    [...groups.values()].map((indexes) =>
+      run(indexes).then(
+        (answers) => {
+          for (const [k, i] of indexes.entries()) replies[i] = answers[k]!;
+        },
+        (error: Error) => {
+          for (const i of indexes) replies[i] = error;
+        },
+      ),
+    ),
+  ).then(() => replies);
 }
 
 function decode(entries: Entries): RoomMessage[] {

@@ -17,6 +17,11 @@ export interface BackplanePublisher {
  */
 export interface BackplaneSubscriber {
   readonly status: string;
+  /**
+   * Whether `channel` can be subscribed now, when that depends on the channel (on a cluster, on the
+   * master of its slot); without it, `status` says.
+   */
+  ready?(channel: string): boolean;
   subscribe(...channels: string[]): Promise<unknown>;
   unsubscribe(...channels: string[]): Promise<unknown>;
   on(event: "message", listener: (channel: string, message: string) => void): unknown;
@@ -34,8 +39,13 @@ export interface RedisClients {
   publisher: BackplanePublisher;
   /** Subscriber of the backplane (a subscribed connection can run no other command). */
   subscriber: BackplaneSubscriber;
-  /** "up" while both connections are ready and answering. */
-  status(): "up" | "down";
+  /**
+   * "up" while both connections are ready and answering. With a key: whether that key can be used
+   * now, which on a cluster asks only about the master of its slot (and the subscriptions of that
+   * slot's channels), so one failed shard does not stop the others' rooms. One Redis answers the same
+   * for every key.
+   */
+  status(key?: string): "up" | "down";
   /**
    * Quits both connections, waiting at most `deadlineMs` for Redis to answer, then cuts them.
    * Resolves with what it gave up on: "redis down" when Redis was down, or its connection was cut

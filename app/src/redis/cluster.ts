@@ -4,6 +4,7 @@ import type { Metrics } from "../observability/metrics";
 import { REDIS_TIMINGS, type RedisClients, type RedisTimings } from "./clients";
 import type { ClusterTarget } from "./cluster-nodes";
 import { ShardSubscriber } from "./shard-subscriber";
+import { keySlot } from "./slots";
 
 /** How often the slot map is read again, so a failover or a resharding is followed within it. */
 export const SLOTS_REFRESH_MS = 1000;
@@ -21,7 +22,9 @@ export const SLOTS_REFRESH_MS = 1000;
  * `status()` is "up" while the cluster client is ready, every master answers its PING and every
  * wanted channel is subscribed on its slot's master. A master failing makes it "down" until its
  * replica has taken over and the client has followed (cluster-node-timeout, then at most
- * SLOTS_REFRESH_MS plus a reconnect): room messages are refused with `unavailable` meanwhile.
+ * SLOTS_REFRESH_MS plus a reconnect). `status(key)` asks only about the key's slot: its master and
+ * its channels. Room messages are refused with `unavailable` while their room's slot is "down",
+ * so the rooms of the other shards keep chatting through a failover.
  */
 export function createClusterClients(
   target: ClusterTarget,
@@ -68,6 +71,13 @@ export function createClusterClients(
   /** Masters whose last PING failed (a hung or dead node), until one answers again. */
   const silent = new Set<string>();
   const isUp = () => commands.status === "ready" && silent.size === 0 && subscriber.status === "ready";
+  /** The master of the key's slot is known and answers, and the slot's channels are subscribed. */
+  const isUpFor = (key: string) => {
+    if (commands.status !== "ready") return false;
+    const slot = keySlot(key);
+    const owner = commands.slots[slot]?.[0];
+    return owner !== undefined && !silent.has(owner) && subscriber.slotInSync(slot);
+  };
   const why = () =>
     commands.status !== "ready"
       ? `cluster client ${commands.status}`
@@ -153,7 +163,7 @@ export function createClusterClients(
     commands,
     publisher: { publish: (channel, message) => commands.spublish(channel, message) },
     subscriber,
-    status: () => (isUp() ? "up" : "down"),
+    status: (key) => ((key === undefined ? isUp() : isUpFor(key)) ? "up" : "down"),
     close: async (deadlineMs = timings.commandTimeoutMs) => {
       clearInterval(probe);
       let timer: ReturnType<typeof setTimeout> | undefined;

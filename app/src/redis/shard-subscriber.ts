@@ -36,6 +36,8 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
   private readonly inflight = new Map<string, NodeSubscription>();
   /** Wanted channels that were subscribed and are not any more: on their way to a new master. */
   private readonly lost = new Set<string>();
+  /** How many of `lost` are in each slot, for slotInSync. */
+  private readonly lostBySlot = new Map<number, number>();
   /** Master of each slot at the last reconcile ("" when the cluster client knows none). */
   private owners: string[] = [];
   private closed = false;
@@ -84,6 +86,35 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
   }
 
   /**
+   * The same as status "ready", for the channels of one slot only: its master is known and none of
+   * its channels is lost. Cheap: called for every message.
+   */
+  slotInSync(slot: number): boolean {
+    return !this.closed && this.cluster.status === "ready" && Boolean(this.owners[slot]) && !this.lostBySlot.has(slot);
+  }
+
+  ready(channel: string): boolean {
+    return this.slotInSync(keySlot(channel));
+  }
+
+  private markLost(channel: string) {
+    if (this.lost.has(channel)) return;
+    this.lost.add(channel);
+    const slot = keySlot(channel);
+    this.lostBySlot.set(slot, (this.lostBySlot.get(slot) ?? 0) + 1);
+  }
+
+  /** Whether the channel was lost. */
+  private unmarkLost(channel: string): boolean {
+    if (!this.lost.delete(channel)) return false;
+    const slot = keySlot(channel);
+    const left = (this.lostBySlot.get(slot) ?? 1) - 1;
+    if (left > 0) this.lostBySlot.set(slot, left);
+    else this.lostBySlot.delete(slot);
+    return true;
+  }
+
+  /**
    * Resolves once every channel is subscribed on its master (a connection to a master not used yet
    * is opened first); rejects when that takes longer than the connect timeout. A channel stays
    * wanted either way, and is subscribed as soon as its master answers.
@@ -114,7 +145,7 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
     const bySlot = new Map<NodeSubscription, string[]>();
     for (const channel of channels) {
       this.wanted.delete(channel);
-      this.lost.delete(channel);
+      this.unmarkLost(channel);
       const node = this.holder(channel);
       if (!node) continue;
       node.subscribed.delete(channel);
@@ -160,7 +191,7 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
   private drop(node: NodeSubscription, channels: Iterable<string> = node.subscribed) {
     for (const channel of [...channels]) {
       node.subscribed.delete(channel);
-      if (this.wanted.has(channel)) this.lost.add(channel);
+      if (this.wanted.has(channel)) this.markLost(channel);
     }
   }
 
@@ -235,7 +266,7 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
       for (const channel of channels)
         if (this.wanted.has(channel) && this.owner(channel) === node.key) {
           node.subscribed.add(channel);
-          if (this.lost.delete(channel)) back.push(channel);
+          if (this.unmarkLost(channel)) back.push(channel);
         }
       if (back.length > 0) this.emit("resubscribed", back);
     } catch (error) {

@@ -20,15 +20,26 @@ export class StoreUnavailable extends ChatError {
 const WARN_INTERVAL_MS = 10_000;
 
 /**
- * The store, refusing every call with `StoreUnavailable` while Redis is down (at once, without
- * sending a command, so a hung Redis queues nothing) and turning a failed or timed-out call into one.
+ * The store, refusing every call with `StoreUnavailable` while Redis (or, with `keyOf`, the shard of
+ * the call's key) is down (at once, without sending a command, so a hung Redis queues nothing) and turning a failed or timed-out call into one.
  * A Redis error reply (a bug or bad data, not an outage) is passed on unchanged. `close` and the
  * methods in `always` (registrations) are not guarded.
  */
 export function refuseWhileDown<T extends object>(
   name: string,
   store: T,
-  deps: { isUp: () => boolean; metrics: Metrics; logger: Logger; always?: (keyof T)[] },
+  deps: {
+    /** With the key of a call (see `keyOf`): whether that key can be used now. */
+    isUp: (key?: string) => boolean;
+    metrics: Metrics;
+    logger: Logger;
+    always?: (keyof T)[];
+    /**
+     * The Redis key a call's arguments name, when its availability depends on it (on a cluster, the
+     * shard of the key): a call is then refused only while that key's shard is down.
+     */
+    keyOf?: (args: unknown[]) => string | undefined;
+  },
 ): T {
   const always = new Set<PropertyKey>(["close", ...(deps.always ?? [])]);
   let warnedAt = Number.NEGATIVE_INFINITY;
@@ -39,7 +50,7 @@ export function refuseWhileDown<T extends object>(
       const value = Reflect.get(target, property, receiver);
       if (typeof value !== "function" || always.has(property)) return value;
       return async (...args: unknown[]) => {
-        if (!deps.isUp()) {
+        if (!deps.isUp(deps.keyOf?.(args))) {
           refused.inc();
           throw new StoreUnavailable(name);
         }

@@ -28,7 +28,7 @@ export async function message(chat: ChatContext, connection: Connection, frame: 
   const { message, epoch, published } = result;
   // Published by the store (Redis): it comes back through the backplane to this instance too,
   // in offset order with everyone else's. Only while the backplane is down, deliver here.
-  if (!published || backplane.status() !== "up") {
+  if (!published || backplane.status(roomTopic(room)) !== "up") {
     const payload = frames.message(message);
     chat.sequencer.offer(room, epoch, message.offset, payload);
     if (!published) backplane.publish({ topic: roomTopic(room), frame: payload, epoch, offset: message.offset });
