@@ -2,6 +2,7 @@ import { join } from "node:path";
 import type { Backplane } from "./backplane/backplane";
 import { MemoryBackplane, type MemoryHub } from "./backplane/memory";
 import { RedisBackplane } from "./backplane/redis";
+import { RedisEnvelopeVersions } from "./backplane/versions";
 import type { Config } from "./config";
 import type { DedupStore } from "./dedup/dedup";
 import { MemoryDedupStore } from "./dedup/memory";
@@ -203,11 +204,13 @@ export function redisBackends(
   const local = fallbackStores(config);
   const isUp = () => clients.status() === "up";
   const guard = { isUp, ...deps };
+  const versions = new RedisEnvelopeVersions(commands, keys, { instanceId: config.instanceId, logger });
   const history = new RedisHistoryStore(commands, keys, {
     historySize: config.historySize,
     ttlSeconds: config.historyTtlSeconds,
     dedupWindowSeconds: config.dedupWindowSeconds,
     publishAs: config.instanceId,
+    envelopeVersion: () => versions.version(),
     writeBehind: database !== undefined,
     onEpochReset: (room, epoch, seen) => {
       metrics.epochResets.inc();
@@ -225,6 +228,7 @@ export function redisBackends(
     subscriber,
     keys,
     isUp,
+    versions,
     observe: (room, epoch, offset) => history.observe(room, epoch, offset),
     ...deps,
   });
@@ -298,7 +302,7 @@ export function redisBackends(
       // The persister stops after its pass; what is left waits in the logs for another instance.
       if (persister && !(await within(persister.stop(), CLOSE_DEADLINE_MS / 4))) gaveUp.push("persister");
       await database?.close().catch(() => {});
-      const closing = Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close()));
+      const closing = Promise.allSettled([versions, backplane, ...Object.values(stores)].map((b) => b.close()));
       if (!(await within(closing, CLOSE_DEADLINE_MS / 2))) gaveUp.push("store close");
       gaveUp.push(...(await clients.close(Math.max(0, CLOSE_DEADLINE_MS - (Date.now() - started)))));
       if (gaveUp.length > 0)

@@ -1,4 +1,5 @@
 import { randomUUIDv7 } from "bun";
+import { type EnvelopeVersion, LUA_PUBLISH } from "../backplane/envelope";
 import type { RoomMessage } from "../protocol/server-frames";
 import type { RedisCommands } from "../redis/clients";
 import type { RedisKeys } from "../redis/keys";
@@ -54,7 +55,8 @@ const APPEND_ARGS_PER_MESSAGE = 7;
 // ('' = do not publish), ARGV[4] sentAt, ARGV[5] dedup window, ARGV[6] '1' with write-behind (the
 // log is the queue to the database: it is neither trimmed nor expired past the meta's `persisted`
 // offset, and the meta does not expire, so a room keeps its epoch while the database holds its
-// messages); then per message a fresh epoch, the
+// messages), ARGV[7] the backplane envelope version to publish ('1' or '2', see
+// src/backplane/envelope.ts: v2 is one PUBLISH per room per call); then per message a fresh epoch, the
 // stored JSON and the receipt JSON without their opening brace (the script puts the offset first),
 // the channel, the topic, and the epoch and newest offset the caller saw of the room ('' and 0 when
 // it saw none). KEYS per message: meta, log, and the
@@ -67,10 +69,12 @@ const appendScript = (publish: "PUBLISH" | "SPUBLISH") =>
   new RedisScript(`${ROOM_EPOCH}
 local ttl, size, origin, sentAt, window = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local behind = ARGV[6] == '1'
+local publish, version = '${publish}', ARGV[7]
+${LUA_PUBLISH}
 local results, epochs, logs = {}, {}, {}
 for i = 0, #KEYS / 3 - 1 do
   local meta, log, dedup = KEYS[3 * i + 1], KEYS[3 * i + 2], KEYS[3 * i + 3]
-  local a = 7 + ${APPEND_ARGS_PER_MESSAGE} * i
+  local a = 8 + ${APPEND_ARGS_PER_MESSAGE} * i
   local seen = redis.call('GET', dedup)
   if seen then
     results[i + 1] = seen == '' and {2} or {1, seen}
@@ -89,13 +93,13 @@ for i = 0, #KEYS / 3 - 1 do
       redis.call('XADD', log, 'MAXLEN', size, offset .. '-0', 'm', stored)
     end
     if origin ~= '' then
-      redis.call('${publish}', ARGV[a + 3], '{"origin":"' .. origin .. '","topic":"' .. ARGV[a + 4] .. '","epoch":"' .. epoch ..
-        '","offset":' .. offset .. ',"sentAt":' .. sentAt .. ',"message":' .. stored .. '}')
+      queue_publish(ARGV[a + 3], ARGV[a + 4], epoch, offset, stored)
     end
     redis.call('SET', dedup, '{"offset":' .. offset .. ',' .. ARGV[a + 2], 'EX', window)
     results[i + 1] = {0, epoch, offset, reset}
   end
 end
+flush_publish()
 for meta, log in pairs(logs) do
   if behind then
     local offset = tonumber(redis.call('HGET', meta, 'offset'))
@@ -156,6 +160,11 @@ export class RedisHistoryStore implements HistoryStore {
       dedupWindowSeconds: number;
       /** Publish each appended message to the backplane as this instance. */
       publishAs?: string;
+      /**
+       * The envelope version to publish in (default 1, which every release reads): 2 only while
+       * every live instance reads it (EnvelopeVersions).
+       */
+      envelopeVersion?: () => EnvelopeVersion;
       /**
        * Messages are written behind into a database (see RedisPersister): the log keeps what the
        * database does not hold yet, and each stored room is added to the dirty set after the script.
@@ -283,6 +292,7 @@ export class RedisHistoryStore implements HistoryStore {
       Date.now(),
       options.dedupWindowSeconds,
       options.writeBehind ? "1" : "0",
+      options.envelopeVersion?.() ?? 1,
     ];
     for (const { draft } of batch) {
       const topic = roomTopic(draft.room);
