@@ -716,7 +716,9 @@ function report(
                 .join(", ")}`,
           ]
         : []),
-      `hop p99: ${ms(l.hop.p99)} ms (goal <= ${GOAL_HOP_P99_MS} ms: ${l.hop.p99 <= GOAL_HOP_P99_MS ? "met" : "MISSED"}); p99 other - p99 same: ${ms(l.other.p99 - l.same.p99)} ms`,
+      `hop p99: ${ms(l.hop.p99)} ms (goal <= ${GOAL_HOP_P99_MS} ms: ${l.hop.p99 <= GOAL_HOP_P99_MS ? "met" : "MISSED"}); ` +
+        `end-to-end p99 (receivers on the other instance): ${ms(l.other.p99)} ms (goal <= ${GOAL_END_TO_END_P99_MS} ms: ${l.other.p99 <= GOAL_END_TO_END_P99_MS ? "met" : "MISSED"}); ` +
+        `p99 other - p99 same: ${ms(l.other.p99 - l.same.p99)} ms`,
       `receipts: ${fmt(l.expected - l.missing)} of ${fmt(l.expected)}` +
         (l.missing > 0
           ? ` (WARNING: ${fmt(l.missing)} missing 5 s after the last send, ${fmt(l.missingSame)} of them on the sender's instance; ${fmt(l.messagesIncomplete)} messages did not reach every member)`
