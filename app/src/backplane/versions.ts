@@ -39,6 +39,9 @@ export class RedisEnvelopeVersions implements EnvelopeVersions {
     private readonly options: { instanceId: string; logger: Logger; intervalMs?: number },
   ) {
     this.timer = setInterval(() => void this.check(), options.intervalMs ?? CHECK_INTERVAL_MS);
+    // Commands fail at once while the connection is not up (no offline queue): check as soon as it
+    // is, rather than publishing v1 until the next tick.
+    redis.on("ready", this.onReady);
     void this.check();
   }
 
@@ -92,7 +95,10 @@ export class RedisEnvelopeVersions implements EnvelopeVersions {
    */
   async close() {
     clearInterval(this.timer);
+    this.redis.off("ready", this.onReady);
   }
+
+  private readonly onReady = () => void this.check();
 }
 
 function reads2(advertised: string | undefined) {
