@@ -259,3 +259,30 @@ describe("v2 between instances of this release", () => {
     await Promise.all([a.stop(), b.stop()]);
   });
 });
+
+describe("envelope version negotiation", () => {
+  test("only live instances count: a dead one that read v1 only does not hold v2 back, and entries of instances gone from the registry are removed", async () => {
+    const keys = redisKeys(redis.prefix());
+    const client = redis.client();
+    // As the presence store registers an instance; a dead one's liveness key has expired.
+    const register = (id: string, alive: boolean) =>
+      alive
+        ? client.multi().sadd(keys.instances(), id).set(keys.instanceAlive(id), "1", "PX", 60_000).exec()
+        : client.sadd(keys.instances(), id);
+    const a = new RedisEnvelopeVersions(client, keys, { instanceId: "a", logger, intervalMs: 60_000 });
+    const b = new RedisEnvelopeVersions(client, keys, { instanceId: "b", logger, intervalMs: 60_000 });
+    await Promise.all([register("a", true), register("b", true)]);
+    expect([await a.check(), await b.check()]).toEqual([2, 2]);
+    // A previous release registered, then died: its liveness key expired, the sweep has not run yet.
+    await register("old", false);
+    expect(await a.check()).toBe(2);
+    await client.set(keys.instanceAlive("old"), "1", "PX", 60_000);
+    expect(await a.check()).toBe(1);
+    expect(a.version()).toBe(1);
+    // b left the registry (the presence sweep removed it): its advertisement goes too.
+    await client.multi().srem(keys.instances(), "b", "old").del(keys.instanceAlive("old")).exec();
+    expect(await a.check()).toBe(2);
+    expect(Object.keys(await client.hgetall(keys.instanceEnvelopes()))).toEqual(["a"]);
+    await Promise.all([a.close(), b.close()]);
+  });
+});
