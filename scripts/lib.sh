@@ -80,6 +80,8 @@ app_deps() {
 
 # K6_VERSION is the k6 release the load tests and the deploy gate are written for.
 K6_VERSION=${K6_VERSION:-v1.8.1}
+# CENTRIFUGO_VERSION is the Centrifugo release bench:redis measures beside this server.
+CENTRIFUGO_VERSION=${CENTRIFUGO_VERSION:-v6.9.1}
 
 # k6_bin ROOT: prints the path of a k6 binary of the pinned release: one on PATH or in
 # ROOT/.tools/bin when it is that release, else one built there from the Go module proxy.
@@ -94,4 +96,34 @@ k6_bin() {
   printf 'installing k6 %s with go install (a few minutes on a new machine)\n' "$K6_VERSION" >&2
   GOBIN="$root/.tools/bin" GOFLAGS=-mod=mod go install "go.k6.io/k6@$K6_VERSION" >&2
   printf '%s\n' "$root/.tools/bin/k6"
+}
+
+# centrifugo_release BINARY: the Centrifugo release of a binary. A release build says it in
+# `centrifugo version`; one built with `go install` says v0.0.0 there, and its module version is
+# read from the binary's build information instead.
+centrifugo_release() {
+  local said
+  said=$("$1" version 2>/dev/null | grep -Eo 'v[0-9]+\.[0-9]+\.[0-9]+' | head -n 1)
+  if [ "$said" = v0.0.0 ] && command -v go >/dev/null; then
+    go version -m "$1" 2>/dev/null | awk '$1 == "mod" && $2 == "github.com/centrifugal/centrifugo/v6" { print $3 }'
+  else
+    printf '%s\n' "$said"
+  fi
+}
+
+# centrifugo_bin ROOT: prints the path of a Centrifugo binary of the pinned release (the baseline
+# of the scale-out benchmark): one on PATH or in ROOT/.tools/bin when it is that release, else one
+# built there from the Go module proxy. Fails (status 1, nothing printed) when Go is not installed.
+centrifugo_bin() {
+  local root=$1 candidate
+  for candidate in "$(command -v centrifugo || true)" "$root/.tools/bin/centrifugo"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ] && [ "$(centrifugo_release "$candidate")" = "$CENTRIFUGO_VERSION" ]; then
+      printf '%s\n' "$candidate"
+      return 0
+    fi
+  done
+  command -v go >/dev/null || return 1
+  printf 'installing Centrifugo %s with go install (a few minutes on a new machine)\n' "$CENTRIFUGO_VERSION" >&2
+  GOBIN="$root/.tools/bin" GOFLAGS=-mod=mod go install "github.com/centrifugal/centrifugo/v6@$CENTRIFUGO_VERSION" >&2 || return 1
+  printf '%s\n' "$root/.tools/bin/centrifugo"
 }

@@ -7,6 +7,9 @@
 //   hop        at a steady rate into one room (one paced sender per instance), the latency from send
 //              to receipt for members on the sender's instance and on the other one, and the hop
 //              (other - same) that Redis pub/sub and the second instance add
+// Centrifugo (the pinned release, bench/lib/centrifugo.ts: two nodes on the same Redis, history and
+// recovery on) runs the same broadcast and hop loads in its own JSON protocol, as a baseline in the
+// same run; without it (no binary and no Go to build one) the run says so and goes on.
 // The run starts its own redis-server on a free loopback port (temporary directory, no persistence),
 // and PostgreSQL likewise (bench/lib/postgres-server.ts) for the database figures.
 // Prints tables with the goals. A benchmark measures; it never fails on a figure.
@@ -15,6 +18,7 @@
 
 import { join } from "node:path";
 import Redis from "ioredis";
+import { type CentrifugoNode, centrifugoBinary, startCentrifugo } from "./lib/centrifugo";
 import { type PostgresServer, startPostgres } from "./lib/postgres-server";
 import { BenchError, type Child, freePort, indent, spawnChild, stopChild, waitHealthy } from "./lib/processes";
 import { type RedisServer, startRedis, stopRedis } from "./lib/redis-server";
@@ -27,7 +31,8 @@ import type { PubSubLatencyOptions, PubSubLatencyResult } from "./load/pubsub-la
 import { runShards, SHARDS_DEFAULTS } from "./shards";
 
 const GOAL_RATIO = 0.5;
-const GOAL_HOP_P99_MS = 5;
+const GOAL_HOP_P99_MS = 0.6;
+const GOAL_END_TO_END_P99_MS = 1.7;
 const GOAL_DATABASE_RATIO = 0.9;
 const GOAL_DRAIN_PER_SECOND = 20_000;
 const GOAL_PERSIST_P99_MS = 1000;
@@ -35,7 +40,14 @@ const GOAL_PERSIST_P99_MS = 1000;
 const ENVELOPE_BYTES = 400;
 
 interface Setup {
-  id: "raw-bun" | "chat-memory" | "chat-redis" | "chat-2x-redis" | "chat-2x-redis-pg" | "chat-2x-one-side";
+  id:
+    | "raw-bun"
+    | "chat-memory"
+    | "chat-redis"
+    | "chat-2x-redis"
+    | "chat-2x-redis-pg"
+    | "chat-2x-one-side"
+    | "centrifugo-2x-redis";
   label: string;
   instances: number;
   redis: boolean;
@@ -44,6 +56,8 @@ interface Setup {
   /** Only the clients of the first instance send (a diagnostic, run only when asked). */
   oneSide?: boolean;
   diagnostic?: boolean;
+  /** Centrifugo nodes, not this server. */
+  centrifugo?: boolean;
 }
 
 const SETUPS: Setup[] = [
@@ -57,6 +71,13 @@ const SETUPS: Setup[] = [
     instances: 2,
     redis: true,
     database: true,
+  },
+  {
+    id: "centrifugo-2x-redis",
+    label: "Centrifugo, 2 nodes + Redis",
+    instances: 2,
+    redis: true,
+    centrifugo: true,
   },
   {
     id: "chat-2x-one-side",
@@ -85,13 +106,14 @@ interface Options {
   drainMessages: number;
   json: string | undefined;
   shards: boolean;
+  skipCentrifugo: boolean;
 }
 
 function usage(): string {
   return `usage: bun run bench:redis [options]
 
   --setups LIST          broadcast setups, comma-separated (default: raw-bun,chat-memory,chat-redis,chat-2x-redis,
-                         chat-2x-redis-pg);
+                         chat-2x-redis-pg,centrifugo-2x-redis);
                          the diagnostic chat-2x-one-side is chat-2x-redis with only the clients of the
                          first instance sending
   --clients N            clients in the broadcast room, split evenly over the instances (default 32)
@@ -108,6 +130,7 @@ function usage(): string {
   --skip-write-behind    no drain rate and persistence lag of the write-behind into PostgreSQL
   --drain-messages N     write-behind: messages in the backlog the persister drains (default 100000);
                          the persistence lag is measured at --rate messages/s for --latency-duration
+  --skip-centrifugo      no Centrifugo baseline (broadcast and hop latency)
   --json FILE            also write the results as JSON
   --shards               instead: the shards comparison (bench/shards.ts), one Redis against a 3-master
                          Redis Cluster, 600 clients in 300 rooms
@@ -137,6 +160,7 @@ function parseArgs(argv: string[]): Options {
     drainMessages: 100_000,
     json: undefined,
     shards: false,
+    skipCentrifugo: false,
   };
   const positive = (name: string, value: string | undefined) => {
     const n = Number(value);
@@ -199,6 +223,9 @@ function parseArgs(argv: string[]): Options {
       case "--shards":
         options.shards = true;
         break;
+      case "--skip-centrifugo":
+        options.skipCentrifugo = true;
+        break;
       case "-h":
       case "--help":
         console.log(usage());
@@ -210,6 +237,7 @@ function parseArgs(argv: string[]): Options {
   if (options.clients < 2 || options.latencyClients < 2)
     usageError("--clients and --latency-clients need at least 2 (one per instance)");
   if (options.senders > options.latencyClients) usageError("--senders cannot exceed --latency-clients");
+  if (options.skipCentrifugo) options.setups = options.setups.filter((s) => !s.centrifugo);
   return options;
 }
 
@@ -368,9 +396,11 @@ async function measureBroadcast(
   redis: RedisServer,
   options: Options,
   postgres: PostgresServer | undefined,
+  centrifugo: string | undefined,
 ): Promise<BroadcastRow> {
-  const servers =
-    setup.id === "raw-bun"
+  const servers = setup.centrifugo
+    ? await startCentrifugo(centrifugo!, setup.instances, redis)
+    : setup.id === "raw-bun"
       ? await startRawBun()
       : await startChat(setup.instances, setup.redis ? redis : undefined, setup.database ? postgres?.url : undefined);
   try {
@@ -378,9 +408,13 @@ async function measureBroadcast(
     if (setup.redis) processes.push({ name: "redis", pid: redis.child.proc.pid });
     const load: BroadcastOptions = {
       ports: servers.map((s) => s.port),
-      pathPrefix: setup.id === "raw-bun" ? "/ws/bench" : "/ws/chat/bench",
-      // The chat server's clients ask for batched frames, as its client library does by default.
-      pathSuffix: setup.id === "raw-bun" ? "" : "?batch=1",
+      ...(setup.centrifugo
+        ? { pathPrefix: "/connection/websocket?bench=", protocol: "centrifugo" as const }
+        : {
+            pathPrefix: setup.id === "raw-bun" ? "/ws/bench" : "/ws/chat/bench",
+            // The chat server's clients ask for batched frames, as its client library does by default.
+            pathSuffix: setup.id === "raw-bun" ? "" : "?batch=1",
+          }),
       clients: options.clients,
       window: options.window,
       warmupMs: options.warmupMs,
@@ -398,7 +432,8 @@ async function measureBroadcast(
       "measuring broadcast",
     );
     ensureAlive(servers, "the broadcast run");
-    const counters = setup.instances > 1 ? await Promise.all(servers.map(backplaneCounters)) : undefined;
+    const counters =
+      setup.instances > 1 && !setup.centrifugo ? await Promise.all(servers.map(backplaneCounters)) : undefined;
     const commands = setup.redis ? await commandStats(redis, false) : undefined;
     return { setup, result, servers: servers.map((s) => s.name), counters, commands };
   } finally {
@@ -410,9 +445,50 @@ interface LatencyRun {
   result: HopLatencyResult;
   pubsub: PubSubLatencyResult;
   counters: BackplaneCounters[];
+  /** The same load through two Centrifugo nodes, when it ran. */
+  centrifugo?: HopLatencyResult;
 }
 
-async function measureLatency(redis: RedisServer, options: Options): Promise<LatencyRun> {
+/** The hop latency load against two nodes of Centrifugo on the run's Redis. */
+async function measureCentrifugoLatency(binary: string, redis: RedisServer, options: Options) {
+  const nodes: CentrifugoNode[] = await startCentrifugo(binary, 2, redis);
+  try {
+    const load: HopLatencyOptions = {
+      ports: nodes.map((n) => n.port),
+      pathPrefix: "/connection/websocket?bench=",
+      protocol: "centrifugo",
+      clients: options.latencyClients,
+      senders: options.senders,
+      rate: options.rate,
+      warmupMs: options.latencyWarmupMs,
+      durationMs: options.latencyDurationMs,
+      drainMs: 5000,
+      processes: [
+        ...nodes.map((n) => ({ name: n.name, pid: n.child.proc.pid })),
+        { name: "redis", pid: redis.child.proc.pid },
+      ],
+      room: "hop",
+    };
+    const timeout = options.latencyWarmupMs + options.latencyDurationMs + 30_000;
+    const result = await runLoad<HopLatencyResult>(
+      "centrifugo hop latency load",
+      "hop-latency.ts",
+      load,
+      timeout,
+      "measuring Centrifugo hop latency",
+    );
+    ensureAlive(nodes, "the Centrifugo latency run");
+    return result;
+  } finally {
+    await stopServers(nodes);
+  }
+}
+
+async function measureLatency(
+  redis: RedisServer,
+  options: Options,
+  centrifugo: string | undefined,
+): Promise<LatencyRun> {
   const floor: PubSubLatencyOptions = {
     url: redis.url,
     channel: "bench-pubsub",
@@ -455,7 +531,14 @@ async function measureLatency(redis: RedisServer, options: Options): Promise<Lat
       "measuring hop latency",
     );
     ensureAlive(servers, "the latency run");
-    return { result, pubsub, counters: await Promise.all(servers.map(backplaneCounters)) };
+    const counters = await Promise.all(servers.map(backplaneCounters));
+    await stopServers(servers);
+    return {
+      result,
+      pubsub,
+      counters,
+      centrifugo: centrifugo ? await measureCentrifugoLatency(centrifugo, redis, options) : undefined,
+    };
   } finally {
     await stopServers(servers);
   }
@@ -547,6 +630,18 @@ function report(
         `2 instances + Redis + PostgreSQL / 2 instances + Redis, deliveries per second: ${fmt(ratio, 2)} (goal >= ${GOAL_DATABASE_RATIO}: ${ratio >= GOAL_DATABASE_RATIO ? "met" : "MISSED"})`,
       );
     }
+    const peer = broadcast.find((r) => r.setup.id === "centrifugo-2x-redis");
+    if (two && peer) {
+      const perDelivery = (row: BroadcastRow) => {
+        const { servers, redis } = cpuSplit(row);
+        return (servers + redis) / row.result.deliveriesPerSecond;
+      };
+      out.push(
+        `2 instances + Redis / Centrifugo 2 nodes + Redis: deliveries per second ${fmt(two.result.deliveriesPerSecond / peer.result.deliveriesPerSecond, 2)}, ` +
+          `CPU µs per delivery ${fmt(perDelivery(two) / perDelivery(peer), 2)} (below 1: cheaper), ` +
+          `deliveries per WebSocket frame ${fmt(two.result.deliveriesPerFrame, 1)} against ${fmt(peer.result.deliveriesPerFrame, 1)}`,
+      );
+    }
     const one = broadcast.find((r) => r.setup.id === "chat-memory");
     if (raw && one)
       out.push(
@@ -599,10 +694,31 @@ function report(
         row("receivers on the sender's instance (same)", l.same),
         row("receivers on the other instance (other)", l.other),
         row("hop per message: median other - median same", l.hop),
+        ...(latency.centrifugo
+          ? [
+              row("Centrifugo: receivers on the sender's node", latency.centrifugo.same),
+              row("Centrifugo: receivers on the other node", latency.centrifugo.other),
+              row("Centrifugo: hop per message", latency.centrifugo.hop),
+            ]
+          : []),
         row("Redis pub/sub alone: publish -> subscriber", latency.pubsub.latency),
       ]),
       "",
-      `hop p99: ${ms(l.hop.p99)} ms (goal <= ${GOAL_HOP_P99_MS} ms: ${l.hop.p99 <= GOAL_HOP_P99_MS ? "met" : "MISSED"}); p99 other - p99 same: ${ms(l.other.p99 - l.same.p99)} ms`,
+      ...(latency.centrifugo
+        ? [
+            `this server / Centrifugo, same run: hop p99 ${fmt(l.hop.p99 / latency.centrifugo.hop.p99, 2)}, ` +
+              `end-to-end p99 (other instance) ${fmt(l.other.p99 / latency.centrifugo.other.p99, 2)}; ` +
+              `/ Redis pub/sub alone p99: this server's hop ${fmt(l.hop.p99 / latency.pubsub.latency.p99, 2)}, Centrifugo's ${fmt(latency.centrifugo.hop.p99 / latency.pubsub.latency.p99, 2)}; ` +
+              `Centrifugo receipts ${fmt(latency.centrifugo.expected - latency.centrifugo.missing)} of ${fmt(latency.centrifugo.expected)}, CPU: ${Object.entries(
+                latency.centrifugo.cpu,
+              )
+                .map(([name, share]) => `${name} ${pct(share)}`)
+                .join(", ")}`,
+          ]
+        : []),
+      `hop p99: ${ms(l.hop.p99)} ms (goal <= ${GOAL_HOP_P99_MS} ms: ${l.hop.p99 <= GOAL_HOP_P99_MS ? "met" : "MISSED"}); ` +
+        `end-to-end p99 (receivers on the other instance): ${ms(l.other.p99)} ms (goal <= ${GOAL_END_TO_END_P99_MS} ms: ${l.other.p99 <= GOAL_END_TO_END_P99_MS ? "met" : "MISSED"}); ` +
+        `p99 other - p99 same: ${ms(l.other.p99 - l.same.p99)} ms`,
       `receipts: ${fmt(l.expected - l.missing)} of ${fmt(l.expected)}` +
         (l.missing > 0
           ? ` (WARNING: ${fmt(l.missing)} missing 5 s after the last send, ${fmt(l.missingSame)} of them on the sender's instance; ${fmt(l.messagesIncomplete)} messages did not reach every member)`
@@ -636,7 +752,7 @@ async function main() {
   const load = (await Bun.file("/proc/loadavg").text()).split(" ").slice(0, 3).join(" ");
   step("starting redis-server");
   const redis = await startRedis();
-  const needsDatabase = !options.skipWriteBehind || options.setups.some((s) => s.database);
+  const needsDatabase = !options.skipWriteBehind || (!options.skipBroadcast && options.setups.some((s) => s.database));
   let postgres: PostgresServer | undefined;
   if (needsDatabase) {
     step("starting postgres");
@@ -647,6 +763,20 @@ async function main() {
       throw error;
     }
   }
+  let centrifugo: string | undefined;
+  let centrifugoNote = "Centrifugo: not measured (--skip-centrifugo)";
+  if (!options.skipCentrifugo && (!options.skipLatency || options.setups.some((s) => s.centrifugo))) {
+    step("locating Centrifugo (scripts/lib.sh centrifugo_bin)");
+    const found = await centrifugoBinary();
+    if ("path" in found) {
+      centrifugo = found.path;
+      centrifugoNote = `Centrifugo: ${found.version} (2 nodes, Redis engine on the run's Redis, history 1,000 / 600 s, force_recovery and force_positioning, insecure client mode, JSON protocol)`;
+    } else {
+      centrifugoNote = `Centrifugo: skipped, ${found.skipped}`;
+      step(`note: ${centrifugoNote}`);
+      options.setups = options.setups.filter((s) => !s.centrifugo);
+    }
+  }
   const environment = [
     `Scale-out benchmark (two instances through Redis), ${new Date().toISOString().slice(0, 19)}Z`,
     `machine: ${navigator.hardwareConcurrency} cores shared with other work (load average ${load} at start): every process below competes for them, figures vary between runs`,
@@ -655,6 +785,7 @@ async function main() {
     `latency: ${options.latencyClients} clients split evenly, ${options.senders} senders at ${options.rate} messages/s in total, ${options.latencyWarmupMs} ms warm-up + ${options.latencyDurationMs} ms measured; ` +
       "send and receipt times come from one load process",
     "CPU columns: share of one core during the measured interval; CPU µs/delivery counts the servers and Redis",
+    centrifugoNote,
   ];
   const broadcast: BroadcastRow[] = [];
   let latency: LatencyRun | undefined;
@@ -664,7 +795,7 @@ async function main() {
       for (const setup of options.setups) {
         const t = performance.now();
         step(`broadcast: ${setup.label}`);
-        const row = await measureBroadcast(setup, redis, options, postgres);
+        const row = await measureBroadcast(setup, redis, options, postgres, centrifugo);
         broadcast.push(row);
         step(`  ${fmt(row.result.deliveriesPerSecond)} deliveries/s (${fmt((performance.now() - t) / 1000, 1)} s)`);
       }
@@ -672,7 +803,7 @@ async function main() {
     if (!options.skipLatency) {
       const t = performance.now();
       step(`hop latency: 2 instances + Redis, ${options.rate} messages/s`);
-      latency = await measureLatency(redis, options);
+      latency = await measureLatency(redis, options, centrifugo);
       step(`  hop p99 ${fmt(latency.result.hop.p99, 2)} ms (${fmt((performance.now() - t) / 1000, 1)} s)`);
     }
     if (!options.skipWriteBehind && postgres) {

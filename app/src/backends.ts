@@ -2,6 +2,7 @@ import { join } from "node:path";
 import type { Backplane } from "./backplane/backplane";
 import { MemoryBackplane, type MemoryHub } from "./backplane/memory";
 import { RedisBackplane } from "./backplane/redis";
+import { RedisEnvelopeVersions } from "./backplane/versions";
 import type { Config } from "./config";
 import type { DedupStore } from "./dedup/dedup";
 import { MemoryDedupStore } from "./dedup/memory";
@@ -217,11 +218,13 @@ export function redisBackends(
     return room === undefined ? undefined : keys.roomMeta(room);
   };
   const inboxKey = (args: unknown[]) => (typeof args[0] === "string" ? keys.inboxMeta(args[0]) : undefined);
+  const versions = new RedisEnvelopeVersions(commands, keys, { instanceId: config.instanceId, logger });
   const history = new RedisHistoryStore(commands, keys, {
     historySize: config.historySize,
     ttlSeconds: config.historyTtlSeconds,
     dedupWindowSeconds: config.dedupWindowSeconds,
     publishAs: config.instanceId,
+    envelopeVersion: () => versions.version(),
     writeBehind: database !== undefined,
     onEpochReset: (room, epoch, seen) => {
       metrics.epochResets.inc();
@@ -239,6 +242,7 @@ export function redisBackends(
     subscriber,
     keys,
     isUp,
+    versions,
     observe: (room, epoch, offset) => history.observe(room, epoch, offset),
     ...deps,
   });
@@ -346,7 +350,7 @@ export function redisBackends(
       // The read positions still queued, before the pool closes; Redis holds them anyway.
       if (readCopy && !(await within(readCopy.flushAndStop(), CLOSE_DEADLINE_MS / 4))) gaveUp.push("read positions");
       await database?.close().catch(() => {});
-      const closing = Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close()));
+      const closing = Promise.allSettled([versions, backplane, ...Object.values(stores)].map((b) => b.close()));
       if (!(await within(closing, CLOSE_DEADLINE_MS / 2))) gaveUp.push("store close");
       gaveUp.push(...(await clients.close(Math.max(0, CLOSE_DEADLINE_MS - (Date.now() - started)))));
       if (gaveUp.length > 0)

@@ -9,7 +9,7 @@
 // Usage: bun bench/load/broadcast.ts '<json options>'
 
 import { cpuSeconds, processCpuSeconds } from "../lib/cpu";
-import { connectAndJoin, encodeClientFrame, WireClient } from "./wire";
+import { connectAndJoin, encodeClientFrame, protocols, WireClient, type WireProtocol } from "./wire";
 
 export interface BroadcastOptions {
   ports: number[];
@@ -28,6 +28,8 @@ export interface BroadcastOptions {
   senderPorts?: number;
   /** Extra characters in each message text, to compare servers at equal delivered frame sizes. */
   padding?: number;
+  /** "chat" (default), or "centrifugo": its JSON protocol, the room a channel. */
+  protocol?: WireProtocol;
 }
 
 export interface BroadcastResult {
@@ -48,6 +50,8 @@ export interface BroadcastResult {
 const options = JSON.parse(process.argv[2] ?? "{}") as BroadcastOptions;
 const SETUP_TIMEOUT_MS = 15_000;
 const STALL_MS = 3_000;
+const protocol = options.protocol ?? "chat";
+const wire = protocols[protocol];
 
 function die(message: string): never {
   process.stderr.write(`broadcast load: ${message}\n`);
@@ -65,9 +69,10 @@ for (let i = 0; i < options.clients; i++) {
       host: "127.0.0.1",
       port: options.ports[i % options.ports.length]!,
       path: `${options.pathPrefix}${String(i).padStart(3, "0")}${options.pathSuffix ?? ""}`,
+      protocol,
       onText: (text) => {
-        if (text.includes('"for":"join"')) resolveJoin();
-        else if (text.startsWith('{"type":"error"')) die(`client ${i} got ${text}`);
+        if (wire.isJoined(text)) resolveJoin();
+        else if (wire.isError(text)) die(`client ${i} got ${text}`);
       },
       onClose: (reason) => {
         if (!stopping) die(`client ${i}: ${reason}`);
@@ -76,7 +81,7 @@ for (let i = 0; i < options.clients; i++) {
   );
 }
 
-await connectAndJoin(clients, joined, options.room, SETUP_TIMEOUT_MS, die);
+await connectAndJoin(clients, joined, options.room, SETUP_TIMEOUT_MS, die, protocol);
 // Counting starts once every join is answered; set-up frames are not counted.
 for (const client of clients) client.counting = true;
 
@@ -85,11 +90,17 @@ for (const client of clients) client.counting = true;
 const encoder = new TextEncoder();
 const runId = process.pid.toString(36);
 const SEQ_DIGITS = 10;
-const templateText = `{"type":"message","room":"${options.room}","text":"${"x".repeat(options.padding ?? 0)}bench payload ${"0".repeat(SEQ_DIGITS)}","clientMsgId":"${runId}-${"0".repeat(SEQ_DIGITS)}"}`;
+const zeros = "0".repeat(SEQ_DIGITS);
+const templateText = wire.message(
+  options.room,
+  `${"x".repeat(options.padding ?? 0)}bench payload ${zeros}`,
+  `${runId}-${zeros}`,
+);
 const template = encoder.encode(templateText);
-// Where the sequence number goes: in the text and at the end of clientMsgId (ASCII: chars are bytes).
+// Where the sequence number goes: in the text and, for the chat server, at the end of clientMsgId
+// (ASCII: chars are bytes). Centrifugo has no message id to deduplicate by.
 const textSeqAt = templateText.indexOf("payload ") + "payload ".length;
-const idSeqAt = templateText.length - 2 - SEQ_DIGITS;
+const idSeqAt = protocol === "chat" ? templateText.length - 2 - SEQ_DIGITS : textSeqAt;
 const frameLength = encodeClientFrame(template).length;
 const encodeInto = (target: Uint8Array, at: number, seq: number) => {
   const payload = template.slice();

@@ -15,7 +15,7 @@
 
 import { cpuSeconds, processCpuSeconds } from "../lib/cpu";
 import { type Percentiles, percentiles } from "../lib/stats";
-import { connectAndJoin, WireClient } from "./wire";
+import { connectAndJoin, protocols, WireClient, type WireProtocol } from "./wire";
 
 export interface HopLatencyOptions {
   ports: number[];
@@ -33,6 +33,8 @@ export interface HopLatencyOptions {
   drainMs: number;
   processes: { name: string; pid: number }[];
   room: string;
+  /** "chat" (default), or "centrifugo": its JSON protocol, the room a channel. */
+  protocol?: WireProtocol;
 }
 
 export interface HopLatencyResult {
@@ -59,6 +61,8 @@ const options = JSON.parse(process.argv[2] ?? "{}") as HopLatencyOptions;
 const SETUP_TIMEOUT_MS = 15_000;
 const ports = options.ports;
 const instanceOf = (client: number) => client % ports.length;
+const protocol = options.protocol ?? "chat";
+const wire = protocols[protocol];
 
 function die(message: string): never {
   process.stderr.write(`hop latency load: ${message}\n`);
@@ -87,17 +91,19 @@ for (let i = 0; i < options.clients; i++) {
       host: "127.0.0.1",
       port: ports[instance]!,
       path: `${options.pathPrefix}${String(i).padStart(3, "0")}${options.pathSuffix ?? ""}`,
+      protocol,
       onText: (text) => {
         const receivedAt = performance.now();
-        if (text.startsWith('{"type":"message",')) {
-          const body = JSON.parse(JSON.parse(text).text) as { sentAt: number; sender: number; seq: number };
+        const messageText = wire.messageText(text);
+        if (messageText !== undefined) {
+          const body = JSON.parse(messageText) as { sentAt: number; sender: number; seq: number };
           if (body.sender === i || body.sentAt < measureFrom || body.sentAt >= measureTo) return;
           const track = tracks.get(`${body.sender}:${body.seq}`);
           if (!track) return;
           (track.instance === instance ? track.same : track.other).push(receivedAt - body.sentAt);
-        } else if (text.includes('"for":"join"')) {
+        } else if (wire.isJoined(text)) {
           resolveJoin();
-        } else if (text.startsWith('{"type":"error"')) {
+        } else if (wire.isError(text)) {
           die(`client ${i} got ${text}`);
         }
       },
@@ -108,7 +114,7 @@ for (let i = 0; i < options.clients; i++) {
   );
 }
 
-await connectAndJoin(clients, joined, options.room, SETUP_TIMEOUT_MS, die);
+await connectAndJoin(clients, joined, options.room, SETUP_TIMEOUT_MS, die, protocol);
 
 // Pacing by the clock: each tick sends every message that is due, so a late tick catches up rather
 // than lowering the rate, and each message carries the time it was actually written. Senders are
@@ -131,9 +137,7 @@ const send = (s: number) => {
     measured++;
   }
   const text = JSON.stringify({ sentAt, sender: s, seq });
-  clients[s]!.sendText(
-    JSON.stringify({ type: "message", room: options.room, text, clientMsgId: `${runId}-${s}-${seq}` }),
-  );
+  clients[s]!.sendText(wire.message(options.room, text, `${runId}-${s}-${seq}`));
 };
 let finishSending!: () => void;
 const sendingDone = new Promise<void>((resolve) => (finishSending = resolve));

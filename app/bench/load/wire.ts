@@ -4,6 +4,10 @@
 // frame than any of the servers it measures, so it is not what limits the figures. A batched
 // WebSocket frame (the chat server's `batch=1`: JSON frames joined by `\n`) is split the same way,
 // with one native search for each line feed.
+//
+// Two protocols: the chat server's (and raw Bun's, which mimics it), and Centrifugo's JSON protocol
+// (v2: commands with an id, replies with that id, publications as `{"push":{"channel":..,"pub":..}}`,
+// several of them per WebSocket frame joined by `\n`; an empty `{}` is its ping, answered by `{}`).
 
 import type { Socket } from "bun";
 
@@ -18,10 +22,44 @@ const decoder = new TextDecoder();
 // `{"type":"message_response"` differs at byte 17.
 const MESSAGE_PREFIX = encoder.encode('{"type":"message",');
 
+export type WireProtocol = "chat" | "centrifugo";
+
+/** `{"push":{"channel":` starts a Centrifugo publication (a room message here). */
+const PUSH_PREFIX = encoder.encode('{"push":{"channel":');
+const CENTRIFUGO_PONG = encoder.encode("{}");
+
+/** The frames a load generator sends, by protocol. */
+export const protocols = {
+  chat: {
+    join: (room: string) => JSON.stringify({ type: "join", room }),
+    isJoined: (text: string) => text.includes('"for":"join"'),
+    isError: (text: string) => text.startsWith('{"type":"error"'),
+    message: (room: string, text: string, clientMsgId: string) =>
+      JSON.stringify({ type: "message", room, text, clientMsgId }),
+    /** The text of a room message frame, or undefined for any other frame. */
+    messageText: (frame: string) =>
+      frame.startsWith('{"type":"message",') ? (JSON.parse(frame).text as string) : undefined,
+  },
+  centrifugo: {
+    // Insecure client mode: no token; one frame holds the connect and the subscribe commands.
+    join: (room: string) => `{"id":1,"connect":{"name":"bench"}}\n{"id":2,"subscribe":{"channel":"${room}"}}`,
+    isJoined: (text: string) => text.startsWith('{"id":2,"subscribe"'),
+    isError: (text: string) => text.includes('"error":{'),
+    message: (room: string, text: string, _clientMsgId: string) =>
+      JSON.stringify({ id: 3, publish: { channel: room, data: { text } } }),
+    messageText: (frame: string) =>
+      frame.startsWith('{"push":{"channel":') && frame.includes('"pub":')
+        ? (JSON.parse(frame).push.pub.data.text as string)
+        : undefined,
+  },
+} satisfies Record<WireProtocol, unknown>;
+
 export interface WireOptions {
   host: string;
   port: number;
   path: string;
+  /** "chat" by default. */
+  protocol?: WireProtocol;
   /** Called with each JSON frame (each line of a batched WebSocket frame) while `counting` is false. */
   onText?: (text: string) => void;
   onClose?: (reason: string) => void;
@@ -220,8 +258,11 @@ export class WireClient {
             line = lineEnd + 1;
           }
           if (this.messages > before) this.messageFrames++;
-        } else if (this.options.onText) {
-          for (const text of decoder.decode(buf.subarray(start, start + length)).split("\n")) this.options.onText(text);
+        } else {
+          for (const text of decoder.decode(buf.subarray(start, start + length)).split("\n")) {
+            if (text === "{}" && this.options.protocol === "centrifugo") this.write(encodeClientFrame(CENTRIFUGO_PONG));
+            else this.options.onText?.(text);
+          }
         }
       } else if (opcode === OP_PING) {
         this.write(encodeClientFrame(buf.slice(start, start + length), 0xa));
@@ -236,8 +277,25 @@ export class WireClient {
     this.onChunk?.();
   }
 
+  /** Centrifugo's frames: a publication push, an error reply, or its ping (answered at once). */
+  private countCentrifugoLine(buf: Uint8Array, start: number, length: number) {
+    if (length === 2 && buf[start] === 0x7b && buf[start + 1] === 0x7d) {
+      this.write(encodeClientFrame(CENTRIFUGO_PONG));
+    } else if (length > PUSH_PREFIX.length && buf[start + 2] === 0x70 /* p */ && buf[start + 3] === 0x75 /* u */) {
+      this.messages++;
+      this.messageBytes += length;
+    } else if (decoder.decode(buf.subarray(start, Math.min(start + length, start + 64))).includes('"error":{')) {
+      this.errors++;
+      this.firstError ??= decoder.decode(buf.subarray(start, start + length));
+    }
+  }
+
   /** Counts one JSON frame by its first bytes: a room message, or an error (which the run reports). */
   private countLine(buf: Uint8Array, start: number, length: number) {
+    if (this.options.protocol === "centrifugo") {
+      this.countCentrifugoLine(buf, start, length);
+      return;
+    }
     if (length > MESSAGE_PREFIX.length && buf[start + 9] === 0x6d && buf[start + 17] === 0x2c) {
       this.messages++;
       this.messageBytes += length;
@@ -249,7 +307,6 @@ export class WireClient {
   }
 }
 
-/** Runs `task` over `items` with at most `limit` running at once. */
 /**
  * Connects every client, sends each a `join` of `room` and waits until every join is answered
  * (`joined` resolves when a client's answer arrives); `die` when that takes longer than `timeoutMs`.
@@ -260,14 +317,16 @@ export async function connectAndJoin(
   room: string,
   timeoutMs: number,
   die: (message: string) => never,
+  protocol: WireProtocol = "chat",
 ) {
   const deadline = setTimeout(() => die(`clients did not connect and join within ${timeoutMs} ms`), timeoutMs);
   await Promise.all(clients.map((c) => c.connect(timeoutMs))).catch((e: Error) => die(e.message));
-  for (const client of clients) client.sendText(JSON.stringify({ type: "join", room }));
+  for (const client of clients) client.sendText(protocols[protocol].join(room));
   await Promise.all(joined);
   clearTimeout(deadline);
 }
 
+/** Runs `task` over `items` with at most `limit` running at once. */
 export async function pool<T>(items: T[], limit: number, task: (item: T) => Promise<void>) {
   let next = 0;
   const worker = async () => {

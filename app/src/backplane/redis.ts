@@ -3,9 +3,11 @@ import type { Metrics } from "../observability/metrics";
 import type { BackplanePublisher, BackplaneSubscriber } from "../redis/clients";
 import type { RedisKeys } from "../redis/keys";
 import type { Backplane, Envelope } from "./backplane";
+import { decodeEnvelope, encodeEnvelope } from "./envelope";
+import type { EnvelopeVersions } from "./versions";
 
 /**
- * Redis pub/sub backplane: one channel per topic. It takes its publishing and subscribing
+ * Redis pub/sub backplane: one channel per topic, envelopes as in envelope.ts. It takes its publishing and subscribing
  * connections from the caller. An envelope published while Redis is unreachable is dropped and
  * counted (backplane_dropped_total): room messages are stored in history and filled in from there
  * by receivers that notice the gap; typing, read and presence notices are transient by nature.
@@ -14,7 +16,6 @@ export class RedisBackplane implements Backplane {
   readonly distributed = true;
   private readonly topics = new Set<string>();
   private handler: (envelope: Envelope) => void = () => {};
-  private readonly channelPrefix: string;
 
   constructor(
     private readonly deps: {
@@ -31,11 +32,12 @@ export class RedisBackplane implements Backplane {
        * channel's shard does (see RedisClients.status). Defaults to both connections being ready.
        */
       isUp?: (channel?: string) => boolean;
+      /** The envelope version to publish in (receiving takes every version in READ_VERSIONS). */
+      versions: EnvelopeVersions;
       /** Told of every stored room message received, so the history store knows what was seen here. */
       observe?: (room: string, epoch: string, offset: number) => void;
     },
   ) {
-    this.channelPrefix = deps.keys.channelPrefix();
     deps.subscriber.on("message", (channel: string, payload: string) => this.receive(channel, payload));
     deps.subscriber.on("ready", () => this.resubscribePending());
     deps.subscriber.on("resubscribed", (channels: string[]) => {
@@ -61,30 +63,48 @@ export class RedisBackplane implements Backplane {
       metrics.backplaneDropped.inc();
       return;
     }
-    const full: Envelope = { ...envelope, origin: instanceId, sentAt: Date.now() };
+    const payload = encodeEnvelope(this.deps.versions.version(), {
+      ...envelope,
+      origin: instanceId,
+      sentAt: Date.now(),
+    });
     metrics.backplanePublish.inc();
-    publisher.publish(keys.channel(envelope.topic), JSON.stringify(full)).catch(() => {
+    publisher.publish(keys.channel(envelope.topic), payload).catch(() => {
       metrics.backplaneErrors.labels("publish").inc();
       metrics.backplaneDropped.inc();
     });
   }
 
   private receive(channel: string, payload: string) {
-    if (!channel.startsWith(this.channelPrefix)) return;
-    let envelope: Envelope;
-    try {
-      envelope = JSON.parse(payload);
-    } catch {
+    const topic = this.topicOf.get(channel);
+    if (topic === undefined || !this.topics.has(topic)) return;
+    const envelope = decodeEnvelope(payload);
+    if (!envelope) {
       this.deps.metrics.backplaneErrors.labels("decode").inc();
       return;
     }
     // Stored room messages come back to their origin as well: that is how its own members get them
     // in the same order as every other instance.
-    if ((envelope.origin === this.deps.instanceId && !envelope.message) || !this.topics.has(envelope.topic)) return;
+    if (envelope.origin === this.deps.instanceId && !envelope.stored) return;
     this.deps.metrics.backplaneLag.observe(Math.max(0, Date.now() - envelope.sentAt) / 1000);
-    if (envelope.message && envelope.epoch !== undefined && envelope.offset !== undefined)
-      this.deps.observe?.(envelope.message.room, envelope.epoch, envelope.offset);
-    this.handler(envelope);
+    const { origin, sentAt, epoch, offset, frames } = envelope;
+    if (envelope.message) {
+      if (epoch !== undefined && offset !== undefined) this.deps.observe?.(envelope.message.room, epoch, offset);
+      this.handler({ origin, topic, sentAt, epoch, offset, message: envelope.message });
+      return;
+    }
+    if (!frames) return;
+    if (envelope.stored && epoch !== undefined && offset !== undefined)
+      this.deps.observe?.(topic.slice(5), epoch, offset + frames.length - 1);
+    for (let k = 0; k < frames.length; k++)
+      this.handler({
+        origin,
+        topic,
+        sentAt,
+        epoch,
+        offset: offset === undefined ? undefined : offset + k,
+        frame: frames[k],
+      });
   }
 
   async subscribe(topic: string) {

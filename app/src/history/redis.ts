@@ -1,5 +1,6 @@
 import { randomUUIDv7 } from "bun";
 import type { Cluster, Redis } from "ioredis";
+import { type EnvelopeVersion, LUA_PUBLISH } from "../backplane/envelope";
 import type { RoomMessage } from "../protocol/server-frames";
 import type { RedisCommands } from "../redis/clients";
 import type { RedisKeys } from "../redis/keys";
@@ -56,7 +57,8 @@ const APPEND_ARGS_PER_MESSAGE = 7;
 // ('' = do not publish), ARGV[4] sentAt, ARGV[5] dedup window, ARGV[6] '1' with write-behind (the
 // log is the queue to the database: it is neither trimmed nor expired past the meta's `persisted`
 // offset, and the meta does not expire, so a room keeps its epoch while the database holds its
-// messages); then per message a fresh epoch, the
+// messages), ARGV[7] the backplane envelope version to publish ('1' or '2', see
+// src/backplane/envelope.ts: v2 is one PUBLISH per room per call); then per message a fresh epoch, the
 // stored JSON and the receipt JSON without their opening brace (the script puts the offset first),
 // the channel, the topic, and the epoch and newest offset the caller saw of the room ('' and 0 when
 // it saw none). Keys per message: meta, log, and the
@@ -80,8 +82,10 @@ const appendScript = (publish: "PUBLISH" | "SPUBLISH") =>
   new RedisScript(`${publish === "SPUBLISH" ? "#!lua flags=allow-cross-slot-keys\n" : ""}${ROOM_EPOCH}
 local ttl, size, origin, sentAt, window = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
 local behind = ARGV[6] == '1'
-local count = (#ARGV - 6 + #KEYS) / (3 + ${APPEND_ARGS_PER_MESSAGE})
-local keys, rest = KEYS, 6 + ${APPEND_ARGS_PER_MESSAGE} * count - #KEYS
+local publish, version = '${publish}', ARGV[7]
+${LUA_PUBLISH}
+local count = (#ARGV - 7 + #KEYS) / (3 + ${APPEND_ARGS_PER_MESSAGE})
+local keys, rest = KEYS, 7 + ${APPEND_ARGS_PER_MESSAGE} * count - #KEYS
 local seens, away = {}, {}
 if #KEYS < 3 * count then
   keys = {}
@@ -94,7 +98,7 @@ end
 local results, epochs, logs = {}, {}, {}
 for i = 0, count - 1 do
   local meta, log, dedup = keys[3 * i + 1], keys[3 * i + 2], keys[3 * i + 3]
-  local a = 7 + ${APPEND_ARGS_PER_MESSAGE} * i
+  local a = 8 + ${APPEND_ARGS_PER_MESSAGE} * i
   local seen = seens[3 * i + 1]
   if seen == nil and not away[meta] then seen = redis.call('GET', dedup) end
   if away[meta] then
@@ -116,13 +120,13 @@ for i = 0, count - 1 do
       redis.call('XADD', log, 'MAXLEN', size, offset .. '-0', 'm', stored)
     end
     if origin ~= '' then
-      redis.call('${publish}', ARGV[a + 3], '{"origin":"' .. origin .. '","topic":"' .. ARGV[a + 4] .. '","epoch":"' .. epoch ..
-        '","offset":' .. offset .. ',"sentAt":' .. sentAt .. ',"message":' .. stored .. '}')
+      queue_publish(ARGV[a + 3], ARGV[a + 4], epoch, offset, stored)
     end
     redis.call('SET', dedup, '{"offset":' .. offset .. ',' .. ARGV[a + 2], 'EX', window)
     results[i + 1] = {0, epoch, offset, reset}
   end
 end
+flush_publish()
 for meta, log in pairs(logs) do
   if behind then
     local offset = tonumber(redis.call('HGET', meta, 'offset'))
@@ -183,6 +187,11 @@ export class RedisHistoryStore implements HistoryStore {
       dedupWindowSeconds: number;
       /** Publish each appended message to the backplane as this instance. */
       publishAs?: string;
+      /**
+       * The envelope version to publish in (default 1, which every release reads): 2 only while
+       * every live instance reads it (EnvelopeVersions).
+       */
+      envelopeVersion?: () => EnvelopeVersion;
       /**
        * Messages are written behind into a database (see RedisPersister): the log keeps what the
        * database does not hold yet, and each stored room is added to the dirty set after the script.
@@ -359,6 +368,7 @@ export class RedisHistoryStore implements HistoryStore {
       Date.now(),
       options.dedupWindowSeconds,
       options.writeBehind ? "1" : "0",
+      options.envelopeVersion?.() ?? 1,
     ];
     for (const { draft } of batch) {
       const topic = roomTopic(draft.room);

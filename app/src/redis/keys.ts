@@ -49,6 +49,7 @@ export function redisKeys(prefix: string, layout: KeyLayout = "single") {
       instances: () => `${prefix}instances`,
       instanceAlive: (instanceId: string) => `${prefix}instance:${instanceId}:alive`,
       instanceRooms: (instanceId: string) => `${prefix}instance:${instanceId}:rooms`,
+      instanceEnvelopes: () => `${prefix}instance-envelopes`,
       channel: (topic: string) => `${prefix}bp:${topic}`,
     };
   const user = (userId: string) => `${prefix}{user:${userId}}`;
@@ -70,6 +71,8 @@ export function redisKeys(prefix: string, layout: KeyLayout = "single") {
     instances: () => `${prefix}{instances}`,
     instanceAlive: (instanceId: string) => `${prefix}{instances}:${instanceId}:alive`,
     instanceRooms: (instanceId: string) => `${prefix}{instances}:${instanceId}:rooms`,
+    /** Hash: instance id -> the backplane envelope versions it reads (src/backplane/versions.ts). */
+    instanceEnvelopes: () => `${prefix}{instances}:envelopes`,
     /** A topic is `room:<name>`, `user:<id>` or `all`: the channel shares the slot of its keys. */
     channel: (topic: string) => `${prefix}bp:{${topic}}`,
   };

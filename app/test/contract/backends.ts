@@ -8,6 +8,7 @@ import { join } from "node:path";
 import Redis from "ioredis";
 import { MemoryBackplane, MemoryHub } from "../../src/backplane/memory";
 import { RedisBackplane } from "../../src/backplane/redis";
+import type { EnvelopeVersions } from "../../src/backplane/versions";
 import { MemoryDedupStore } from "../../src/dedup/memory";
 import { RedisDedupStore } from "../../src/dedup/redis";
 import { DurableHistoryStore } from "../../src/history/durable";
@@ -114,6 +115,9 @@ export const memory: Factory = {
   },
 };
 
+/** Backplanes of a deployment where every instance reads v2 (envelope.test.ts covers v1 and mixed peers). */
+const V2: EnvelopeVersions = { version: () => 2, close: async () => {} };
+
 export const redisFactory: Factory = {
   name: "redis",
   history: (o) => new RedisHistoryStore(connection(), redisKeys(redis!.prefix()), { dedupWindowSeconds: 300, ...o }),
@@ -139,6 +143,7 @@ export const redisFactory: Factory = {
           publisher: connection(),
           subscriber: connection(),
           keys,
+          versions: V2,
           metrics: metrics(),
           logger,
         }),
@@ -176,6 +181,7 @@ export const clusterFactory: Factory = {
           publisher: clients.publisher,
           subscriber: clients.subscriber,
           keys,
+          versions: V2,
           metrics: metrics(),
           logger,
           isUp: () => clients.status() === "up",

@@ -341,6 +341,7 @@ describe("Redis Cluster key layout", () => {
     for (const key of [keys.session(sessionKey("erin", "conn-1")), keys.channel(userTopic("erin"))])
       expect(keySlot(key)).toBe(user);
     const registry = keySlot(keys.instances());
-    for (const key of [keys.instanceAlive("i-1"), keys.instanceRooms("i-1")]) expect(keySlot(key)).toBe(registry);
+    for (const key of [keys.instanceAlive("i-1"), keys.instanceRooms("i-1"), keys.instanceEnvelopes()])
+      expect(keySlot(key)).toBe(registry);
   });
 });
