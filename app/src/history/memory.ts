@@ -141,6 +141,10 @@ export class MemoryHistoryStore implements HistoryStore {
   }
 
   async append(draft: MessageDraft): Promise<AppendResult> {
+    return this.appendNow(draft);
+  }
+
+  appendNow(draft: MessageDraft): AppendResult {
     // Looked up, stored and recorded in one synchronous step: no other append can come in between.
     const seen = this.receipts.lookup(draft.from, draft.clientMsgId);
     if (seen) return { status: "duplicate", receipt: seen.answer as AppendReceipt };
