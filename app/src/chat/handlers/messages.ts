@@ -44,10 +44,5 @@ function stored(chat: ChatContext, connection: Connection, frame: FrameOf<"messa
     chat.sequencer.offer(room, epoch, message.offset, payload);
     if (!published) backplane.publish({ topic: roomTopic(room), frame: payload, epoch, offset: message.offset });
   }
-  chat.replies.respond(connection, "message", frame.ref, {
-    room,
-    id: message.id,
-    offset: message.offset,
-    ts: message.ts,
-  });
+  chat.replies.respondWith(connection, frames.messageStored(frame.ref, room, message.id, message.offset, message.ts));
 }
