@@ -16,6 +16,12 @@ export class Replies {
     this.metrics.countOut("message_response");
   }
 
+  /** Sends a response already built (frames.messageStored). */
+  respondWith(connection: Connection, response: string) {
+    connection.send(response);
+    this.metrics.countOut("message_response");
+  }
+
   error(connection: Connection, code: ErrorCode, message: string, ref: string | undefined) {
     connection.send(frames.error(code, message, ref));
     this.metrics.errors.labels(code).inc();

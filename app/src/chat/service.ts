@@ -2,7 +2,7 @@ import type { Identity } from "../auth/auth";
 import type { Connection, Socket } from "../connections/connection";
 import { MemoryHistoryStore } from "../history/memory";
 import { TokenBucket } from "../limits/token-bucket";
-import { parseClientFrame, validateClientFrame } from "../protocol/client-frames";
+import { type ClientFrame, parseClientFrame, validateClientFrame } from "../protocol/client-frames";
 import { CloseCode, ErrorCode } from "../protocol/codes";
 import { frames } from "../protocol/server-frames";
 import { BROADCAST_TOPIC, roomTopic } from "../rooms/topics";
@@ -83,56 +83,92 @@ export class ChatService implements ChatContext {
 
   /**
    * Handles one client frame: text, or a value the framework already parsed from JSON text.
-   * Never throws: every failure becomes an `error` frame.
+   * Never throws: every failure becomes an `error` frame. Returns a promise only while something
+   * is awaited (a resumed session, a store with I/O): a room message on the in-memory store is
+   * handled in one synchronous step.
    */
-  async frame(connection: Connection, value: unknown): Promise<void> {
-    const { config, metrics, logger } = this.deps;
+  frame(connection: Connection, value: unknown): Promise<void> | undefined {
+    const { config } = this.deps;
     const received = performance.now();
     const now = this.now();
     connection.lastSeenAt = now;
     connection.lastFrameAt = now;
     // Created on the first frame: an idle connection never pays for its bucket.
     connection.frames ??= new TokenBucket(config.frameRate, config.frameBurst, now);
-    if (!connection.frames.take(now)) return this.rateLimited(connection, value);
+    if (!connection.frames.take(now)) {
+      this.rateLimited(connection, value);
+      return undefined;
+    }
     connection.limitedStreak = 0;
-    if (connection.ready) await connection.ready;
+    if (connection.ready) return this.frameWhenReady(connection, connection.ready, value, received);
+    return this.handle(connection, value, received);
+  }
+
+  private async frameWhenReady(connection: Connection, ready: Promise<void>, value: unknown, received: number) {
+    await ready;
+    await this.handle(connection, value, received);
+  }
+
+  private handle(connection: Connection, value: unknown, received: number): Promise<void> | undefined {
+    const { config, metrics } = this.deps;
     if (value instanceof Uint8Array || value instanceof ArrayBuffer) {
       metrics.countIn("binary");
-      return this.replies.invalid(
+      this.replies.invalid(
         connection,
         ErrorCode.BinaryNotSupported,
         "binary frames are not supported; send JSON text",
         undefined,
       );
+      return undefined;
     }
     const maxText = config.maxTextLength;
     const parsed = typeof value === "string" ? parseClientFrame(value, maxText) : validateClientFrame(value, maxText);
     if (!parsed.ok) {
       metrics.countIn("invalid");
-      return this.replies.invalid(connection, parsed.code, parsed.message, parsed.ref);
+      this.replies.invalid(connection, parsed.code, parsed.message, parsed.ref);
+      return undefined;
     }
     const frame = parsed.frame;
     metrics.countIn(frame.type);
+    let pending: Promise<void> | void;
     try {
-      await dispatch(this, connection, frame);
-      if (frame.type === "message" || frame.type === "direct") {
-        metrics.latency.observe((performance.now() - received) / 1000);
-      }
+      pending = dispatch(this, connection, frame);
     } catch (error) {
-      if (error instanceof ChatError) return this.replies.error(connection, error.code, error.message, frame.ref);
-      logger.error("frame handling failed", {
-        connectionId: connection.id,
-        userId: connection.userId,
-        type: frame.type,
-        error: (error as Error).message,
-      });
-      this.replies.error(
-        connection,
-        ErrorCode.Unavailable,
-        "the server could not complete the request; retry",
-        frame.ref,
-      );
+      this.failed(connection, frame, error);
+      return undefined;
     }
+    if (pending)
+      return pending.then(
+        () => this.handled(frame, received),
+        (error) => this.failed(connection, frame, error),
+      );
+    this.handled(frame, received);
+    return undefined;
+  }
+
+  private handled(frame: ClientFrame, received: number) {
+    if (frame.type === "message" || frame.type === "direct") {
+      this.deps.metrics.latency.observe((performance.now() - received) / 1000);
+    }
+  }
+
+  private failed(connection: Connection, frame: ClientFrame, error: unknown) {
+    if (error instanceof ChatError) {
+      this.replies.error(connection, error.code, error.message, frame.ref);
+      return;
+    }
+    this.deps.logger.error("frame handling failed", {
+      connectionId: connection.id,
+      userId: connection.userId,
+      type: frame.type,
+      error: (error as Error).message,
+    });
+    this.replies.error(
+      connection,
+      ErrorCode.Unavailable,
+      "the server could not complete the request; retry",
+      frame.ref,
+    );
   }
 
   /**

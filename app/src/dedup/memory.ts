@@ -7,6 +7,11 @@ interface Entry {
 
 const CLAIMED = Object.freeze({ claimed: true as const });
 
+/** The map key of a (user, clientMsgId) pair. */
+export function pairKey(userId: string, clientMsgId: string): string {
+  return `${userId}\u0000${clientMsgId}`;
+}
+
 /** How often new claims are moved from the small map into the large one. */
 const SETTLE_INTERVAL_MS = 1000;
 
@@ -60,9 +65,13 @@ export class MemoryDedupStore implements DedupStore {
    * uses too: a caller that looks up and records in one synchronous step cannot be raced.
    */
   lookup(userId: string, clientMsgId: string): { readonly answer: DedupAnswer | undefined } | undefined {
+    return this.lookupKey(pairKey(userId, clientMsgId));
+  }
+
+  /** `lookup` by the pair's key (pairKey), for a caller that also records it: the key is built and hashed once. */
+  lookupKey(key: string): { readonly answer: DedupAnswer | undefined } | undefined {
     const now = this.now();
     this.settle(now);
-    const key = `${userId}\u0000${clientMsgId}`;
     const entry = this.find(key);
     if (entry && entry.expiresAt > now) return entry;
     if (entry) this.forget(key);
@@ -71,7 +80,11 @@ export class MemoryDedupStore implements DedupStore {
 
   /** Starts a pair's window, holding `answer` (undefined: claimed, answer to come). */
   record(userId: string, clientMsgId: string, answer: DedupAnswer | undefined) {
-    this.recent.set(`${userId}\u0000${clientMsgId}`, { answer, expiresAt: this.now() + this.windowSeconds * 1000 });
+    this.recordKey(pairKey(userId, clientMsgId), answer);
+  }
+
+  recordKey(key: string, answer: DedupAnswer | undefined) {
+    this.recent.set(key, { answer, expiresAt: this.now() + this.windowSeconds * 1000 });
   }
 
   async claim(userId: string, clientMsgId: string) {
@@ -82,12 +95,12 @@ export class MemoryDedupStore implements DedupStore {
   }
 
   async remember(userId: string, clientMsgId: string, answer: DedupAnswer) {
-    const entry = this.find(`${userId}\u0000${clientMsgId}`);
+    const entry = this.find(pairKey(userId, clientMsgId));
     if (entry) entry.answer = answer;
   }
 
   async release(userId: string, clientMsgId: string) {
-    this.forget(`${userId}\u0000${clientMsgId}`);
+    this.forget(pairKey(userId, clientMsgId));
   }
 
   async close() {

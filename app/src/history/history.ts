@@ -55,6 +55,12 @@ export interface HistoryStore {
    * check and the write are one step, so two instances given the same message store it once.
    */
   append(draft: MessageDraft): Promise<AppendResult>;
+  /**
+   * The same as `append`, done in one synchronous step, for a store that needs no I/O to store (the
+   * in-memory one). The chat uses it when present: a message then costs no promise, and its
+   * acknowledgement and fan-out leave in the turn it arrived in.
+   */
+  appendNow?(draft: MessageDraft): AppendResult;
   head(room: string): Promise<RoomHead>;
   /** Messages after `afterOffset` when `epoch` (if given) is still the room's epoch. */
   since(room: string, afterOffset: number, epoch?: string): Promise<Replay>;

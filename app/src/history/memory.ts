@@ -1,6 +1,6 @@
 import { randomUUIDv7 } from "bun";
 import { Counter, Gauge, type Registry } from "prom-client";
-import { MemoryDedupStore } from "../dedup/memory";
+import { MemoryDedupStore, pairKey } from "../dedup/memory";
 import type { RoomMessage } from "../protocol/server-frames";
 import type { AppendReceipt, AppendResult, HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
 
@@ -141,8 +141,13 @@ export class MemoryHistoryStore implements HistoryStore {
   }
 
   async append(draft: MessageDraft): Promise<AppendResult> {
+    return this.appendNow(draft);
+  }
+
+  appendNow(draft: MessageDraft): AppendResult {
     // Looked up, stored and recorded in one synchronous step: no other append can come in between.
-    const seen = this.receipts.lookup(draft.from, draft.clientMsgId);
+    const key = pairKey(draft.from, draft.clientMsgId);
+    const seen = this.receipts.lookupKey(key);
     if (seen) return { status: "duplicate", receipt: seen.answer as AppendReceipt };
     let log = this.find(draft.room);
     const now = this.now();
@@ -162,7 +167,7 @@ export class MemoryHistoryStore implements HistoryStore {
     log.touchedAt = now;
     if (this.options.historySize > 0) this.keep(log, message);
     const receipt: AppendReceipt = { room: message.room, id: message.id, offset: message.offset, ts: message.ts };
-    this.receipts.record(draft.from, draft.clientMsgId, receipt);
+    this.receipts.recordKey(key, receipt);
     return { status: "stored", message, epoch: log.epoch, published: false };
   }
 

@@ -52,6 +52,13 @@ export const frames = {
   response: (forType: string, ref: string | undefined, result: Record<string, unknown> = {}) =>
     json({ type: "message_response", ref, ok: true, for: forType, ...result }),
 
+  /**
+   * The answer to a stored room message: the same text as `response("message", ref, {room, id,
+   * offset, ts})`, built without copying a result object (one per message).
+   */
+  messageStored: (ref: string | undefined, room: string, id: string, offset: number, ts: number) =>
+    json({ type: "message_response", ref, ok: true, for: "message", room, id, offset, ts }),
+
   error: (code: ErrorCode, message: string, ref?: string) =>
     json({ type: "error", code, message, ref, temporary: TEMPORARY_ERRORS.has(code) }),
 

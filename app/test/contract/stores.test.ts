@@ -110,6 +110,24 @@ describe.each(historyFactories)("history contract ($name)", (f) => {
     expect(stored(await h.append(draft("w", 1))).message.offset).toBe(2);
   });
 
+  test.if(f.name === "memory")(
+    "the synchronous append is the same step as append: one offset sequence, one dedup",
+    async () => {
+      const h = f.history({ historySize: 10, ttlSeconds: 600 });
+      const append = h.appendNow!.bind(h);
+      const first = stored(append(draft("n", 1)));
+      expect(stored(await h.append(draft("n", 2))).message.offset).toBe(2);
+      expect(stored(append(draft("n", 3))).message.offset).toBe(3);
+      expect(append(draft("n", 2))).toEqual({
+        status: "duplicate",
+        receipt: { room: "n", id: "id-2", offset: 2, ts: 1002 },
+      });
+      expect((await h.append(draft("n", 1))).status).toBe("duplicate");
+      const { messages } = await h.since("n", 0, first.epoch);
+      expect(messages.map((m) => m.offset)).toEqual([1, 2, 3]);
+    },
+  );
+
   test("before pages backwards, oldest first, with hasMore", async () => {
     const h = f.history({ historySize: 50, ttlSeconds: 600 });
     for (let i = 1; i <= 7; i++) await h.append(draft("p", i));

@@ -225,6 +225,7 @@ describe("protocol.md: server frames", () => {
     heartbeat: () => frames.heartbeat(1),
     pong: () => frames.pong(1, "r"),
     response: () => frames.response("join", "r"),
+    messageStored: () => frames.messageStored("r", "r", "i", 1, 1),
     error: () => frames.error(ErrorCode.InvalidFrame, "m", "r"),
     goodbye: () => frames.goodbye("shutdown", true, 1),
     message: () => frames.message(message),
