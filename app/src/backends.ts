@@ -310,11 +310,10 @@ export function redisBackends(
       { ...guard, keyOf: roomKey },
     ),
     // Like history: a direct message is acknowledged only once it is in Redis, so no memory twin.
-    inbox: refuseWhileDown<InboxStore>(
-      "inbox",
-      archive ? new ArchivedInboxStore(redisInbox, archive) : redisInbox,
-      { ...guard, keyOf: inboxKey },
-    ),
+    inbox: refuseWhileDown<InboxStore>("inbox", archive ? new ArchivedInboxStore(redisInbox, archive) : redisInbox, {
+      ...guard,
+      keyOf: inboxKey,
+    }),
     presence: withFallback<PresenceStore>(
       "presence",
       new RedisPresenceStore(commands, keys, {
