@@ -30,9 +30,9 @@ type EntryRow = {
  * Direct messages and read positions in PostgreSQL (tables of migration 2), on the message store's
  * pool. Inbox entries are written behind from the Redis inboxes (see inbox-write-behind.ts), never
  * on the acknowledgement path. Guarantees: an entry is stored once per (user, epoch, offset) however
- * often it is inserted; a batch and the inbox heads it moves commit together; a head only moves
- * forward within its epoch and is replaced by a newer epoch's; a read position only moves forward
- * within its epoch.
+ * often it is inserted; an inbox's head is never below an offset its rows hold (see `head`); a
+ * head only moves forward within its epoch and is replaced by a newer epoch's; a read position only
+ * moves forward within its epoch.
  */
 export class PostgresInboxArchive {
   constructor(
@@ -42,7 +42,7 @@ export class PostgresInboxArchive {
   ) {}
 
   /**
-   * Inserts inbox entries, and moves their inboxes' heads, in one transaction. The write-behind
+   * Inserts inbox entries, then moves their inboxes' heads. The write-behind
    * hands entries over as room messages whose `room` is the inbox's owner (see InboxPersister).
    */
   async insert(batch: readonly EpochMessage[]): Promise<void> {
@@ -66,16 +66,20 @@ export class PostgresInboxArchive {
         client_msg_id: entry.clientMsgId,
       };
     });
+    // Two statements, not a transaction: Bun 1.3's pool can stall for good when `sql.begin()` runs
+    // beside pooled parameterized queries (oven-sh/bun#32004), as the inbox head reads do. Safe
+    // without one: a batch whose heads failed is retried whole (`persisted` moves only after both),
+    // and `head()` also reads the rows, so a head lagging them for a moment never hands out an
+    // offset the database holds.
+    const ms = this.timeoutMs + 2000;
+    await bounded(this.sql`INSERT INTO inbox_messages ${this.sql(rows)} ON CONFLICT DO NOTHING`, ms);
     await bounded(
-      this.sql.begin(async (tx) => {
-        await tx`INSERT INTO inbox_messages ${tx(rows)} ON CONFLICT DO NOTHING`;
-        await tx`
-          INSERT INTO inbox_heads ${tx([...heads.values()])} ON CONFLICT (user_id) DO UPDATE SET
-            head = CASE WHEN inbox_heads.epoch = EXCLUDED.epoch
-              THEN GREATEST(inbox_heads.head, EXCLUDED.head) ELSE EXCLUDED.head END,
-            epoch = EXCLUDED.epoch`;
-      }),
-      this.timeoutMs + 2000,
+      this.sql`
+        INSERT INTO inbox_heads ${this.sql([...heads.values()])} ON CONFLICT (user_id) DO UPDATE SET
+          head = CASE WHEN inbox_heads.epoch = EXCLUDED.epoch
+            THEN GREATEST(inbox_heads.head, EXCLUDED.head) ELSE EXCLUDED.head END,
+          epoch = EXCLUDED.epoch`,
+      ms,
     );
   }
 
@@ -87,7 +91,10 @@ export class PostgresInboxArchive {
   /** The inbox's newest epoch and offset, or undefined for an inbox never written behind. */
   async head(owner: string): Promise<InboxHead | undefined> {
     const [row] = (await bounded(
-      this.sql`SELECT epoch, head FROM inbox_heads WHERE user_id = ${owner}`,
+      this.sql`
+        SELECT h.epoch, GREATEST(h.head, (SELECT coalesce(max(m."offset"), 0) FROM inbox_messages m
+          WHERE m.user_id = h.user_id AND m.epoch = h.epoch)) AS head
+        FROM inbox_heads h WHERE h.user_id = ${owner}`,
       this.timeoutMs,
     )) as { epoch: string; head: string }[];
     return row && { epoch: row.epoch, offset: Number(row.head) };
