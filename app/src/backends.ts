@@ -271,6 +271,7 @@ export function redisBackends(
   const redisReads = new RedisReadPositionStore(commands, keys, config.historyTtlSeconds);
   const readCopy = archive ? new ArchivedReadPositionStore(redisReads, archive) : undefined;
   if (readCopy) observeReadCopy(readCopy, metrics.registry);
+  let headWarnedAt = Number.NEGATIVE_INFINITY;
   const redisInbox = new RedisInboxStore(commands, keys, {
     size: config.inboxSize,
     ttlSeconds: config.inboxTtlSeconds,
@@ -280,10 +281,14 @@ export function redisBackends(
         // A database that does not answer costs an inbox whose Redis keys were lost its epoch, not the message.
         resume: (owner: string) =>
           archive.head(owner).catch((error: Error) => {
-            logger.warn("the message database did not give an inbox's head; the inbox starts a new epoch", {
-              user: owner,
-              error: error.message,
-            });
+            // At most one line per 10 s: an outage meets every new inbox.
+            if (Date.now() - headWarnedAt >= 10_000) {
+              headWarnedAt = Date.now();
+              logger.warn("the message database did not give an inbox's head; the inbox starts a new epoch", {
+                user: owner,
+                error: error.message,
+              });
+            }
             return undefined;
           }),
       },

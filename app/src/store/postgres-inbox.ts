@@ -16,6 +16,14 @@ export interface ReadRow {
   position: ReadPosition;
 }
 
+/**
+ * Longest wait for a read on a client's path (a first direct message to an inbox, a resume, a join's
+ * read position), and how long reads are not even tried after one failed: a database that is down
+ * or hung then costs those requests at most this once per pause, not a wait each.
+ */
+const READ_TIMEOUT_MS = 1000;
+const PAUSE_AFTER_FAILURE_MS = 5000;
+
 type EntryRow = {
   offset: string;
   id: string;
@@ -35,6 +43,8 @@ type EntryRow = {
  * moves forward within its epoch.
  */
 export class PostgresInboxArchive {
+  private readFailedAt = Number.NEGATIVE_INFINITY;
+
   constructor(
     private readonly sql: SQL,
     /** Longest wait for one statement, a hung database included. */
@@ -83,6 +93,18 @@ export class PostgresInboxArchive {
     );
   }
 
+  /** A read for a client's request: bounded by READ_TIMEOUT_MS, refused at once for a while after a failure. */
+  private async read<T>(query: PromiseLike<T>): Promise<T> {
+    if (Date.now() - this.readFailedAt < PAUSE_AFTER_FAILURE_MS)
+      throw new Error("the message database failed a read moments ago");
+    try {
+      return await bounded(query, Math.min(this.timeoutMs, READ_TIMEOUT_MS));
+    } catch (error) {
+      this.readFailedAt = Date.now();
+      throw error;
+    }
+  }
+
   /** Resolves when the database answers a trivial query, rejects otherwise. */
   async probe(): Promise<void> {
     await bounded(this.sql`SELECT 1`, this.timeoutMs + 2000);
@@ -90,12 +112,11 @@ export class PostgresInboxArchive {
 
   /** The inbox's newest epoch and offset, or undefined for an inbox never written behind. */
   async head(owner: string): Promise<InboxHead | undefined> {
-    const [row] = (await bounded(
+    const [row] = (await this.read(
       this.sql`
         SELECT h.epoch, GREATEST(h.head, (SELECT coalesce(max(m."offset"), 0) FROM inbox_messages m
           WHERE m.user_id = h.user_id AND m.epoch = h.epoch)) AS head
         FROM inbox_heads h WHERE h.user_id = ${owner}`,
-      this.timeoutMs,
     )) as { epoch: string; head: string }[];
     return row && { epoch: row.epoch, offset: Number(row.head) };
   }
@@ -103,12 +124,11 @@ export class PostgresInboxArchive {
   /** Entries of the epoch with `after < offset < before`, oldest first, at most `limit`. */
   async after(owner: string, epoch: string, after: number, before: number, limit: number): Promise<InboxEntry[]> {
     if (limit <= 0) return [];
-    const rows: EntryRow[] = await bounded(
+    const rows: EntryRow[] = await this.read(
       this.sql`
         SELECT "offset", id, sender, recipient, text, ts, client_msg_id FROM inbox_messages
         WHERE user_id = ${owner} AND epoch = ${epoch} AND "offset" > ${after} AND "offset" < ${before}
         ORDER BY "offset" LIMIT ${limit}`,
-      this.timeoutMs,
     );
     return rows.map((r) => ({
       offset: Number(r.offset),
@@ -141,9 +161,8 @@ export class PostgresInboxArchive {
   }
 
   async readPosition(userId: string, room: string): Promise<ReadPosition | undefined> {
-    const [row] = (await bounded(
+    const [row] = (await this.read(
       this.sql`SELECT epoch, "offset" FROM read_positions WHERE user_id = ${userId} AND room = ${room}`,
-      this.timeoutMs,
     )) as { epoch: string; offset: string }[];
     return row && { epoch: row.epoch, offset: Number(row.offset) };
   }

@@ -338,4 +338,44 @@ describe("read positions in PostgreSQL", () => {
       await stop();
     }
   }, 30_000);
+
+  test("while PostgreSQL is down, a join whose read position Redis lost answers at once without it; reads reach PostgreSQL after the restart", async () => {
+    const { instances, prefix, sql, stop } = await pair();
+    try {
+      const [a, b] = instances;
+      const writer = await a.connect(undefined, "user=poster2");
+      await writer.request({ type: "join", room: "rp2" });
+      for (let i = 0; i < 3; i++)
+        await writer.request({ type: "message", room: "rp2", text: `m${i}`, clientMsgId: `rp2-${i}` });
+      const phone = await a.connect(undefined, "user=jo");
+      await phone.request({ type: "join", room: "rp2" });
+
+      await pg.kill();
+      try {
+        await redis.client().del(`${prefix}{user:jo}:reads`);
+        const laptop = await b.connect(undefined, "user=jo");
+        // Not held up by the database: answered well inside the 2 s this request allows.
+        expect(await laptop.request({ type: "join", room: "rp2" }, 2000)).toMatchObject({
+          offset: 3,
+          readOffset: 0,
+          unread: 3,
+        });
+        expect((await laptop.request({ type: "read", room: "rp2", offset: 2 }, 2000)).readOffset).toBe(2);
+      } finally {
+        await pg.restart();
+      }
+      // The read waited in the instance and reaches PostgreSQL once it answers.
+      await waitFor(
+        async () => {
+          const rows = await sql`SELECT "offset" FROM read_positions WHERE user_id = 'jo' AND room = 'rp2'`.catch(
+            () => [],
+          );
+          return Number((rows[0] as { offset: string } | undefined)?.offset) === 2;
+        },
+        { timeoutMs: 15_000, what: "the read position in PostgreSQL after the restart" },
+      );
+    } finally {
+      await stop();
+    }
+  }, 60_000);
 });
