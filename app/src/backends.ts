@@ -334,12 +334,19 @@ export function redisBackends(
     close: async () => {
       const started = Date.now();
       const gaveUp: string[] = [];
-      // The persister stops after its pass; what is left waits in the logs for another instance.
-      if (persister && !(await within(persister.stop(), CLOSE_DEADLINE_MS / 4))) gaveUp.push("persister");
-      if (inboxPersister && !(await within(inboxPersister.stop(), CLOSE_DEADLINE_MS / 4)))
-        gaveUp.push("inbox persister");
-      // The read positions still queued, before the pool closes; Redis holds them anyway.
-      if (readCopy && !(await within(readCopy.flushAndStop(), CLOSE_DEADLINE_MS / 4))) gaveUp.push("read positions");
+      // The persisters stop after their pass; what is left waits in the logs for another instance.
+      // The read positions still queued are written before the pool closes (Redis holds them anyway).
+      // All at once, so that together they take at most a quarter of the deadline.
+      const stopping: [string, Promise<void> | undefined][] = [
+        ["persister", persister?.stop()],
+        ["inbox persister", inboxPersister?.stop()],
+        ["read positions", readCopy?.flushAndStop()],
+      ];
+      await Promise.all(
+        stopping.map(async ([name, stop]) => {
+          if (stop && !(await within(stop, CLOSE_DEADLINE_MS / 4))) gaveUp.push(name);
+        }),
+      );
       await database?.close().catch(() => {});
       const closing = Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close()));
       if (!(await within(closing, CLOSE_DEADLINE_MS / 2))) gaveUp.push("store close");
