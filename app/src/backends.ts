@@ -285,6 +285,7 @@ export function redisBackends(
   const redisReads = new RedisReadPositionStore(commands, keys, config.historyTtlSeconds);
   const readCopy = archive ? new ArchivedReadPositionStore(redisReads, archive) : undefined;
   if (readCopy) observeReadCopy(readCopy, metrics.registry);
+  let headWarnedAt = Number.NEGATIVE_INFINITY;
   const redisInbox = new RedisInboxStore(commands, keys, {
     size: config.inboxSize,
     ttlSeconds: config.inboxTtlSeconds,
@@ -294,10 +295,14 @@ export function redisBackends(
         // A database that does not answer costs an inbox whose Redis keys were lost its epoch, not the message.
         resume: (owner: string) =>
           archive.head(owner).catch((error: Error) => {
-            logger.warn("the message database did not give an inbox's head; the inbox starts a new epoch", {
-              user: owner,
-              error: error.message,
-            });
+            // At most one line per 10 s: an outage meets every new inbox.
+            if (Date.now() - headWarnedAt >= 10_000) {
+              headWarnedAt = Date.now();
+              logger.warn("the message database did not give an inbox's head; the inbox starts a new epoch", {
+                user: owner,
+                error: error.message,
+              });
+            }
             return undefined;
           }),
       },
@@ -342,12 +347,19 @@ export function redisBackends(
     close: async () => {
       const started = Date.now();
       const gaveUp: string[] = [];
-      // The persister stops after its pass; what is left waits in the logs for another instance.
-      if (persister && !(await within(persister.stop(), CLOSE_DEADLINE_MS / 4))) gaveUp.push("persister");
-      if (inboxPersister && !(await within(inboxPersister.stop(), CLOSE_DEADLINE_MS / 4)))
-        gaveUp.push("inbox persister");
-      // The read positions still queued, before the pool closes; Redis holds them anyway.
-      if (readCopy && !(await within(readCopy.flushAndStop(), CLOSE_DEADLINE_MS / 4))) gaveUp.push("read positions");
+      // The persisters stop after their pass; what is left waits in the logs for another instance.
+      // The read positions still queued are written before the pool closes (Redis holds them anyway).
+      // All at once, so that together they take at most a quarter of the deadline.
+      const stopping: [string, Promise<void> | undefined][] = [
+        ["persister", persister?.stop()],
+        ["inbox persister", inboxPersister?.stop()],
+        ["read positions", readCopy?.flushAndStop()],
+      ];
+      await Promise.all(
+        stopping.map(async ([name, stop]) => {
+          if (stop && !(await within(stop, CLOSE_DEADLINE_MS / 4))) gaveUp.push(name);
+        }),
+      );
       await database?.close().catch(() => {});
       const closing = Promise.allSettled([versions, backplane, ...Object.values(stores)].map((b) => b.close()));
       if (!(await within(closing, CLOSE_DEADLINE_MS / 2))) gaveUp.push("store close");

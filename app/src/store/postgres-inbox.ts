@@ -16,6 +16,14 @@ export interface ReadRow {
   position: ReadPosition;
 }
 
+/**
+ * Longest wait for a read on a client's path (a first direct message to an inbox, a resume, a join's
+ * read position), and how long reads are not even tried after one failed: a database that is down
+ * or hung then costs those requests at most this once per pause, not a wait each.
+ */
+const READ_TIMEOUT_MS = 1000;
+const PAUSE_AFTER_FAILURE_MS = 5000;
+
 type EntryRow = {
   offset: string;
   id: string;
@@ -30,11 +38,13 @@ type EntryRow = {
  * Direct messages and read positions in PostgreSQL (tables of migration 2), on the message store's
  * pool. Inbox entries are written behind from the Redis inboxes (see inbox-write-behind.ts), never
  * on the acknowledgement path. Guarantees: an entry is stored once per (user, epoch, offset) however
- * often it is inserted; a batch and the inbox heads it moves commit together; a head only moves
- * forward within its epoch and is replaced by a newer epoch's; a read position only moves forward
- * within its epoch.
+ * often it is inserted; an inbox's head is never below an offset its rows hold (see `head`); a
+ * head only moves forward within its epoch and is replaced by a newer epoch's; a read position only
+ * moves forward within its epoch.
  */
 export class PostgresInboxArchive {
+  private readFailedAt = Number.NEGATIVE_INFINITY;
+
   constructor(
     private readonly sql: SQL,
     /** Longest wait for one statement, a hung database included. */
@@ -42,7 +52,7 @@ export class PostgresInboxArchive {
   ) {}
 
   /**
-   * Inserts inbox entries, and moves their inboxes' heads, in one transaction. The write-behind
+   * Inserts inbox entries, then moves their inboxes' heads. The write-behind
    * hands entries over as room messages whose `room` is the inbox's owner (see InboxPersister).
    */
   async insert(batch: readonly EpochMessage[]): Promise<void> {
@@ -66,17 +76,33 @@ export class PostgresInboxArchive {
         client_msg_id: entry.clientMsgId,
       };
     });
+    // Two statements, not a transaction: Bun 1.3's pool can stall for good when `sql.begin()` runs
+    // beside pooled parameterized queries (oven-sh/bun#32004), as the inbox head reads do. Safe
+    // without one: a batch whose heads failed is retried whole (`persisted` moves only after both),
+    // and `head()` also reads the rows, so a head lagging them for a moment never hands out an
+    // offset the database holds.
+    const ms = this.timeoutMs + 2000;
+    await bounded(this.sql`INSERT INTO inbox_messages ${this.sql(rows)} ON CONFLICT DO NOTHING`, ms);
     await bounded(
-      this.sql.begin(async (tx) => {
-        await tx`INSERT INTO inbox_messages ${tx(rows)} ON CONFLICT DO NOTHING`;
-        await tx`
-          INSERT INTO inbox_heads ${tx([...heads.values()])} ON CONFLICT (user_id) DO UPDATE SET
-            head = CASE WHEN inbox_heads.epoch = EXCLUDED.epoch
-              THEN GREATEST(inbox_heads.head, EXCLUDED.head) ELSE EXCLUDED.head END,
-            epoch = EXCLUDED.epoch`;
-      }),
-      this.timeoutMs + 2000,
+      this.sql`
+        INSERT INTO inbox_heads ${this.sql([...heads.values()])} ON CONFLICT (user_id) DO UPDATE SET
+          head = CASE WHEN inbox_heads.epoch = EXCLUDED.epoch
+            THEN GREATEST(inbox_heads.head, EXCLUDED.head) ELSE EXCLUDED.head END,
+          epoch = EXCLUDED.epoch`,
+      ms,
     );
+  }
+
+  /** A read for a client's request: bounded by READ_TIMEOUT_MS, refused at once for a while after a failure. */
+  private async read<T>(query: PromiseLike<T>): Promise<T> {
+    if (Date.now() - this.readFailedAt < PAUSE_AFTER_FAILURE_MS)
+      throw new Error("the message database failed a read moments ago");
+    try {
+      return await bounded(query, Math.min(this.timeoutMs, READ_TIMEOUT_MS));
+    } catch (error) {
+      this.readFailedAt = Date.now();
+      throw error;
+    }
   }
 
   /** Resolves when the database answers a trivial query, rejects otherwise. */
@@ -86,9 +112,11 @@ export class PostgresInboxArchive {
 
   /** The inbox's newest epoch and offset, or undefined for an inbox never written behind. */
   async head(owner: string): Promise<InboxHead | undefined> {
-    const [row] = (await bounded(
-      this.sql`SELECT epoch, head FROM inbox_heads WHERE user_id = ${owner}`,
-      this.timeoutMs,
+    const [row] = (await this.read(
+      this.sql`
+        SELECT h.epoch, GREATEST(h.head, (SELECT coalesce(max(m."offset"), 0) FROM inbox_messages m
+          WHERE m.user_id = h.user_id AND m.epoch = h.epoch)) AS head
+        FROM inbox_heads h WHERE h.user_id = ${owner}`,
     )) as { epoch: string; head: string }[];
     return row && { epoch: row.epoch, offset: Number(row.head) };
   }
@@ -96,12 +124,11 @@ export class PostgresInboxArchive {
   /** Entries of the epoch with `after < offset < before`, oldest first, at most `limit`. */
   async after(owner: string, epoch: string, after: number, before: number, limit: number): Promise<InboxEntry[]> {
     if (limit <= 0) return [];
-    const rows: EntryRow[] = await bounded(
+    const rows: EntryRow[] = await this.read(
       this.sql`
         SELECT "offset", id, sender, recipient, text, ts, client_msg_id FROM inbox_messages
         WHERE user_id = ${owner} AND epoch = ${epoch} AND "offset" > ${after} AND "offset" < ${before}
         ORDER BY "offset" LIMIT ${limit}`,
-      this.timeoutMs,
     );
     return rows.map((r) => ({
       offset: Number(r.offset),
@@ -134,9 +161,8 @@ export class PostgresInboxArchive {
   }
 
   async readPosition(userId: string, room: string): Promise<ReadPosition | undefined> {
-    const [row] = (await bounded(
+    const [row] = (await this.read(
       this.sql`SELECT epoch, "offset" FROM read_positions WHERE user_id = ${userId} AND room = ${room}`,
-      this.timeoutMs,
     )) as { epoch: string; offset: string }[];
     return row && { epoch: row.epoch, offset: Number(row.offset) };
   }

@@ -5,9 +5,14 @@
 // position outlives its Redis key.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { SQL } from "bun";
+import { RedisInboxStore } from "../../src/inbox/redis";
 import { createLogger } from "../../src/observability/logger";
 import { createRedisClients } from "../../src/redis/clients";
+import { redisKeys } from "../../src/redis/keys";
 import { openPostgres, redisBackends } from "../../src/server";
+import { createInboxPersister } from "../../src/store/inbox-write-behind";
+import { PostgresMessageStore } from "../../src/store/postgres";
+import { PostgresInboxArchive } from "../../src/store/postgres-inbox";
 import type { TestClient } from "../helpers/client";
 import { waitRedisUp } from "../helpers/cluster";
 import { sample, scrape } from "../helpers/metrics";
@@ -21,9 +26,10 @@ let pg: TestPostgres;
 beforeAll(async () => {
   [redis, pg] = await Promise.all([startRedis(), startPostgres()]);
 }, 60_000);
+// Stopping waits for a killed PostgreSQL's backends to exit: longer than the default hook timeout.
 afterAll(async () => {
   await Promise.allSettled([redis?.stop(), pg?.stop()]);
-});
+}, 30_000);
 
 async function instance(prefix: string, databaseUrl: string, env: Record<string, string>): Promise<TestServer> {
   const config = { DATABASE_URL: databaseUrl, REDIS_URL: redis.url, REDIS_KEY_PREFIX: prefix, ...env };
@@ -235,6 +241,60 @@ describe("direct messages in PostgreSQL", () => {
       await stop();
     }
   }, 60_000);
+  test("a burst of direct messages to a thousand new inboxes: each stored once, in its first epoch, while the persister inserts", async () => {
+    // Each new inbox asks PostgreSQL for its head while the persister inserts on the same pool: the
+    // mix that wedged a pooled connection with named prepared statements (see PostgresMessageStore).
+    const url = await pg.database();
+    const database = await PostgresMessageStore.open({ url, poolSize: 4, statementTimeoutMs: 5000 });
+    const archive = new PostgresInboxArchive(database.sql, 5000);
+    const keys = redisKeys(redis.prefix());
+    const logger = createLogger({ logLevel: "error", logDir: "", instanceId: "t", color: "none", version: "t" });
+    const persister = createInboxPersister(
+      redis.client(),
+      keys,
+      archive,
+      { instanceId: "t", inboxSize: 20, inboxTtlSeconds: 3600 },
+      logger,
+    );
+    persister.start();
+    const inbox = new RedisInboxStore(redis.client(), keys, {
+      size: 20,
+      ttlSeconds: 3600,
+      dedupWindowSeconds: 60,
+      // As the server's: a head that does not come starts a new epoch, which the test would see.
+      writeBehind: { resume: (owner) => archive.head(owner).catch(() => undefined) },
+    });
+    try {
+      const epochs = new Map<string, Set<string>>();
+      let next = 0;
+      const worker = async () => {
+        while (next < 3000) {
+          const i = next++;
+          const message = {
+            id: `d${i}`,
+            from: `u${i % 1000}`,
+            to: `u${(i * 7 + 1) % 1000}`,
+            text: "x",
+            ts: Date.now(),
+            clientMsgId: `c${i}`,
+          };
+          for (const owner of [message.to, message.from]) {
+            const { epoch } = await inbox.append(owner, message);
+            epochs.set(owner, (epochs.get(owner) ?? new Set()).add(epoch));
+          }
+        }
+      };
+      await Promise.all(Array.from({ length: 16 }, worker));
+      await waitFor(async () => persister.stats.persisted >= 6000, { timeoutMs: 20_000, what: "6000 entries stored" });
+      const [row] =
+        await database.sql`SELECT count(*)::int AS n, count(DISTINCT (user_id, id))::int AS d FROM inbox_messages`;
+      expect(row).toEqual({ n: 6000, d: 6000 });
+      expect([...epochs.values()].every((set) => set.size === 1)).toBe(true);
+    } finally {
+      await persister.stop();
+      await database.close();
+    }
+  }, 60_000);
 });
 
 describe("read positions in PostgreSQL", () => {
@@ -278,4 +338,44 @@ describe("read positions in PostgreSQL", () => {
       await stop();
     }
   }, 30_000);
+
+  test("while PostgreSQL is down, a join whose read position Redis lost answers at once without it; reads reach PostgreSQL after the restart", async () => {
+    const { instances, prefix, sql, stop } = await pair();
+    try {
+      const [a, b] = instances;
+      const writer = await a.connect(undefined, "user=poster2");
+      await writer.request({ type: "join", room: "rp2" });
+      for (let i = 0; i < 3; i++)
+        await writer.request({ type: "message", room: "rp2", text: `m${i}`, clientMsgId: `rp2-${i}` });
+      const phone = await a.connect(undefined, "user=jo");
+      await phone.request({ type: "join", room: "rp2" });
+
+      await pg.kill();
+      try {
+        await redis.client().del(`${prefix}{user:jo}:reads`);
+        const laptop = await b.connect(undefined, "user=jo");
+        // Not held up by the database: answered well inside the 2 s this request allows.
+        expect(await laptop.request({ type: "join", room: "rp2" }, 2000)).toMatchObject({
+          offset: 3,
+          readOffset: 0,
+          unread: 3,
+        });
+        expect((await laptop.request({ type: "read", room: "rp2", offset: 2 }, 2000)).readOffset).toBe(2);
+      } finally {
+        await pg.restart();
+      }
+      // The read waited in the instance and reaches PostgreSQL once it answers.
+      await waitFor(
+        async () => {
+          const rows = await sql`SELECT "offset" FROM read_positions WHERE user_id = 'jo' AND room = 'rp2'`.catch(
+            () => [],
+          );
+          return Number((rows[0] as { offset: string } | undefined)?.offset) === 2;
+        },
+        { timeoutMs: 15_000, what: "the read position in PostgreSQL after the restart" },
+      );
+    } finally {
+      await stop();
+    }
+  }, 60_000);
 });
