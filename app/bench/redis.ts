@@ -19,6 +19,7 @@
 import { join } from "node:path";
 import Redis from "ioredis";
 import { type CentrifugoNode, centrifugoBinary, startCentrifugo } from "./lib/centrifugo";
+import { cpuSeconds } from "./lib/cpu";
 import { type PostgresServer, startPostgres } from "./lib/postgres-server";
 import { BenchError, type Child, freePort, indent, spawnChild, stopChild, waitHealthy } from "./lib/processes";
 import { type RedisServer, startRedis, stopRedis } from "./lib/redis-server";
@@ -386,6 +387,8 @@ interface BroadcastRow {
   setup: Setup;
   result: BroadcastResult;
   servers: string[];
+  /** PostgreSQL's CPU over the whole load run (start-up, warm-up and measured interval), in shares of one core. */
+  databaseCpu?: number;
   /** Redis commands over the whole load run (set-up, warm-up and measured interval). */
   commands?: CommandStat[];
   counters?: BackplaneCounters[];
@@ -424,6 +427,7 @@ async function measureBroadcast(
       senderPorts: setup.oneSide ? 1 : undefined,
     };
     if (setup.redis) await commandStats(redis, true);
+    const database = setup.database && postgres ? { cpu: postgres.cpuSeconds(), at: performance.now() } : undefined;
     const result = await runLoad<BroadcastResult>(
       `${setup.id} broadcast load`,
       "broadcast.ts",
@@ -435,7 +439,11 @@ async function measureBroadcast(
     const counters =
       setup.instances > 1 && !setup.centrifugo ? await Promise.all(servers.map(backplaneCounters)) : undefined;
     const commands = setup.redis ? await commandStats(redis, false) : undefined;
-    return { setup, result, servers: servers.map((s) => s.name), counters, commands };
+    const databaseCpu =
+      database && postgres
+        ? (postgres.cpuSeconds() - database.cpu) / ((performance.now() - database.at) / 1000)
+        : undefined;
+    return { setup, result, servers: servers.map((s) => s.name), counters, commands, databaseCpu };
   } finally {
     await stopServers(servers);
   }
@@ -629,6 +637,16 @@ function report(
       out.push(
         `2 instances + Redis + PostgreSQL / 2 instances + Redis, deliveries per second: ${fmt(ratio, 2)} (goal >= ${GOAL_DATABASE_RATIO}: ${ratio >= GOAL_DATABASE_RATIO ? "met" : "MISSED"})`,
       );
+      // Where the difference goes: CPU per message sent (a delivery times the room's size).
+      const perMessage = (row: BroadcastRow) => {
+        const { servers, redis } = cpuSplit(row);
+        const messages = row.result.deliveriesPerSecond / options.clients;
+        return { servers: (servers / messages) * 1e6, redis: (redis / messages) * 1e6 };
+      };
+      const [a, b] = [perMessage(two), perMessage(withDatabase)];
+      out.push(
+        `CPU µs per message without / with PostgreSQL: instances ${fmt(a.servers, 1)} / ${fmt(b.servers, 1)}, Redis ${fmt(a.redis, 1)} / ${fmt(b.redis, 1)}; PostgreSQL used ${pct(withDatabase.databaseCpu ?? 0)} of a core over the load run`,
+      );
     }
     const peer = broadcast.find((r) => r.setup.id === "centrifugo-2x-redis");
     if (two && peer) {
@@ -738,6 +756,7 @@ function report(
       "",
       `Write-behind into PostgreSQL (one persister, in the benchmark's process, against the run's Redis and PostgreSQL):`,
       `drain: ${fmt(drain.messages)} waiting messages in ${drain.rooms} rooms written in ${fmt(drain.seconds, 2)} s: ${fmt(drain.perSecond)} messages/s (goal >= ${fmt(GOAL_DRAIN_PER_SECOND)}: ${drain.perSecond >= GOAL_DRAIN_PER_SECOND ? "met" : "MISSED"})`,
+      `drain CPU per message: persister (the benchmark's process) ${fmt(drain.cpuPerMessage.persister, 1)} µs, PostgreSQL ${fmt(drain.cpuPerMessage.database, 1)} µs, Redis ${fmt(drain.cpuPerMessage.redis, 1)} µs`,
       `persistence lag at ${fmt(lag.rate)} messages/s for ${fmt(lag.seconds)} s, append -> commit (ms): ${fmt(d.count)} samples, p50 ${fmt(d.p50, 1)}, p90 ${fmt(d.p90, 1)}, p99 ${fmt(d.p99, 1)}, max ${fmt(d.max, 1)} (goal p99 < ${GOAL_PERSIST_P99_MS}: ${d.p99 < GOAL_PERSIST_P99_MS ? "met" : "MISSED"})`,
     );
   }
@@ -809,12 +828,17 @@ async function main() {
     if (!options.skipWriteBehind && postgres) {
       const t = performance.now();
       step(`write-behind: drain ${options.drainMessages} messages, then lag at ${options.rate} messages/s`);
-      writeBehind = await measureWriteBehind(redis.url, postgres.url, {
-        drainMessages: options.drainMessages,
-        rooms: 50,
-        rate: options.rate,
-        durationMs: options.latencyDurationMs,
-      });
+      writeBehind = await measureWriteBehind(
+        redis.url,
+        postgres.url,
+        {
+          drainMessages: options.drainMessages,
+          rooms: 50,
+          rate: options.rate,
+          durationMs: options.latencyDurationMs,
+        },
+        { database: () => postgres!.cpuSeconds(), redis: () => cpuSeconds(redis.child.proc.pid) },
+      );
       step(
         `  ${fmt(writeBehind.drain.perSecond)} messages/s drained, lag p99 ${fmt(writeBehind.lag.delaysMs.p99, 1)} ms (${fmt((performance.now() - t) / 1000, 1)} s)`,
       );

@@ -3,7 +3,7 @@
 // `postgres` user (Debian's package creates it). Stopped by stopPostgres, and with the run however
 // it ends (an exit handler stops it immediately).
 
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SQL } from "bun";
@@ -12,6 +12,8 @@ import { BenchError, freePort } from "./processes";
 export interface PostgresServer {
   url: string;
   version: string;
+  /** CPU seconds used so far by the server: the postmaster and every process it started. */
+  cpuSeconds(): number;
   stop(): Promise<void>;
 }
 
@@ -70,9 +72,34 @@ export async function startPostgres(timeoutMs = 20_000): Promise<PostgresServer>
   return {
     url,
     version: String((row as { server_version: string }).server_version),
+    cpuSeconds: () => serverCpuSeconds(data),
     async stop() {
       process.off("exit", stopNow);
       stopNow();
     },
   };
+}
+
+/**
+ * CPU seconds of the server whose data directory is `data`: its postmaster (first line of
+ * postmaster.pid) and its children (backends, WAL writer, checkpointer), read from /proc. A backend
+ * that exited before the call is not counted: the chat's pool keeps its connections open.
+ */
+function serverCpuSeconds(data: string): number {
+  const postmaster = Number(readFileSync(join(data, "postmaster.pid"), "utf8").split("\n")[0]);
+  let total = 0;
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+    } catch {
+      continue; // exited meanwhile
+    }
+    // Fields after the command name (which may hold spaces): state, ppid, ..., utime (12th), stime (13th).
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    if (Number(entry) !== postmaster && Number(fields[1]) !== postmaster) continue;
+    total += (Number(fields[11]) + Number(fields[12])) / 100;
+  }
+  return total;
 }

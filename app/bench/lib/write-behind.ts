@@ -14,10 +14,18 @@ import { createLogger } from "../../src/observability/logger";
 import { redisKeys } from "../../src/redis/keys";
 import { PostgresMessageStore } from "../../src/store/postgres";
 import { RedisPersister } from "../../src/store/write-behind";
+import { processCpuSeconds } from "./cpu";
 import { type Percentiles, percentiles } from "./stats";
 
 export interface WriteBehindResult {
-  drain: { messages: number; rooms: number; seconds: number; perSecond: number };
+  drain: {
+    messages: number;
+    rooms: number;
+    seconds: number;
+    perSecond: number;
+    /** CPU µs per message drained: this process (the persister), PostgreSQL, Redis. */
+    cpuPerMessage: { persister: number; database: number; redis: number };
+  };
   lag: { rate: number; seconds: number; delaysMs: Percentiles };
 }
 
@@ -27,6 +35,8 @@ export async function measureWriteBehind(
   redisUrl: string,
   databaseUrl: string,
   options: { drainMessages: number; rooms: number; rate: number; durationMs: number },
+  /** CPU seconds used so far by PostgreSQL and by Redis. */
+  cpu: { database: () => number; redis: () => number },
 ): Promise<WriteBehindResult> {
   const logger = createLogger(loadConfig({ LOG_LEVEL: "error" }));
   const redis = new Redis(redisUrl);
@@ -71,10 +81,14 @@ export async function measureWriteBehind(
       );
     }
     const started = performance.now();
+    const cpuBefore = [processCpuSeconds(), cpu.database(), cpu.redis()];
     drain.persister.start();
     await drain.persister.scan();
     while (drain.persister.stats.persisted < options.drainMessages) await Bun.sleep(5);
     const seconds = (performance.now() - started) / 1000;
+    const [persister, db, rd] = [processCpuSeconds(), cpu.database(), cpu.redis()].map(
+      (c, i) => ((c - cpuBefore[i]!) / options.drainMessages) * 1e6,
+    );
     await drain.persister.stop();
 
     // Lag: paced appends (one tick per 10 ms) with the persister running.
@@ -104,6 +118,7 @@ export async function measureWriteBehind(
         rooms: options.rooms,
         seconds,
         perSecond: options.drainMessages / seconds,
+        cpuPerMessage: { persister: persister!, database: db!, redis: rd! },
       },
       lag: { rate: options.rate, seconds: options.durationMs / 1000, delaysMs: percentiles(delays) },
     };

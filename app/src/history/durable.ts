@@ -41,9 +41,9 @@ export class DurableHistoryStore implements HistoryStore {
   private readonly release: TurnPacer;
 
   /**
-   * `releaseBytesPerTurn`: at most half of what a socket may buffer (BACKPRESSURE_LIMIT_BYTES), so
-   * that a member reading at full speed is never past the limit between two turns. Each turn above
-   * one costs a commit's last messages a timer's delay, so it is no smaller than it needs to be.
+   * `releaseBytesPerTurn`: well below what a socket may buffer (BACKPRESSURE_LIMIT_BYTES), so that a
+   * member reading at full speed is never past the limit between two turns. Each turn above one
+   * costs a commit's last messages a timer's delay, so it is no smaller than it needs to be.
    */
   constructor(
     readonly hot: HistoryStore,

@@ -138,23 +138,34 @@ export class PostgresMessageStore {
     return store;
   }
 
-  /** Inserts messages in one statement; a message already stored is skipped. Resolves once committed. */
+  /**
+   * Inserts messages in one statement; a message already stored is skipped. Resolves once committed.
+   * The rows travel as one JSON parameter: the statement's text is the same for every batch, so
+   * PostgreSQL parses and plans it once per connection, where a VALUES list of 8 parameters a row
+   * (up to 40,000 for a batch of 5,000) was a new statement each time.
+   */
   async insert(batch: readonly EpochMessage[]): Promise<void> {
     if (batch.length === 0) return;
-    const rows = batch.map(({ epoch, message: m }) => ({
-      room: m.room,
-      epoch,
-      offset: m.offset,
-      id: m.id,
-      sender: m.from,
-      text: m.text,
-      ts: m.ts,
-      client_msg_id: m.clientMsgId,
-    }));
-    // Bounded here too: a query queued for a connection to a dead server may wait on its own
+    const rows = JSON.stringify(
+      batch.map(({ epoch, message: m }) => [
+        wellFormed(m.room),
+        epoch,
+        m.offset,
+        wellFormed(m.id),
+        wellFormed(m.from),
+        wellFormed(m.text),
+        m.ts,
+        wellFormed(m.clientMsgId),
+      ]),
+    );
+    // Sent as text (then cast): a parameter PostgreSQL describes as json, Bun would encode as a JSON
+    // string. Bounded here too: a query queued for a connection to a dead server may wait on its own
     // reconnection attempts. A late commit after the timeout is harmless (ON CONFLICT DO NOTHING).
     await bounded(
-      this.sql`INSERT INTO messages ${this.sql(rows)} ON CONFLICT DO NOTHING`,
+      this.sql`INSERT INTO messages (room, epoch, "offset", id, sender, text, ts, client_msg_id)
+        SELECT r->>0, r->>1, (r->>2)::bigint, r->>3, r->>4, r->>5, (r->>6)::bigint, r->>7
+        FROM json_array_elements(${rows}::text::json) AS r
+        ON CONFLICT DO NOTHING`,
       this.options.statementTimeoutMs + 2000,
     );
   }
@@ -243,6 +254,14 @@ export async function migrate(sql: SQL, migrations = POSTGRES_MIGRATIONS): Promi
     }
     return { from, to: known };
   });
+}
+
+/**
+ * A lone surrogate (a chat text may hold one: JSON frames can escape it) becomes U+FFFD, as it did
+ * as a text parameter: PostgreSQL refuses it in JSON. Strings without one are returned as they are.
+ */
+function wellFormed(value: string): string {
+  return value.isWellFormed() ? value : value.toWellFormed();
 }
 
 function decode(room: string, r: Row): RoomMessage {

@@ -218,6 +218,25 @@ describe("PostgreSQL write-behind", () => {
     }
   });
 
+  test("any text a client can send is stored as sent: quotes, backslashes, emoji, newlines; a lone surrogate as U+FFFD", async () => {
+    const url = await pg.database();
+    const store = await PostgresMessageStore.open({ url, poolSize: 2, statementTimeoutMs: 5000 });
+    try {
+      const texts = ['"quoted" and \\ and \\u0041', "ligne\nsuivante\t😀 é", '{"json": [1]}', "lone \ud800 surrogate"];
+      const rows = texts.map((text, i) => ({
+        epoch: "e",
+        message: { room: "r'; --", id: `m${i}`, offset: i + 1, from: "ü", text, ts: 1000 + i, clientMsgId: `c${i}` },
+      }));
+      await store.insert(rows);
+      await store.insert(rows); // a repeat is skipped
+      const stored = (await store.after("r'; --", "e", 0, 10, 10)).messages;
+      expect(stored.map((m) => m.text)).toEqual([...texts.slice(0, 3), "lone \ufffd surrogate"]);
+      expect(stored.map((m) => [m.offset, m.from, m.ts])).toEqual(texts.map((_, i) => [i + 1, "ü", 1000 + i]));
+    } finally {
+      await store.close();
+    }
+  });
+
   test("an unreachable DATABASE_URL at start: exit 4 and one line naming the database, not its password", async () => {
     const port = freePort();
     const proc = Bun.spawn([process.execPath, "run", "src/index.ts"], {
