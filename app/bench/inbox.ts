@@ -4,7 +4,8 @@
 //           `--concurrency` in flight, through the server's RedisInboxStore without write-behind and
 //           with it (its persister draining meanwhile, in this process as in an instance),
 //           alternately: direct messages per second and the latency of one (the sender's
-//           acknowledgement waits for both appends), and the ratio; a diagnostic third setup has the
+//           acknowledgement waits for both appends), Redis script calls per direct message (the
+//           appends' and the persister's), and the ratio; a diagnostic third setup has the
 //           write-behind scripts without a persister, to tell the appends' own cost from the
 //           persister's share of Redis and the CPU. Every inbox has had a message
 //           before the measurement (steady state); an inbox's first one with write-behind also asks
@@ -150,7 +151,20 @@ async function main() {
       return { inbox: behind ? new ArchivedInboxStore(hot, archive) : hot, persister };
     };
 
-    const rows: { setup: string; perSecond: number; latency: Percentiles }[] = [];
+    // Script calls Redis ran, over the whole server: the appends' and the persister's together
+    // (the persister's share is the difference between the setups with and without it).
+    const scriptCalls = async () => {
+      const info = await redis.info("commandstats");
+      let calls = 0;
+      for (const [, n] of info.matchAll(/^cmdstat_eval(?:sha)?:calls=(\d+)/gm)) calls += Number(n);
+      return calls;
+    };
+    const rows: {
+      setup: string;
+      perSecond: number;
+      latency: Percentiles;
+      scriptsPerDm: number;
+    }[] = [];
     const firstContact: Percentiles[] = [];
     const setups = [
       { setup: "redis", behind: false, drain: false },
@@ -164,7 +178,9 @@ async function main() {
         persister?.start();
         const first = await sendAll(inbox, { ...options, dms: options.users });
         if (drain) firstContact.push(first.latency);
-        rows.push({ setup, ...(await sendAll(inbox, options)) });
+        const before = await scriptCalls();
+        const sent = await sendAll(inbox, options);
+        rows.push({ setup, ...sent, scriptsPerDm: ((await scriptCalls()) - before) / options.dms });
         await persister?.stop();
       }
     }
@@ -195,9 +211,13 @@ async function main() {
     console.log(
       `\nappend: ${options.dms} direct messages (two inbox appends each) over ${options.users} users, ${options.concurrency} in flight`,
     );
-    console.log("| setup | direct messages/s | p50 ms | p99 ms |\n| --- | --- | --- | --- |");
+    console.log(
+      "| setup | direct messages/s | p50 ms | p99 ms | Redis script calls per direct message |\n| --- | --- | --- | --- | --- |",
+    );
     for (const r of rows)
-      console.log(`| ${r.setup} | ${fmt(r.perSecond)} | ${ms(r.latency.p50)} | ${ms(r.latency.p99)} |`);
+      console.log(
+        `| ${r.setup} | ${fmt(r.perSecond)} | ${ms(r.latency.p50)} | ${ms(r.latency.p99)} | ${r.scriptsPerDm.toFixed(2)} |`,
+      );
     const mean = (setup: string) => {
       const list = rows.filter((r) => r.setup === setup).map((r) => r.perSecond);
       return list.reduce((a, b) => a + b, 0) / list.length;
