@@ -1,61 +1,84 @@
-import type Redis from "ioredis";
+import type { Cluster, Redis } from "ioredis";
 import type { Logger } from "../observability/logger";
 import type { RoomMessage } from "../protocol/server-frames";
 import type { RedisCommands } from "../redis/clients";
 import type { RedisKeys } from "../redis/keys";
 import { RedisScript } from "../redis/script";
+import { keySlot } from "../redis/slots";
 import type { EpochMessage } from "./postgres";
 
 // The write-behind from the Redis room logs into the database. A room's log is its queue: the meta
 // hash's `persisted` offset says what the database holds, and the append script neither trims nor
-// expires the log past it. Every script below touches one room's keys only (one hash tag), so it
-// runs on a Redis Cluster too.
+// expires the log past it. A pass reads and advances all its rooms of one slot in one script call
+// each (every room on one Redis: one call), not one call per room: a log that gives a pass one or
+// two entries (a direct-message inbox) otherwise costs two script calls per entry or so, about as
+// many as the appends themselves. A call's keys are all in one slot, so it runs on a Redis Cluster too.
 
 /**
- * Takes the room's lease (KEYS meta, log, lease; ARGV owner, lease ms, most entries) and returns
- * {epoch, offset, persisted, entry JSON...} with the entries above `persisted`; {} for a room
- * without meta; {'leased'} when another instance holds the lease.
+ * Takes the rooms' leases (KEYS per room: meta, log, lease; ARGV owner, lease ms, most entries per
+ * room) and returns per room {epoch, offset, persisted, entry JSON...} with the entries above
+ * `persisted`; {} for a room without meta; {'leased'} when another instance holds its lease.
  */
 const TAKE = new RedisScript(`
-local epoch = redis.call('HGET', KEYS[1], 'epoch')
-if not epoch then return {} end
-local holder = redis.call('GET', KEYS[3])
-if holder and holder ~= ARGV[1] then return {'leased'} end
-redis.call('SET', KEYS[3], ARGV[1], 'PX', ARGV[2])
-local offset = tonumber(redis.call('HGET', KEYS[1], 'offset'))
-local persisted = tonumber(redis.call('HGET', KEYS[1], 'persisted') or '0')
-local out = {epoch, offset, persisted}
-if persisted < offset then
-  for _, entry in ipairs(redis.call('XRANGE', KEYS[2], (persisted + 1) .. '-0', '+', 'COUNT', ARGV[3])) do
-    out[#out + 1] = entry[2][2]
+local out = {}
+for i = 1, #KEYS, 3 do
+  local meta, log, lease = KEYS[i], KEYS[i + 1], KEYS[i + 2]
+  local epoch = redis.call('HGET', meta, 'epoch')
+  local reply = {}
+  if epoch then
+    local holder = redis.call('GET', lease)
+    if holder and holder ~= ARGV[1] then
+      reply = {'leased'}
+    else
+      redis.call('SET', lease, ARGV[1], 'PX', ARGV[2])
+      local offset = tonumber(redis.call('HGET', meta, 'offset'))
+      local persisted = tonumber(redis.call('HGET', meta, 'persisted') or '0')
+      reply = {epoch, offset, persisted}
+      if persisted < offset then
+        for _, entry in ipairs(redis.call('XRANGE', log, (persisted + 1) .. '-0', '+', 'COUNT', ARGV[3])) do
+          reply[#reply + 1] = entry[2][2]
+        end
+      end
+    end
   end
+  out[#out + 1] = reply
 end
 return out
 `);
 
 /**
- * Records that the database holds the room's messages up to ARGV[2] of epoch ARGV[1] (KEYS meta,
- * log, lease; ARGV epoch, offset, TTL, history size, owner). Forward only, and only in the same
- * epoch: a late persister never moves it back, nor marks a newer epoch's messages as stored. Trims
- * the log to the newest `size` plus what is still unpersisted; once everything is persisted, the log
- * expires after the TTL again and the lease is released. Returns the messages still unpersisted.
+ * Records per room that the database holds its messages up to an offset of an epoch (KEYS per room:
+ * meta, log, lease; ARGV TTL, history size, owner, then per room its epoch and offset). Forward
+ * only, and only in the same epoch: a late persister never moves it back, nor marks a newer epoch's
+ * messages as stored (that room answers -1). Trims the log to the newest `size` plus what is still
+ * unpersisted; once everything is persisted, the log expires after the TTL again and the lease is
+ * released. Returns per room the messages still unpersisted.
  */
 const ADVANCE = new RedisScript(`
-if redis.call('HGET', KEYS[1], 'epoch') ~= ARGV[1] then return -1 end
-local persisted = tonumber(redis.call('HGET', KEYS[1], 'persisted') or '0')
-local to = tonumber(ARGV[2])
-if to > persisted then
-  redis.call('HSET', KEYS[1], 'persisted', to)
-  persisted = to
+local ttl, size, owner = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local out = {}
+for i = 1, #KEYS, 3 do
+  local meta, log, lease = KEYS[i], KEYS[i + 1], KEYS[i + 2]
+  local a = 4 + 2 * (i - 1) / 3
+  if redis.call('HGET', meta, 'epoch') ~= ARGV[a] then
+    out[#out + 1] = -1
+  else
+    local persisted = tonumber(redis.call('HGET', meta, 'persisted') or '0')
+    local to = tonumber(ARGV[a + 1])
+    if to > persisted then
+      redis.call('HSET', meta, 'persisted', to)
+      persisted = to
+    end
+    local offset = tonumber(redis.call('HGET', meta, 'offset'))
+    redis.call('XTRIM', log, 'MINID', math.max(1, math.min(offset - size + 1, persisted + 1)) .. '-0')
+    if persisted >= offset then
+      redis.call('EXPIRE', log, ttl)
+      if redis.call('GET', lease) == owner then redis.call('DEL', lease) end
+    end
+    out[#out + 1] = offset - persisted
+  end
 end
-local offset = tonumber(redis.call('HGET', KEYS[1], 'offset'))
-local size = tonumber(ARGV[4])
-redis.call('XTRIM', KEYS[2], 'MINID', math.max(1, math.min(offset - size + 1, persisted + 1)) .. '-0')
-if persisted >= offset then
-  redis.call('EXPIRE', KEYS[2], ARGV[3])
-  if redis.call('GET', KEYS[3]) == ARGV[5] then redis.call('DEL', KEYS[3]) end
-end
-return offset - persisted
+return out
 `);
 
 /**
@@ -249,7 +272,7 @@ export class RedisPersister {
   private async write(rooms: string[]): Promise<number> {
     // An even share of the batch per room (a single busy room gets a large one).
     const count = Math.min(this.roomBatch, Math.max(100, Math.floor(this.maxBatch / rooms.length)));
-    const taken = await Promise.all(rooms.map((room) => this.take(room, count)));
+    const taken = await this.take(rooms, count);
     const batch: EpochMessage[] = [];
     const advances: { room: string; epoch: string; to: number }[] = [];
     for (let i = 0; i < rooms.length; i++) {
@@ -308,7 +331,7 @@ export class RedisPersister {
       (performance.now() - started) / 1000,
       batch.map(({ message }) => (now - message.ts) / 1000),
     );
-    const left = await Promise.all(advances.map((a) => this.advance(a.room, a.epoch, a.to)));
+    const left = await this.advance(advances);
     advances.forEach(({ room }, i) => {
       const remaining = left[i]!;
       if (remaining > 0) {
@@ -338,24 +361,58 @@ export class RedisPersister {
     }
   }
 
-  private async take(room: string, count: number): Promise<unknown[]> {
+  private take(rooms: string[], count: number): Promise<unknown[][]> {
     const k = this.keys;
-    return (await TAKE.run(
-      this.redis,
-      [k.roomMeta(room), k.roomLog(room), k.roomPersistLease(room)],
-      [this.options.instanceId, this.leaseMs, count],
-    )) as unknown[];
-  }
-
-  private async advance(room: string, epoch: string, to: number): Promise<number> {
-    const k = this.keys;
-    return Number(
-      await ADVANCE.run(
+    return this.perSlot(rooms, (group) =>
+      TAKE.run(
         this.redis,
-        [k.roomMeta(room), k.roomLog(room), k.roomPersistLease(room)],
-        [epoch, to, this.options.historyTtlSeconds, this.options.historySize, this.options.instanceId],
+        group.flatMap((room) => [k.roomMeta(room), k.roomLog(room), k.roomPersistLease(room)]),
+        [this.options.instanceId, this.leaseMs, count],
       ),
     );
+  }
+
+  private async advance(advances: { room: string; epoch: string; to: number }[]): Promise<number[]> {
+    const k = this.keys;
+    const { historyTtlSeconds, historySize, instanceId } = this.options;
+    const left = await this.perSlot(advances, (group) =>
+      ADVANCE.run(
+        this.redis,
+        group.flatMap(({ room }) => [k.roomMeta(room), k.roomLog(room), k.roomPersistLease(room)]),
+        [historyTtlSeconds, historySize, instanceId, ...group.flatMap(({ epoch, to }) => [epoch, to])],
+      ),
+    );
+    return left.map(Number);
+  }
+
+  /**
+   * Runs `call` once for all the items on one Redis, once per slot of their rooms on a cluster (a
+   * script's keys must share a slot there), and puts the answers back in the items' order. Any call
+   * failing fails the pass, which is retried.
+   */
+  private async perSlot<T extends string | { room: string }, R>(
+    items: T[],
+    call: (group: T[]) => Promise<unknown>,
+  ): Promise<R[]> {
+    const roomOfItem = (item: T) => (typeof item === "string" ? item : item.room);
+    if (!isCluster(this.redis)) return (await call(items)) as R[];
+    const groups = new Map<number, number[]>();
+    items.forEach((item, i) => {
+      const slot = keySlot(this.keys.roomMeta(roomOfItem(item)));
+      const group = groups.get(slot);
+      if (group) group.push(i);
+      else groups.set(slot, [i]);
+    });
+    const answers: R[] = new Array(items.length);
+    await Promise.all(
+      [...groups.values()].map(async (indexes) => {
+        const replies = (await call(indexes.map((i) => items[i]!))) as R[];
+        indexes.forEach((i, k) => {
+          answers[i] = replies[k]!;
+        });
+      }),
+    );
+    return answers;
   }
 
   /**
@@ -409,10 +466,7 @@ export class RedisPersister {
    * cluster in turn (a SCAN reaches one node only; a pipeline to that node reads keys it owns).
    */
   private async *roomMetas(): AsyncGenerator<[Redis, string[]]> {
-    const nodes =
-      "nodes" in this.redis && typeof this.redis.nodes === "function"
-        ? this.redis.nodes("master")
-        : [this.redis as Redis];
+    const nodes = isCluster(this.redis) ? this.redis.nodes("master") : [this.redis as Redis];
     for (const node of nodes) {
       const stream = node.scanStream({ match: this.keys.roomMetaPattern(), count: 1000 });
       for await (const batch of stream as AsyncIterable<string[]>) yield [node, batch];
@@ -453,6 +507,10 @@ export class RedisPersister {
     this.wakeAll();
     await this.loop;
   }
+}
+
+function isCluster(redis: RedisCommands): redis is Cluster {
+  return "nodes" in redis && typeof redis.nodes === "function";
 }
 
 /** The room of a meta key `<prefix>{room:<name>}:meta`. */
