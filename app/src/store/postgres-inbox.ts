@@ -1,7 +1,8 @@
 import type { SQL } from "bun";
 import type { InboxEntry } from "../inbox/inbox";
 import type { ReadPosition } from "../reads/reads";
-import { bounded, type EpochMessage } from "./postgres";
+import { bounded } from "./postgres";
+import { offsetOf, type StoredEntries, storedBatchJson, wellFormed } from "./stored-entries";
 
 /** The newest epoch and offset the database holds of one inbox. */
 export interface InboxHead {
@@ -52,40 +53,43 @@ export class PostgresInboxArchive {
   ) {}
 
   /**
-   * Inserts inbox entries, then moves their inboxes' heads. The write-behind
-   * hands entries over as room messages whose `room` is the inbox's owner (see InboxPersister).
+   * Inserts inbox entries as Redis stores them (the write-behind hands them over with the inbox's
+   * owner, see inbox-write-behind.ts), then moves their inboxes' heads. The rows travel as one
+   * JSON parameter, the entries' own JSON joined without parsing (see stored-entries.ts).
    */
-  async insert(batch: readonly EpochMessage[]): Promise<void> {
-    if (batch.length === 0) return;
-    const heads = new Map<string, { user_id: string; epoch: string; head: number }>();
-    const rows = batch.map(({ epoch, message }) => {
-      const entry = message as unknown as InboxEntry & { room: string };
-      const head = heads.get(entry.room);
-      // One take per inbox per pass: a batch holds one epoch of an inbox, in offset order.
-      if (!head || head.epoch !== epoch || head.head < entry.offset)
-        heads.set(entry.room, { user_id: entry.room, epoch, head: entry.offset });
-      return {
-        user_id: entry.room,
-        epoch,
-        offset: entry.offset,
-        id: entry.id,
-        sender: entry.from,
-        recipient: entry.to,
-        text: entry.text,
-        ts: entry.ts,
-        client_msg_id: entry.clientMsgId,
-      };
-    });
+  async insertStored(batch: readonly StoredEntries[]): Promise<void> {
+    const heads = new Map<string, [string, string, number]>();
+    for (const { owner, epoch, entries } of batch) {
+      const last = entries.at(-1);
+      if (last === undefined) continue;
+      const offset = offsetOf(last);
+      const head = heads.get(owner);
+      // One take per inbox per pass: a group holds one epoch of an inbox, in offset order.
+      if (!head || head[1] !== epoch || head[2] < offset)
+        heads.set(owner, [wellFormed(owner), wellFormed(epoch), offset]);
+    }
+    if (heads.size === 0) return;
+    const rows = storedBatchJson(batch);
     // Two statements, not a transaction: Bun 1.3's pool can stall for good when `sql.begin()` runs
     // beside pooled parameterized queries (oven-sh/bun#32004), as the inbox head reads do. Safe
     // without one: a batch whose heads failed is retried whole (`persisted` moves only after both),
     // and `head()` also reads the rows, so a head lagging them for a moment never hands out an
-    // offset the database holds.
+    // offset the database holds. Parameters sent as text, then cast (see PostgresMessageStore.insert).
     const ms = this.timeoutMs + 2000;
-    await bounded(this.sql`INSERT INTO inbox_messages ${this.sql(rows)} ON CONFLICT DO NOTHING`, ms);
+    await bounded(
+      this.sql`WITH g AS MATERIALIZED (
+          SELECT x->>'o' AS o, x->>'e' AS e, x->'m' AS m FROM json_array_elements(${rows}::text::json) AS x)
+        INSERT INTO inbox_messages (user_id, epoch, "offset", id, sender, recipient, text, ts, client_msg_id)
+        SELECT g.o, g.e, m."offset", m.id, m."from", m."to", m.text, m.ts, m."clientMsgId"
+        FROM g, json_to_recordset(g.m) AS m("offset" bigint, id text, "from" text, "to" text, text text, ts bigint, "clientMsgId" text)
+        ON CONFLICT DO NOTHING`,
+      ms,
+    );
     await bounded(
       this.sql`
-        INSERT INTO inbox_heads ${this.sql([...heads.values()])} ON CONFLICT (user_id) DO UPDATE SET
+        INSERT INTO inbox_heads (user_id, epoch, head)
+          SELECT h->>0, h->>1, (h->>2)::bigint FROM json_array_elements(${JSON.stringify([...heads.values()])}::text::json) AS h
+        ON CONFLICT (user_id) DO UPDATE SET
           head = CASE WHEN inbox_heads.epoch = EXCLUDED.epoch
             THEN GREATEST(inbox_heads.head, EXCLUDED.head) ELSE EXCLUDED.head END,
           epoch = EXCLUDED.epoch`,

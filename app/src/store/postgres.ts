@@ -1,6 +1,7 @@
 import { SQL } from "bun";
 import type { RoomMessage } from "../protocol/server-frames";
 import type { StoredPage } from "./store";
+import { type StoredEntries, storedBatchJson } from "./stored-entries";
 
 /**
  * The schema, one step per version, in order. A step is never edited once released: a change is a
@@ -140,31 +141,45 @@ export class PostgresMessageStore {
 
   /**
    * Inserts messages in one statement; a message already stored is skipped. Resolves once committed.
-   * The rows travel as one JSON parameter: the statement's text is the same for every batch, so
-   * PostgreSQL parses and plans it once per connection, where a VALUES list of 8 parameters a row
-   * (up to 40,000 for a batch of 5,000) was a new statement each time.
+   * Encodes them as Redis stores them and inserts them as the write-behind does (see insertStored).
    */
   async insert(batch: readonly EpochMessage[]): Promise<void> {
-    if (batch.length === 0) return;
-    const rows = JSON.stringify(
-      batch.map(({ epoch, message: m }) => [
-        wellFormed(m.room),
-        epoch,
-        m.offset,
-        wellFormed(m.id),
-        wellFormed(m.from),
-        wellFormed(m.text),
-        m.ts,
-        wellFormed(m.clientMsgId),
-      ]),
-    );
+    const groups: StoredEntries[] = [];
+    for (const { epoch, message: m } of batch) {
+      const last = groups.at(-1);
+      const entry = JSON.stringify({
+        offset: m.offset,
+        id: m.id,
+        from: m.from,
+        text: m.text,
+        ts: m.ts,
+        clientMsgId: m.clientMsgId,
+      });
+      if (last && last.owner === m.room && last.epoch === epoch) last.entries.push(entry);
+      else groups.push({ owner: m.room, epoch, entries: [entry] });
+    }
+    await this.insertStored(groups);
+  }
+
+  /**
+   * Inserts room log entries as Redis stores them, in one statement; a message already stored is
+   * skipped. Resolves once committed. The rows travel as one JSON parameter, the entries' own JSON
+   * joined without parsing (see stored-entries.ts), and PostgreSQL reads each entry's fields in one
+   * go (json_to_recordset). The statement's text is the same for every batch, so it is planned
+   * cheaply, where a VALUES list of 8 parameters a row was a new statement each time.
+   */
+  async insertStored(batch: readonly StoredEntries[]): Promise<void> {
+    if (!batch.some((group) => group.entries.length > 0)) return;
+    const rows = storedBatchJson(batch);
     // Sent as text (then cast): a parameter PostgreSQL describes as json, Bun would encode as a JSON
     // string. Bounded here too: a query queued for a connection to a dead server may wait on its own
     // reconnection attempts. A late commit after the timeout is harmless (ON CONFLICT DO NOTHING).
     await bounded(
-      this.sql`INSERT INTO messages (room, epoch, "offset", id, sender, text, ts, client_msg_id)
-        SELECT r->>0, r->>1, (r->>2)::bigint, r->>3, r->>4, r->>5, (r->>6)::bigint, r->>7
-        FROM json_array_elements(${rows}::text::json) AS r
+      this.sql`WITH g AS MATERIALIZED (
+          SELECT x->>'o' AS o, x->>'e' AS e, x->'m' AS m FROM json_array_elements(${rows}::text::json) AS x)
+        INSERT INTO messages (room, epoch, "offset", id, sender, text, ts, client_msg_id)
+        SELECT g.o, g.e, m."offset", m.id, m."from", m.text, m.ts, m."clientMsgId"
+        FROM g, json_to_recordset(g.m) AS m("offset" bigint, id text, "from" text, text text, ts bigint, "clientMsgId" text)
         ON CONFLICT DO NOTHING`,
       this.options.statementTimeoutMs + 2000,
     );
@@ -254,14 +269,6 @@ export async function migrate(sql: SQL, migrations = POSTGRES_MIGRATIONS): Promi
     }
     return { from, to: known };
   });
-}
-
-/**
- * A lone surrogate (a chat text may hold one: JSON frames can escape it) becomes U+FFFD, as it did
- * as a text parameter: PostgreSQL refuses it in JSON. Strings without one are returned as they are.
- */
-function wellFormed(value: string): string {
-  return value.isWellFormed() ? value : value.toWellFormed();
 }
 
 function decode(room: string, r: Row): RoomMessage {

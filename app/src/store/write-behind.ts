@@ -1,11 +1,10 @@
 import type { Cluster, Redis } from "ioredis";
 import type { Logger } from "../observability/logger";
-import type { RoomMessage } from "../protocol/server-frames";
 import type { RedisCommands } from "../redis/clients";
 import type { RedisKeys } from "../redis/keys";
 import { RedisScript } from "../redis/script";
 import { keySlot } from "../redis/slots";
-import type { EpochMessage } from "./postgres";
+import { offsetOf, type StoredEntries, tsOf } from "./stored-entries";
 
 // The write-behind from the Redis room logs into the database. A room's log is its queue: the meta
 // hash's `persisted` offset says what the database holds, and the append script neither trims nor
@@ -93,8 +92,8 @@ export type PersistKeys = Pick<
 
 /** What the persister needs of the database. */
 export interface WriteBehindTarget {
-  /** Inserts messages in one transaction; a message already stored is skipped. */
-  insert(batch: readonly EpochMessage[]): Promise<void>;
+  /** Inserts log entries as stored in Redis, in one transaction; an entry already stored is skipped. */
+  insertStored(batch: readonly StoredEntries[]): Promise<void>;
   /** Resolves when the database answers, rejects otherwise. */
   probe(): Promise<void>;
 }
@@ -273,8 +272,9 @@ export class RedisPersister {
     // An even share of the batch per room (a single busy room gets a large one).
     const count = Math.min(this.roomBatch, Math.max(100, Math.floor(this.maxBatch / rooms.length)));
     const taken = await this.take(rooms, count);
-    const batch: EpochMessage[] = [];
+    const batch: StoredEntries[] = [];
     const advances: { room: string; epoch: string; to: number }[] = [];
+    let size = 0;
     for (let i = 0; i < rooms.length; i++) {
       const room = rooms[i]!;
       const reply = taken[i]!;
@@ -292,14 +292,14 @@ export class RedisPersister {
         this.lagging.delete(room);
         continue;
       }
-      const messages = reply.slice(3).map((json) => {
-        const message = JSON.parse(String(json)) as RoomMessage;
-        message.room = room;
-        return message;
+      // Forwarded as stored, not parsed (see stored-entries.ts).
+      const entries = reply.slice(3) as string[];
+      const first = entries.length > 0 ? offsetOf(entries[0]!) : offset + 1;
+      this.lagging.set(room, {
+        backlog: offset - persisted,
+        since: entries.length > 0 ? tsOf(entries[0]!) : undefined,
       });
-      this.lagging.set(room, { backlog: offset - persisted, since: messages[0]?.ts });
       const expected = persisted + 1;
-      const first = messages[0]?.offset ?? offset + 1;
       if (first > expected) {
         // Missing below the log's oldest entry: Redis lost them (a restart without persistence).
         // They cannot be written; `persisted` moves past them so the room is not stuck.
@@ -311,13 +311,14 @@ export class RedisPersister {
           to: first - 1,
         });
       }
-      for (const message of messages) batch.push({ epoch, message });
-      advances.push({ room, epoch, to: messages.at(-1)?.offset ?? offset });
+      batch.push({ owner: room, epoch, entries });
+      size += entries.length;
+      advances.push({ room, epoch, to: entries.length > 0 ? offsetOf(entries.at(-1)!) : offset });
     }
     if (advances.length === 0) return 0;
     const started = performance.now();
     try {
-      await this.target.insert(batch);
+      await this.target.insertStored(batch);
     } catch (error) {
       this.stats.databaseUp = false;
       throw error;
@@ -325,12 +326,12 @@ export class RedisPersister {
     const now = Date.now();
     if (!this.stats.databaseUp) this.logger.info("the message database answers again; writing the backlog behind");
     this.stats.databaseUp = true;
-    this.stats.persisted += batch.length;
-    this.onCommit?.(
-      batch.length,
-      (performance.now() - started) / 1000,
-      batch.map(({ message }) => (now - message.ts) / 1000),
-    );
+    this.stats.persisted += size;
+    if (this.onCommit) {
+      const delays: number[] = [];
+      for (const { entries } of batch) for (const entry of entries) delays.push((now - (tsOf(entry) ?? now)) / 1000);
+      this.onCommit(size, (performance.now() - started) / 1000, delays);
+    }
     const left = await this.advance(advances);
     advances.forEach(({ room }, i) => {
       const remaining = left[i]!;
@@ -343,7 +344,7 @@ export class RedisPersister {
         this.lagging.delete(room);
       }
     });
-    return batch.length;
+    return size;
   }
 
   /**
@@ -448,7 +449,7 @@ export class RedisPersister {
             string[],
           ][];
           const json = entry?.[1][1];
-          if (json) lag.since = (JSON.parse(json) as RoomMessage).ts;
+          if (json) lag.since = tsOf(json);
         }),
       );
       for (const room of found.keys()) this.pending.add(room);
