@@ -5,7 +5,8 @@
 //           with it (its persister draining meanwhile, in this process as in an instance),
 //           alternately: direct messages per second and the latency of one (the sender's
 //           acknowledgement waits for both appends), Redis script calls per direct message (the
-//           appends' and the persister's), and the ratio; a diagnostic third setup has the
+//           appends' and the persister's), CPU per direct message of this process (the appends
+//           and the persister), Redis and PostgreSQL, and the ratio; a diagnostic third setup has the
 //           write-behind scripts without a persister, to tell the appends' own cost from the
 //           persister's share of Redis and the CPU. Every inbox has had a message
 //           before the measurement (steady state); an inbox's first one with write-behind also asks
@@ -31,6 +32,7 @@ import { redisKeys } from "../src/redis/keys";
 import { createInboxPersister } from "../src/store/inbox-write-behind";
 import { PostgresMessageStore } from "../src/store/postgres";
 import { PostgresInboxArchive } from "../src/store/postgres-inbox";
+import { cpuSeconds, processCpuSeconds } from "./lib/cpu";
 import { type PostgresServer, startPostgres } from "./lib/postgres-server";
 import { BenchError } from "./lib/processes";
 import { startRedis, stopRedis } from "./lib/redis-server";
@@ -164,7 +166,14 @@ async function main() {
       perSecond: number;
       latency: Percentiles;
       scriptsPerDm: number;
+      /** CPU µs per direct message: this process (appends and persister), Redis, PostgreSQL. */
+      cpu: [number, number, number];
     }[] = [];
+    const cpuNow = (): [number, number, number] => [
+      processCpuSeconds(),
+      cpuSeconds(redisServer.child.proc.pid),
+      postgres!.cpuSeconds(),
+    ];
     const firstContact: Percentiles[] = [];
     const setups = [
       { setup: "redis", behind: false, drain: false },
@@ -179,8 +188,10 @@ async function main() {
         const first = await sendAll(inbox, { ...options, dms: options.users });
         if (drain) firstContact.push(first.latency);
         const before = await scriptCalls();
+        const cpuBefore = cpuNow();
         const sent = await sendAll(inbox, options);
-        rows.push({ setup, ...sent, scriptsPerDm: ((await scriptCalls()) - before) / options.dms });
+        const cpu = cpuNow().map((c, i) => ((c - cpuBefore[i]!) * 1e6) / options.dms) as [number, number, number];
+        rows.push({ setup, ...sent, scriptsPerDm: ((await scriptCalls()) - before) / options.dms, cpu });
         await persister?.stop();
       }
     }
@@ -212,11 +223,11 @@ async function main() {
       `\nappend: ${options.dms} direct messages (two inbox appends each) over ${options.users} users, ${options.concurrency} in flight`,
     );
     console.log(
-      "| setup | direct messages/s | p50 ms | p99 ms | Redis script calls per direct message |\n| --- | --- | --- | --- | --- |",
+      "| setup | direct messages/s | p50 ms | p99 ms | Redis script calls per direct message | CPU µs per direct message: bench process / Redis / PostgreSQL |\n| --- | --- | --- | --- | --- | --- |",
     );
     for (const r of rows)
       console.log(
-        `| ${r.setup} | ${fmt(r.perSecond)} | ${ms(r.latency.p50)} | ${ms(r.latency.p99)} | ${r.scriptsPerDm.toFixed(2)} |`,
+        `| ${r.setup} | ${fmt(r.perSecond)} | ${ms(r.latency.p50)} | ${ms(r.latency.p99)} | ${r.scriptsPerDm.toFixed(2)} | ${r.cpu.map((c) => c.toFixed(0)).join(" / ")} |`,
       );
     const mean = (setup: string) => {
       const list = rows.filter((r) => r.setup === setup).map((r) => r.perSecond);
