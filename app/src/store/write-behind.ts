@@ -22,7 +22,8 @@ const TAKE = new RedisScript(`
 local out = {}
 for i = 1, #KEYS, 3 do
   local meta, log, lease = KEYS[i], KEYS[i + 1], KEYS[i + 2]
-  local epoch = redis.call('HGET', meta, 'epoch')
+  local head = redis.call('HMGET', meta, 'epoch', 'offset', 'persisted')
+  local epoch = head[1]
   local reply = {}
   if epoch then
     local holder = redis.call('GET', lease)
@@ -30,8 +31,8 @@ for i = 1, #KEYS, 3 do
       reply = {'leased'}
     else
       redis.call('SET', lease, ARGV[1], 'PX', ARGV[2])
-      local offset = tonumber(redis.call('HGET', meta, 'offset'))
-      local persisted = tonumber(redis.call('HGET', meta, 'persisted') or '0')
+      local offset = tonumber(head[2])
+      local persisted = tonumber(head[3] or '0')
       reply = {epoch, offset, persisted}
       if persisted < offset then
         for _, entry in ipairs(redis.call('XRANGE', log, (persisted + 1) .. '-0', '+', 'COUNT', ARGV[3])) do
@@ -59,16 +60,17 @@ local out = {}
 for i = 1, #KEYS, 3 do
   local meta, log, lease = KEYS[i], KEYS[i + 1], KEYS[i + 2]
   local a = 4 + 2 * (i - 1) / 3
-  if redis.call('HGET', meta, 'epoch') ~= ARGV[a] then
+  local head = redis.call('HMGET', meta, 'epoch', 'offset', 'persisted')
+  if head[1] ~= ARGV[a] then
     out[#out + 1] = -1
   else
-    local persisted = tonumber(redis.call('HGET', meta, 'persisted') or '0')
+    local offset = tonumber(head[2])
+    local persisted = tonumber(head[3] or '0')
     local to = tonumber(ARGV[a + 1])
     if to > persisted then
       redis.call('HSET', meta, 'persisted', to)
       persisted = to
     end
-    local offset = tonumber(redis.call('HGET', meta, 'offset'))
     redis.call('XTRIM', log, 'MINID', math.max(1, math.min(offset - size + 1, persisted + 1)) .. '-0')
     if persisted >= offset then
       redis.call('EXPIRE', log, ttl)
