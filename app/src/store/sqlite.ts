@@ -30,8 +30,8 @@ export interface SqliteStoreStats {
 }
 
 /**
- * Messages committed together. Every write of a batch shares its promise: one allocation per batch,
- * not per message, on the hot path.
+ * Messages committed together. Every write of a batch shares its promise, and `writeThen`'s
+ * callbacks are called in one loop: one allocation per batch, not per message, on the hot path.
  */
 class Batch {
   readonly rows: unknown[] = [];
@@ -45,6 +45,8 @@ class Batch {
   deleted = 0;
   count = 0;
   started = 0;
+  /** `writeThen`'s callbacks, in the order of the writes. */
+  readonly callbacks: ((error?: Error) => void)[] = [];
   readonly done: Promise<void>;
   resolve!: () => void;
   reject!: (error: Error) => void;
@@ -166,11 +168,20 @@ export class SqliteMessageStore implements MessageStore {
 
   write(epoch: string, m: RoomMessage): Promise<void> {
     if (this.closed) return Promise.reject(new Error("the message store is closed"));
+    return this.queue(epoch, m).done;
+  }
+
+  writeThen(epoch: string, m: RoomMessage, done: (error?: Error) => void) {
+    if (this.closed) return done(new Error("the message store is closed"));
+    this.queue(epoch, m).callbacks.push(done);
+  }
+
+  private queue(epoch: string, m: RoomMessage): Batch {
     const batch = this.batchForWrite();
     batch.rows.push(m.room, epoch, m.offset, m.id, m.from, m.text, m.ts, m.clientMsgId);
     batch.count++;
     this.stats.queued++;
-    return batch.done;
+    return batch;
   }
 
   /** Stores a user's read position in the next batch (see SqliteReadPositionStore); resolves once committed. */
@@ -294,11 +305,13 @@ export class SqliteMessageStore implements MessageStore {
         this.stats.messages += batch.count;
         if (batch.count > 0) this.onCommit?.(batch.count, (performance.now() - batch.started) / 1000);
         batch.resolve();
+        for (const done of batch.callbacks) done();
       } else {
         const error = new Error(reply.error);
         this.stats.errors++;
         this.onError?.(error);
         batch.reject(error);
+        for (const done of batch.callbacks) done(error);
       }
     }
     this.flush();

@@ -103,6 +103,34 @@ test("writes made in one turn share one commit, and each resolves after it", asy
   await store.close();
 });
 
+test("writeThen calls back in write order once the commit is on disk, and with the error of a refused one", async () => {
+  const dir = dataDir();
+  const store = SqliteMessageStore.open(dir);
+  const order: number[] = [];
+  const all = new Promise<void>((resolve) => {
+    for (let i = 1; i <= 300; i++) {
+      store.writeThen("e", message("r", i), (error) => {
+        expect(error).toBeUndefined();
+        order.push(i);
+        if (i === 300) resolve();
+      });
+    }
+  });
+  expect(order).toEqual([]);
+  await all;
+  expect(order).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+  // Committed before the first callback: another connection reads every one of them.
+  const reader = new Database(join(dir, SQLITE_FILE), { readonly: true });
+  expect(reader.query("SELECT count(*) AS n FROM messages").get()).toEqual({ n: 300 });
+  reader.close();
+  store.db.run("CREATE TRIGGER refuse BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'refused by test'); END");
+  const refused = await new Promise<Error | undefined>((resolve) => store.writeThen("e", message("r", 301), resolve));
+  expect(refused?.message).toContain("refused by test");
+  await store.close();
+  const closed = await new Promise<Error | undefined>((resolve) => store.writeThen("e", message("r", 302), resolve));
+  expect(closed?.message).toContain("closed");
+});
+
 test("pages read back in both directions with hasMore", async () => {
   const store = SqliteMessageStore.open(dataDir());
   await Promise.all(Array.from({ length: 10 }, (_, i) => store.write("e", message("r", i + 1))));
