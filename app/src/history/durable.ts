@@ -1,4 +1,4 @@
-import type { RoomMessage } from "../protocol/server-frames";
+import { frames, type RoomMessage } from "../protocol/server-frames";
 import { StoreUnavailable } from "../redis/unavailable";
 import type { MessageStore } from "../store/store";
 import type { AppendResult, HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
@@ -74,6 +74,9 @@ export class DurableHistoryStore implements HistoryStore {
   private commit(draft: MessageDraft, result: AppendResult & { status: "stored" }): Promise<AppendResult> {
     const { epoch, message } = result;
     const units = draft.text.length + 200;
+    // The room's frame, built once: the database's batch is made of it, and the fan-out sends it.
+    const frame = frames.message(message);
+    result.frame = frame;
     return new Promise((resolve, reject) => {
       const committed = (error?: Error) => {
         if (error) {
@@ -84,7 +87,7 @@ export class DurableHistoryStore implements HistoryStore {
         }
         this.release.admit(units, () => resolve(result));
       };
-      if (this.store.writeThen) this.store.writeThen(epoch, message, committed);
+      if (this.store.writeThen) this.store.writeThen(epoch, message, frame, committed);
       else this.store.write(epoch, message).then(() => committed(), committed);
     });
   }
