@@ -1,4 +1,4 @@
-import type { RoomMessage } from "../protocol/server-frames";
+import { frames, type RoomMessage } from "../protocol/server-frames";
 import { StoreUnavailable } from "../redis/unavailable";
 import type { MessageStore } from "../store/store";
 import type { AppendResult, HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
@@ -53,32 +53,57 @@ export class DurableHistoryStore implements HistoryStore {
     this.release = new TurnPacer(options.releaseBytesPerTurn ?? DEFAULT_RELEASE_BYTES_PER_TURN);
   }
 
-  async append(draft: MessageDraft): Promise<AppendResult> {
-    const result = await this.hot.append(draft);
-    if (result.status === "stored") {
+  append(draft: MessageDraft): Promise<AppendResult> {
+    // The hot store's synchronous step when it has one: no promise or turn of the microtask queue.
+    if (this.hot.appendNow) return this.afterHot(draft, this.hot.appendNow(draft));
+    return this.hot.append(draft).then((result) => this.afterHot(draft, result));
+  }
+
+  private afterHot(draft: MessageDraft, result: AppendResult): Promise<AppendResult> {
+    if (result.status === "stored") return this.commit(draft, result);
+    if (result.status === "duplicate") return this.answerDuplicate(draft, result);
+    return Promise.resolve(result);
+  }
+
+  /**
+   * Resolves once the database committed the message and the pacer released it. One promise per
+   * message, settled from the loop that settles its whole commit (SqliteMessageStore.writeThen):
+   * awaiting the batch's shared promise instead cost a reaction, and the async function a promise
+   * and a resumption, per message.
+   */
+  private commit(draft: MessageDraft, result: AppendResult & { status: "stored" }): Promise<AppendResult> {
+    const { epoch, message } = result;
+    const units = draft.text.length + 200;
+    // The room's frame, built once: the database's batch is made of it, and the fan-out sends it.
+    const frame = frames.message(message);
+    result.frame = frame;
+    return new Promise((resolve, reject) => {
+      const committed = (error?: Error) => {
+        if (error) {
+          this.keepRefused(draft, epoch, message);
+          // Not acknowledged: the client resends with the same clientMsgId, which retries this write.
+          reject(new StoreUnavailable("message"));
+          return;
+        }
+        this.release.admit(units, () => resolve(result));
+      };
+      if (this.store.writeThen) this.store.writeThen(epoch, message, frame, committed);
+      else this.store.write(epoch, message).then(() => committed(), committed);
+    });
+  }
+
+  /** The first send's commit may still be under way: answer once it is done, or retry it if refused. */
+  private async answerDuplicate(draft: MessageDraft, result: AppendResult): Promise<AppendResult> {
+    await this.store.settled();
+    const key = refusedKey(draft);
+    const write = this.refused.get(key);
+    if (write) {
       try {
-        await this.store.write(result.epoch, result.message);
+        await this.store.write(write.epoch, write.message);
       } catch {
-        this.keepRefused(draft, result.epoch, result.message);
-        // Not acknowledged: the client resends with the same clientMsgId, which retries this write.
         throw new StoreUnavailable("message");
       }
-      // Within the turn's budget there is nothing to wait for (and no await, which costs a turn of the microtask queue).
-      const later = this.release.admit(draft.text.length + 200);
-      if (later) await later;
-    } else if (result.status === "duplicate") {
-      // The first send's commit may still be under way: answer once it is done, or retry it if refused.
-      await this.store.settled();
-      const key = refusedKey(draft);
-      const write = this.refused.get(key);
-      if (write) {
-        try {
-          await this.store.write(write.epoch, write.message);
-        } catch {
-          throw new StoreUnavailable("message");
-        }
-        this.refused.delete(key);
-      }
+      this.refused.delete(key);
     }
     return result;
   }

@@ -14,9 +14,10 @@ export type AppendResult =
   /**
    * Stored under the room's next offset. `published` is true when the store has also sent it to
    * every instance, this one included, through the backplane (in offset order, since both happen in
-   * one step); otherwise the caller delivers it.
+   * one step); otherwise the caller delivers it. `frame`, when the store built it, is the message's
+   * `message` frame (frames.message), for the caller to send as it is.
    */
-  | { status: "stored"; message: RoomMessage; epoch: string; published: boolean }
+  | { status: "stored"; message: RoomMessage; epoch: string; published: boolean; frame?: string }
   /** The same sender stored the same clientMsgId within the dedup window: nothing was stored. */
   | { status: "duplicate"; receipt: AppendReceipt }
   /** Another server of an older release is still storing this clientMsgId; the client retries. */

@@ -1,22 +1,24 @@
 import { Counter, Gauge, Histogram, type Registry } from "prom-client";
+import { FastHistogram } from "../observability/fast-histogram";
 import type { PostgresMessageStore } from "./postgres";
 import type { SqliteMessageStore } from "./sqlite";
 import type { RedisPersister } from "./write-behind";
 
 /** Exports the message database's commits, errors, queue and retention on a metrics registry. */
 export function observeSqliteStore(store: SqliteMessageStore, registry: Registry) {
-  const batch = new Histogram({
-    name: "store_write_batch_messages",
-    help: "Messages committed per database transaction",
-    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 4096],
-    registers: [registry],
-  });
-  const seconds = new Histogram({
-    name: "store_write_seconds",
-    help: "Duration of a database commit of messages, fsync included",
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
-    registers: [registry],
-  });
+  // Observed on the event loop after every commit, hundreds a second under load: the lean histogram.
+  const batch = new FastHistogram(
+    "store_write_batch_messages",
+    "Messages committed per database transaction",
+    [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 4096],
+    registry,
+  );
+  const seconds = new FastHistogram(
+    "store_write_seconds",
+    "Duration of a database commit of messages, fsync included",
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+    registry,
+  );
   store.onCommit = (messages, s) => {
     batch.observe(messages);
     seconds.observe(s);

@@ -4,6 +4,7 @@
 declare const self: Worker;
 
 import { Database, type Statement } from "bun:sqlite";
+import type { RoomMessage } from "../protocol/server-frames";
 import {
   FIELDS_PER_DIRECT,
   FIELDS_PER_MESSAGE,
@@ -100,11 +101,12 @@ function write(
   return db!
     .transaction(() => {
       for (let i = 0; i < rows.length; i += FIELDS_PER_MESSAGE) {
-        const room = rows[i] as string;
-        const epoch = rows[i + 1] as string;
-        const offset = rows[i + 2] as number;
+        const epoch = rows[i] as string;
+        const m = rows[i + 1] as RoomMessage;
+        const room = m.room;
+        const offset = m.offset;
         // Values bound one by one: no array per row.
-        insertMessage.run(room, epoch, offset, rows[i + 3], rows[i + 4], rows[i + 5], rows[i + 6], rows[i + 7]);
+        insertMessage.run(room, epoch, offset, m.id, m.from, m.text, m.ts, m.clientMsgId);
         const known = heads.get(room);
         if (!known || known[0] !== epoch || known[1] < offset) heads.set(room, [epoch, offset]);
       }

@@ -20,6 +20,14 @@ export interface MessageStore {
   head(room: string): RoomHead | undefined;
   /** Stores messages of one epoch; resolves once committed. Written again, a message is ignored. */
   write(epoch: string, message: RoomMessage): Promise<void>;
+  /**
+   * The same as `write`, without a promise: `done` is called once the message is committed (with
+   * no argument) or refused (with the error), in the order of the writes. A store that commits
+   * many writes together calls all of theirs in one loop. `done` must not throw. `frame` is the
+   * message's `message` frame (frames.message), built for the fan-out anyway: the store may keep
+   * it instead of encoding the message again.
+   */
+  writeThen?(epoch: string, message: RoomMessage, frame: string, done: (error?: Error) => void): void;
   /** Resolves once every write made before the call is committed or refused. */
   settled(): Promise<void>;
   /** Messages of the epoch with `after < offset < before`, oldest first, at most `limit`. */

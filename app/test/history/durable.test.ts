@@ -109,6 +109,11 @@ test("a refused commit is not acknowledged; the resend stores the message once a
     { offset: 1, text: `${room}-1` },
     { offset: 2, text: "kept" },
   ]);
-  const errors = sample(await scrape(srv.httpUrl), "store_write_errors_total");
-  expect(errors).toBeGreaterThanOrEqual(2);
+  const metrics = await scrape(srv.httpUrl);
+  expect(sample(metrics, "store_write_errors_total")).toBeGreaterThanOrEqual(2);
+  // The commits that went through are in the commit histograms, the refused ones are not.
+  const commits = sample(metrics, "store_write_seconds_count");
+  expect(commits).toBeGreaterThanOrEqual(2);
+  expect(sample(metrics, "store_write_batch_messages_bucket", { le: "+Inf" })).toBe(commits);
+  expect(sample(metrics, "store_write_batch_messages_sum")).toBeGreaterThanOrEqual(2);
 });

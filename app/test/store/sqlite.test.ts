@@ -6,7 +6,7 @@ import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { RoomMessage } from "../../src/protocol/server-frames";
+import { frames, type RoomMessage } from "../../src/protocol/server-frames";
 import { migrate, SQLITE_MIGRATIONS } from "../../src/store/migrations";
 import { SQLITE_FILE, SqliteMessageStore } from "../../src/store/sqlite";
 import { waitFor } from "../helpers/wait";
@@ -101,6 +101,56 @@ test("writes made in one turn share one commit, and each resolves after it", asy
   await Promise.all(writes);
   expect(store.stats).toMatchObject({ batches: 1, messages: 200, queued: 0 });
   await store.close();
+});
+
+/** Text that JSON escapes, and that ends a JSON array if it is not escaped. */
+const TRICKY = 'a "quote", a \\ backslash,\na newline, 🙂 and "],["e",{}]';
+
+test("writeThen calls back in write order once the commit is on disk, and with the error of a refused one", async () => {
+  const dir = dataDir();
+  const store = SqliteMessageStore.open(dir);
+  const order: number[] = [];
+  const all = new Promise<void>((resolve) => {
+    for (let i = 1; i <= 300; i++) {
+      const m = i === 7 ? { ...message("r", 7), text: TRICKY } : message("r", i);
+      store.writeThen("e", m, frames.message(m), (error) => {
+        expect(error).toBeUndefined();
+        order.push(i);
+        if (i === 300) resolve();
+      });
+    }
+  });
+  expect(order).toEqual([]);
+  await all;
+  expect(order).toEqual(Array.from({ length: 300 }, (_, i) => i + 1));
+  // Committed before the first callback: another connection reads every one of them.
+  const reader = new Database(join(dir, SQLITE_FILE), { readonly: true });
+  expect(reader.query("SELECT count(*) AS n FROM messages").get()).toEqual({ n: 300 });
+  expect(
+    reader
+      .query(`SELECT room, epoch, "offset", id, sender, text, ts, client_msg_id FROM messages WHERE "offset" = 7`)
+      .get(),
+  ).toEqual({
+    room: "r",
+    epoch: "e",
+    offset: 7,
+    id: "id-r-7",
+    sender: "alice",
+    text: TRICKY,
+    ts: 1_007,
+    client_msg_id: "c-7",
+  });
+  reader.close();
+  store.db.run("CREATE TRIGGER refuse BEFORE INSERT ON messages BEGIN SELECT RAISE(ABORT, 'refused by test'); END");
+  const refused = await new Promise<Error | undefined>((resolve) =>
+    store.writeThen("e", message("r", 301), frames.message(message("r", 301)), resolve),
+  );
+  expect(refused?.message).toContain("refused by test");
+  await store.close();
+  const closed = await new Promise<Error | undefined>((resolve) =>
+    store.writeThen("e", message("r", 302), frames.message(message("r", 302)), resolve),
+  );
+  expect(closed?.message).toContain("closed");
 });
 
 test("pages read back in both directions with hasMore", async () => {

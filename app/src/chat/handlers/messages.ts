@@ -40,7 +40,7 @@ function stored(chat: ChatContext, connection: Connection, frame: FrameOf<"messa
   // Published by the store (Redis): it comes back through the backplane to this instance too,
   // in offset order with everyone else's. Only while the backplane is down, deliver here.
   if (!published || backplane.status(roomTopic(room)) !== "up") {
-    const payload = frames.message(message);
+    const payload = result.frame ?? frames.message(message);
     chat.sequencer.offer(room, epoch, message.offset, payload);
     if (!published) backplane.publish({ topic: roomTopic(room), frame: payload, epoch, offset: message.offset });
   }
