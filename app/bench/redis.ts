@@ -457,33 +457,45 @@ interface LatencyRun {
   centrifugo?: HopLatencyResult;
 }
 
+/** The hop latency load (bench/load/hop-latency.ts) against `servers` on the run's Redis. */
+function runHopLatency(
+  name: string,
+  progress: string,
+  path: Pick<HopLatencyOptions, "pathPrefix" | "pathSuffix" | "protocol">,
+  servers: { name: string; port: number; child: Child }[],
+  redis: RedisServer,
+  options: Options,
+): Promise<HopLatencyResult> {
+  const load: HopLatencyOptions = {
+    ports: servers.map((s) => s.port),
+    ...path,
+    clients: options.latencyClients,
+    senders: options.senders,
+    rate: options.rate,
+    warmupMs: options.latencyWarmupMs,
+    durationMs: options.latencyDurationMs,
+    drainMs: 5000,
+    processes: [
+      ...servers.map((s) => ({ name: s.name, pid: s.child.proc.pid })),
+      { name: "redis", pid: redis.child.proc.pid },
+    ],
+    room: "hop",
+  };
+  const timeout = options.latencyWarmupMs + options.latencyDurationMs + 30_000;
+  return runLoad<HopLatencyResult>(name, "hop-latency.ts", load, timeout, progress);
+}
+
 /** The hop latency load against two nodes of Centrifugo on the run's Redis. */
 async function measureCentrifugoLatency(binary: string, redis: RedisServer, options: Options) {
   const nodes: CentrifugoNode[] = await startCentrifugo(binary, 2, redis);
   try {
-    const load: HopLatencyOptions = {
-      ports: nodes.map((n) => n.port),
-      pathPrefix: "/connection/websocket?bench=",
-      protocol: "centrifugo",
-      clients: options.latencyClients,
-      senders: options.senders,
-      rate: options.rate,
-      warmupMs: options.latencyWarmupMs,
-      durationMs: options.latencyDurationMs,
-      drainMs: 5000,
-      processes: [
-        ...nodes.map((n) => ({ name: n.name, pid: n.child.proc.pid })),
-        { name: "redis", pid: redis.child.proc.pid },
-      ],
-      room: "hop",
-    };
-    const timeout = options.latencyWarmupMs + options.latencyDurationMs + 30_000;
-    const result = await runLoad<HopLatencyResult>(
+    const result = await runHopLatency(
       "centrifugo hop latency load",
-      "hop-latency.ts",
-      load,
-      timeout,
       "measuring Centrifugo hop latency",
+      { pathPrefix: "/connection/websocket?bench=", protocol: "centrifugo" },
+      nodes,
+      redis,
+      options,
     );
     ensureAlive(nodes, "the Centrifugo latency run");
     return result;
@@ -514,29 +526,13 @@ async function measureLatency(
   );
   const servers = await startChat(2, redis);
   try {
-    const load: HopLatencyOptions = {
-      ports: servers.map((s) => s.port),
-      pathPrefix: "/ws/chat/hopbench",
-      pathSuffix: "?batch=1",
-      clients: options.latencyClients,
-      senders: options.senders,
-      rate: options.rate,
-      warmupMs: options.latencyWarmupMs,
-      durationMs: options.latencyDurationMs,
-      drainMs: 5000,
-      processes: [
-        ...servers.map((s) => ({ name: s.name, pid: s.child.proc.pid })),
-        { name: "redis", pid: redis.child.proc.pid },
-      ],
-      room: "hop",
-    };
-    const timeout = options.latencyWarmupMs + options.latencyDurationMs + 30_000;
-    const result = await runLoad<HopLatencyResult>(
+    const result = await runHopLatency(
       "hop latency load",
-      "hop-latency.ts",
-      load,
-      timeout,
       "measuring hop latency",
+      { pathPrefix: "/ws/chat/hopbench", pathSuffix: "?batch=1" },
+      servers,
+      redis,
+      options,
     );
     ensureAlive(servers, "the latency run");
     const counters = await Promise.all(servers.map(backplaneCounters));
