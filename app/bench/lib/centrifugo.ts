@@ -36,7 +36,11 @@ let runs = 0;
  * the last 1,000 publications for 10 minutes, and every subscription is recoverable and positioned
  * (force_recovery, force_positioning), the guarantees this server gives every room member.
  */
-export async function startCentrifugo(binary: string, count: number, redis: RedisServer): Promise<CentrifugoNode[]> {
+export async function startCentrifugo(
+  binary: string,
+  count: number,
+  redis: RedisServer | undefined,
+): Promise<CentrifugoNode[]> {
   mkdirSync(CONFIG_DIR, { recursive: true });
   const prefix = `centrifugo-bench${++runs}-${process.pid}`;
   const nodes: CentrifugoNode[] = [];
@@ -48,7 +52,8 @@ export async function startCentrifugo(binary: string, count: number, redis: Redi
       log: { level: "error" },
       health: { enabled: true },
       client: { insecure: true, allowed_origins: ["*"] },
-      engine: { type: "redis", redis: { address: [redis.url], prefix } },
+      // Without Redis, one node on its memory engine (a baseline for one process, no hop).
+      engine: redis ? { type: "redis", redis: { address: [redis.url], prefix } } : { type: "memory" },
       channel: {
         without_namespace: {
           history_size: 1000,

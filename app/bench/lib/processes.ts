@@ -39,7 +39,13 @@ export class BenchError extends Error {}
 export function spawnChild(
   name: string,
   cmd: string[],
-  options: { env?: Record<string, string>; cwd: string; minOpenFiles?: number },
+  options: {
+    env?: Record<string, string>;
+    cwd: string;
+    minOpenFiles?: number;
+    /** Called with every line the child writes to stderr (a log the benchmark reads, such as the GC's). */
+    onStderrLine?: (line: string) => void;
+  },
 ): Child {
   const proc = Bun.spawn(cmd, {
     cwd: options.cwd,
@@ -69,6 +75,7 @@ export function spawnChild(
         const line = buffered.slice(0, newline);
         buffered = buffered.slice(newline + 1);
         remember(line);
+        if (!isStdout) options.onStderrLine?.(line);
         if (isStdout) {
           lines.push(line);
           wake?.();
