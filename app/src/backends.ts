@@ -4,9 +4,6 @@ import { MemoryBackplane, type MemoryHub } from "./backplane/memory";
 import { RedisBackplane } from "./backplane/redis";
 import { RedisEnvelopeVersions } from "./backplane/versions";
 import type { Config } from "./config";
-import type { DedupStore } from "./dedup/dedup";
-import { MemoryDedupStore } from "./dedup/memory";
-import { RedisDedupStore } from "./dedup/redis";
 import { ArchivedHistoryStore } from "./history/archived";
 import { DEFAULT_RELEASE_BYTES_PER_TURN, DurableHistoryStore } from "./history/durable";
 import type { HistoryStore } from "./history/history";
@@ -51,7 +48,6 @@ export interface Backends {
   inbox: InboxStore;
   presence: PresenceStore;
   sessions: SessionStore;
-  dedup: DedupStore;
   /** Whether a Redis URL is configured (health then reports its state). */
   usesRedis: boolean;
   /** Where room messages are kept beyond the hot history: `sqlite`, `postgres`, or `memory` (nowhere else). */
@@ -91,17 +87,16 @@ function memoryStores(config: StoreConfig) {
       dedupWindowSeconds: config.dedupWindowSeconds,
     }),
     inbox: new MemoryInboxStore({ size: config.inboxSize, ttlSeconds: config.inboxTtlSeconds }),
-    ...fallbackStores(config),
+    ...fallbackStores(),
   };
 }
 
 /** The in-memory twins the Redis stores fall back to (history has none). */
-function fallbackStores(config: StoreConfig) {
+function fallbackStores() {
   return {
     reads: new MemoryReadPositionStore(),
     presence: new MemoryPresenceStore(),
     sessions: new MemorySessionStore(),
-    dedup: new MemoryDedupStore(config.dedupWindowSeconds),
   };
 }
 
@@ -168,7 +163,7 @@ export function sqliteBackends(
   for (const message of store.storedSince(Date.now() - config.dedupWindowSeconds * 1000)) hot.rememberStored(message);
   const backplane = new MemoryBackplane(config.instanceId);
   const stores = {
-    ...fallbackStores(config),
+    ...fallbackStores(),
     history: new DurableHistoryStore(hot, store, {
       releaseBytesPerTurn: releaseBytesPerTurn(config.backpressureLimitBytes),
     }),
@@ -206,10 +201,10 @@ export async function openPostgres(
 /**
  * Redis for everything shared. History has no in-memory twin: while Redis is down or hung, its calls
  * are refused with `unavailable`, so a message is acknowledged only once it is in the shared history
- * (and published from there to every instance); so are inbox calls (direct messages). Presence,
- * sessions and dedup hold
- * nothing a client was promised to keep, so they fall back to memory and this instance keeps serving
- * joins' presence, resumes and direct messages of its own clients.
+ * (and published from there to every instance); so are inbox calls (direct messages), each deduplicated
+ * in the step that stores it. Presence, sessions and read positions hold nothing a client was
+ * promised to keep, so they fall back to memory and this instance keeps serving joins' presence,
+ * resumes and read positions of its own clients.
  */
 export function redisBackends(
   config: StoreConfig,
@@ -219,7 +214,7 @@ export function redisBackends(
   const { metrics, logger, database } = deps;
   const keys = redisKeys(config.redisKeyPrefix, clients.layout);
   const { commands, publisher, subscriber } = clients;
-  const local = fallbackStores(config);
+  const local = fallbackStores();
   const isUp = (key?: string) => clients.status(key) === "up";
   const guard = { isUp, ...deps };
   // A room's messages and joins, and a user's direct messages, need only their own shard of a
@@ -343,12 +338,6 @@ export function redisBackends(
     ),
     sessions: withFallback<SessionStore>("sessions", new RedisSessionStore(commands, keys), local.sessions, guard),
     reads: withFallback<ReadPositionStore>("reads", readCopy ?? redisReads, local.reads, guard),
-    dedup: withFallback<DedupStore>(
-      "dedup",
-      new RedisDedupStore(commands, keys, config.dedupWindowSeconds),
-      local.dedup,
-      guard,
-    ),
   };
   return {
     backplane,

@@ -1,6 +1,6 @@
 import { randomUUIDv7 } from "bun";
 import { Counter, Gauge, type Registry } from "prom-client";
-import { MemoryDedupStore, pairKey } from "../dedup/memory";
+import { DedupWindow, pairKey } from "../dedup/window";
 import type { RoomMessage } from "../protocol/server-frames";
 import type { AppendReceipt, AppendResult, HistoryStore, MessageDraft, Replay, RoomHead } from "./history";
 
@@ -55,7 +55,7 @@ export class MemoryHistoryStore implements HistoryStore {
   private readonly now: () => number;
   private readonly maxBytes: number;
   /** Receipts of stored messages by (from, clientMsgId). */
-  private readonly receipts: MemoryDedupStore;
+  private readonly receipts: DedupWindow<AppendReceipt>;
   private emptyEpoch = randomUUIDv7();
   /** Every stored message, oldest first; entries already trimmed or expired are skipped when reached. */
   private arrivals: Stored[] = [];
@@ -70,7 +70,7 @@ export class MemoryHistoryStore implements HistoryStore {
   constructor(private readonly options: MemoryHistoryOptions) {
     this.now = options.now ?? Date.now;
     this.maxBytes = options.maxBytes ?? DEFAULT_HISTORY_MAX_BYTES;
-    this.receipts = new MemoryDedupStore(options.dedupWindowSeconds, this.now);
+    this.receipts = new DedupWindow(options.dedupWindowSeconds, this.now);
   }
 
   /** Rooms holding state (a message or an offset); an empty or abandoned room holds none. */
@@ -148,7 +148,7 @@ export class MemoryHistoryStore implements HistoryStore {
     // Looked up, stored and recorded in one synchronous step: no other append can come in between.
     const key = pairKey(draft.from, draft.clientMsgId);
     const seen = this.receipts.lookupKey(key);
-    if (seen) return { status: "duplicate", receipt: seen.answer as AppendReceipt };
+    if (seen) return { status: "duplicate", receipt: seen.answer };
     let log = this.find(draft.room);
     const now = this.now();
     if (!log) {
@@ -260,7 +260,7 @@ export class MemoryHistoryStore implements HistoryStore {
     this.arrivalsHead = 0;
     this.bytes = 0;
     this.liveMessages = 0;
-    await this.receipts.close();
+    this.receipts.clear();
   }
 }
 

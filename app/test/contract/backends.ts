@@ -9,8 +9,6 @@ import Redis from "ioredis";
 import { MemoryBackplane, MemoryHub } from "../../src/backplane/memory";
 import { RedisBackplane } from "../../src/backplane/redis";
 import type { EnvelopeVersions } from "../../src/backplane/versions";
-import { MemoryDedupStore } from "../../src/dedup/memory";
-import { RedisDedupStore } from "../../src/dedup/redis";
 import { DurableHistoryStore } from "../../src/history/durable";
 import { MemoryHistoryStore } from "../../src/history/memory";
 import { RedisHistoryStore } from "../../src/history/redis";
@@ -84,7 +82,6 @@ export interface Factory {
     historySize: number;
     ttlSeconds: number;
   }): [import("../../src/history/history").HistoryStore, import("../../src/history/history").HistoryStore];
-  dedup(windowSeconds: number): import("../../src/dedup/dedup").DedupStore;
   sessions(): import("../../src/sessions/sessions").SessionStore;
   /** Two stores seen from two instances of one deployment. */
   presencePair(
@@ -103,7 +100,6 @@ export const memory: Factory = {
     const shared = new MemoryHistoryStore({ dedupWindowSeconds: 300, ...o });
     return [shared, shared];
   },
-  dedup: (w) => new MemoryDedupStore(w),
   sessions: () => new MemorySessionStore(),
   presencePair: () => {
     const shared = new MemoryPresenceStore();
@@ -126,7 +122,6 @@ export const redisFactory: Factory = {
     const make = () => new RedisHistoryStore(connection(), keys, { dedupWindowSeconds: 300, ...o });
     return [make(), make()];
   },
-  dedup: (w) => new RedisDedupStore(connection(), redisKeys(redis!.prefix()), w),
   sessions: () => new RedisSessionStore(connection(), redisKeys(redis!.prefix())),
   presencePair: (ttl) => {
     const keys = redisKeys(redis!.prefix());
@@ -163,7 +158,6 @@ export const clusterFactory: Factory = {
     const make = () => new RedisHistoryStore(clusterCommands, keys, { dedupWindowSeconds: 300, ...o });
     return [make(), make()];
   },
-  dedup: (w) => new RedisDedupStore(clusterCommands, redisKeys(cluster!.prefix(), "cluster"), w),
   sessions: () => new RedisSessionStore(clusterCommands, redisKeys(cluster!.prefix(), "cluster")),
   presencePair: (ttl) => {
     const keys = redisKeys(cluster!.prefix(), "cluster");

@@ -248,39 +248,6 @@ describe.each(redisLayouts)("Redis history (%s)", (layout) => {
   });
 });
 
-describe.each(factories)("dedup contract ($name)", (f) => {
-  test("the first claim wins; repeats get the recorded answer; a released claim can be taken again", async () => {
-    const d = f.dedup(60);
-    expect(await d.claim("u", "m1")).toEqual({ claimed: true });
-    await d.remember("u", "m1", { id: "x", offset: 4 });
-    expect(await d.claim("u", "m1")).toEqual({ claimed: false, answer: { id: "x", offset: 4 } });
-    expect(await d.claim("other-user", "m1")).toEqual({ claimed: true });
-    expect(await d.claim("u", "m2")).toEqual({ claimed: true });
-    await d.release("u", "m2");
-    expect(await d.claim("u", "m2")).toEqual({ claimed: true });
-  });
-
-  test("of concurrent claims exactly one wins and the others get its answer", async () => {
-    const d = f.dedup(60);
-    const claims = await Promise.all(
-      Array.from({ length: 5 }, async () => {
-        const c = await d.claim("u", "race");
-        if (c.claimed) await d.remember("u", "race", { id: "winner" });
-        return c;
-      }),
-    );
-    expect(claims.filter((c) => c.claimed)).toHaveLength(1);
-  });
-
-  test("a claim is forgotten after the window", async () => {
-    const d = f.dedup(1);
-    await d.claim("u", "short");
-    await d.remember("u", "short", { id: "a" });
-    await Bun.sleep(1100);
-    expect(await d.claim("u", "short")).toEqual({ claimed: true });
-  });
-});
-
 describe.each(factories)("session contract ($name)", (f) => {
   test("a saved session is taken once, and expires", async () => {
     const s = f.sessions();
