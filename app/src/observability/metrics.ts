@@ -134,7 +134,7 @@ export function createMetrics(
   });
   const backplaneErrors = new Counter({
     name: "backplane_errors_total",
-    help: "Redis failures, by operation (connection, publish, history, presence, sessions, dedup)",
+    help: "Redis failures, by operation (connection, publish, subscribe, decode) or store (history, inbox, presence, sessions, reads)",
     labelNames: ["op"] as const,
     registers: [registry],
   });
