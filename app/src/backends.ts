@@ -100,10 +100,14 @@ function fallbackStores() {
   };
 }
 
-/** Everything in this process. A shared hub lets several instances in one process talk (tests). */
-export function memoryBackends(config: StoreConfig, hub?: MemoryHub): Backends {
+/**
+ * Everything in this process. A shared hub lets several instances in one process talk (tests). The
+ * in-memory history reports what it holds on `metrics` (a Redis history is measured by Redis itself).
+ */
+export function memoryBackends(config: StoreConfig, deps: { metrics: Metrics }, hub?: MemoryHub): Backends {
   const backplane = new MemoryBackplane(config.instanceId, hub);
   const stores = memoryStores(config);
+  stores.history.observe(deps.metrics.registry);
   const close = async () =>
     void (await Promise.allSettled([backplane, ...Object.values(stores)].map((b) => b.close())));
   return { backplane, ...stores, usesRedis: false, store: "memory", close };

@@ -55,7 +55,7 @@ try {
             })
           : config.store === "sqlite"
             ? sqliteBackends(config, { logger, metrics })
-            : memoryBackends(config),
+            : memoryBackends(config, { metrics }),
   });
 } catch (error) {
   if (error instanceof StoreOpenError) {

@@ -1,6 +1,5 @@
 import type { Identity } from "../auth/auth";
 import type { Connection, Socket } from "../connections/connection";
-import { MemoryHistoryStore } from "../history/memory";
 import { TokenBucket } from "../limits/token-bucket";
 import { type ClientFrame, parseClientFrame, validateClientFrame } from "../protocol/client-frames";
 import { CloseCode, ErrorCode } from "../protocol/codes";
@@ -53,8 +52,6 @@ export class ChatService implements ChatContext {
       this.publish(roomTopic(room), frames.presenceDiff(room, [], userIds), "presence_diff"),
     );
     void deps.backplane.subscribe(BROADCAST_TOPIC).catch(() => {});
-    // The in-memory history reports what it holds (the Redis one is measured by Redis itself).
-    if (deps.history instanceof MemoryHistoryStore) deps.history.observe(deps.metrics.registry);
   }
 
   /** Called when this instance no longer carries a topic: a room's order is re-learnt on rejoin. */

@@ -57,7 +57,7 @@ export async function startTestServer(
   const server = await startServer({
     config,
     logger,
-    backends: (metrics) => (backends ? backends(config, metrics) : memoryBackends(config)),
+    backends: (metrics) => (backends ? backends(config, metrics) : memoryBackends(config, { metrics })),
     publicDir: PUBLIC_DIR,
   });
   const port = server.port!;

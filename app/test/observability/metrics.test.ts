@@ -1,5 +1,5 @@
 // The counters move as the traffic a client produces: connections, frames by direction and type,
-// error frames by code, disconnects by close code, latency of messages.
+// error frames by code, disconnects by close code, latency of messages, what the history holds.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { sample, scrape } from "../helpers/metrics";
 import { connId, startTestServer, type TestServer } from "../helpers/server";
@@ -46,6 +46,11 @@ test("every counter follows what the clients did", async () => {
   expect(delta("websocket_errors_total", { code: "unknown_type" })).toBe(1);
   expect(delta("websocket_errors_total", { code: "not_in_room" })).toBe(1);
   expect(delta("websocket_message_latency_seconds_count", {})).toBe(3);
+  // The in-memory history reports what it holds: one room, its three messages, nothing evicted.
+  expect(sample(m1, "history_memory_bytes")).toBe(0);
+  expect(sample(m2, "history_memory_bytes")).toBeGreaterThan(0);
+  expect(sample(m2, "history_memory_rooms")).toBe(1);
+  expect(m2).toContain("history_memory_evicted_total 0");
 
   await bob.close(1000);
   alice.ws.close(4400);

@@ -245,8 +245,8 @@ describe("a backend failure", () => {
   let failing: TestServer;
   beforeAll(async () => {
     // A double of the history store whose writes fail, as a lost Redis connection would make them.
-    failing = await startTestServer({}, (config) => {
-      const backends = memoryBackends(config);
+    failing = await startTestServer({}, (config, metrics) => {
+      const backends = memoryBackends(config, { metrics });
       backends.history.append = () => Promise.reject(new Error("history store unreachable"));
       // A store reached over the network has no synchronous append.
       backends.history.appendNow = undefined;

@@ -14,16 +14,11 @@ let srv: TestServer;
 let bounded: TestServer;
 beforeAll(async () => {
   srv = await startTestServer({ HISTORY_TTL: "1" });
-  // A small byte budget so that a few large messages exceed it.
-  bounded = await startTestServer({ MAX_TEXT_LENGTH: "10000" }, (config) => ({
-    ...memoryBackends(config),
-    history: new MemoryHistoryStore({
-      historySize: config.historySize,
-      ttlSeconds: config.historyTtlSeconds,
-      dedupWindowSeconds: config.dedupWindowSeconds,
-      maxBytes: BUDGET,
-    }),
-  }));
+  // A small byte budget so that a few large messages exceed it (below HISTORY_MAX_BYTES' smallest
+  // value, so given to the backends rather than through the environment).
+  bounded = await startTestServer({ MAX_TEXT_LENGTH: "10000" }, (config, metrics) =>
+    memoryBackends({ ...config, historyMaxBytes: BUDGET }, { metrics }),
+  );
 });
 afterAll(async () => {
   await Promise.all([srv.stop(), bounded.stop()]);
