@@ -110,11 +110,32 @@ async function startCluster(dir: string): Promise<RedisNode[]> {
   }
 }
 
+/** One command's INFO commandstats counters on one Redis process. */
+interface CommandStat {
+  calls: number;
+  usec: number;
+}
+
+/** INFO commandstats of a Redis process, by command (commands run by scripts are counted too). */
+function commandStats(port: number): Map<string, CommandStat> {
+  const out = Bun.spawnSync(["redis-cli", "-p", String(port), "info", "commandstats"]).stdout.toString();
+  const stats = new Map<string, CommandStat>();
+  for (const match of out.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm))
+    stats.set(match[1]!, { calls: Number(match[2]), usec: Number(match[3]) });
+  return stats;
+}
+
+function resetStats(port: number) {
+  Bun.spawnSync(["redis-cli", "-p", String(port), "config", "resetstat"]);
+}
+
 interface Run {
   label: string;
   result: RoomsResult;
   instances: string[];
   redis: string[];
+  /** Per Redis process, its commandstats over the measured interval. */
+  commands: Map<string, CommandStat>[];
 }
 
 async function measure(
@@ -156,19 +177,25 @@ async function measure(
       [process.execPath, join(import.meta.dir, "load", "rooms.ts"), JSON.stringify(load)],
       { cwd: APP_DIR },
     );
-    const line = await generator
-      .nextLine(options.warmupMs + options.durationMs + 60_000, "measuring")
-      .catch((error: Error) => {
+    const next = (what: string) =>
+      generator.nextLine(options.warmupMs + options.durationMs + 60_000, what).catch((error: Error) => {
         throw new BenchError(
           `${error.message}\n${servers.map((s) => `${s.name}:\n${indent(s.child.tail())}`).join("\n")}`,
         );
       });
+    // The commands each Redis runs are counted over the measured interval only (`measuring` to `measured`).
+    await next("warming up");
+    for (const node of redis) resetStats(node.port);
+    await next("measuring");
+    const commands = redis.map((node) => commandStats(node.port));
+    const line = await next("draining");
     await generator.proc.exited;
     return {
       label,
       result: JSON.parse(line) as RoomsResult,
       instances: servers.map((s) => s.name),
       redis: redis.map((r) => r.name),
+      commands,
     };
   } finally {
     await Promise.all(servers.map((s) => stopChild(s.child)));
@@ -251,5 +278,30 @@ export async function runShards(options: ShardsOptions) {
     `busiest master's Redis CPU per message / one Redis's: ${fmt(shard, 2)} (goal <= ${GOAL_BUSIEST_SHARD}: ${shard <= GOAL_BUSIEST_SHARD ? "met" : "MISSED"})`,
     `instance CPU per delivery, cluster / one Redis: ${fmt(instance, 2)} (goal <= ${GOAL_INSTANCE_CPU}: ${instance <= GOAL_INSTANCE_CPU ? "met" : "MISSED"})`,
   );
+  for (const run of runs) out.push("", ...commandTable(run));
   console.log(out.join("\n"));
+}
+
+/**
+ * Per Redis process, each command's calls and µs per message sent (INFO commandstats over the
+ * measured interval; a script's commands are counted on their own and inside its EVALSHA's µs).
+ */
+function commandTable(run: Run): string[] {
+  const messages = run.result.messagesPerSecond * run.result.seconds;
+  const names = new Set(run.commands.flatMap((stats) => [...stats.keys()]));
+  const usecOf = (name: string) => run.commands.reduce((n, stats) => n + (stats.get(name)?.usec ?? 0), 0);
+  const lines = [
+    `${run.label}, per message sent: calls and µs of each command on each Redis process (INFO commandstats)`,
+    "",
+    `| command | ${run.redis.join(" | ")} |`,
+    `|:--|${run.redis.map(() => "--:|").join("")}`,
+  ];
+  for (const name of [...names].sort((a, b) => usecOf(b) - usecOf(a))) {
+    const cells = run.commands.map((stats) => {
+      const s = stats.get(name);
+      return s ? `${fmt(s.calls / messages, 3)} (${fmt(s.usec / messages, 2)} µs)` : "";
+    });
+    lines.push(`| ${name} | ${cells.join(" | ")} |`);
+  }
+  return lines;
 }

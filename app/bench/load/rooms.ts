@@ -3,7 +3,9 @@
 // instance. Senders take turns in client order, each sending a batch into its own room, keeping at
 // most `window` messages in flight (sent but not yet received by every member of their room). Room
 // message frames received are counted over the measured interval, with the CPU time of the listed
-// processes. Prints one JSON line with the result on stdout; progress and failures go to stderr.
+// processes. On stdout it prints `measuring` when the measured interval starts, `measured` when it
+// ends (so a caller can read counters of its own over the same interval), then one JSON line with the
+// result; progress and failures go to stderr.
 //
 // Usage: bun bench/load/rooms.ts '<json options>'
 
@@ -180,8 +182,10 @@ const stall = setInterval(() => {
 pump();
 await Bun.sleep(options.warmupMs);
 const start = sample();
+process.stdout.write("measuring\n");
 await Bun.sleep(options.durationMs);
 const end = sample();
+process.stdout.write("measured\n");
 stopping = true;
 clearInterval(stall);
 // Every member should end up with every message of its room: wait for the rooms to drain.

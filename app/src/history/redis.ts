@@ -75,9 +75,12 @@ const APPEND_ARGS_PER_MESSAGE = 7;
 // declares none: Redis refuses declared keys of two slots, and the flag allow-cross-slot-keys lets
 // the script reach undeclared keys of every slot of its node. Redis checks each such command, and
 // refuses one on a key whose slot is not the node's or is being moved (MOVED, ASK, TRYAGAIN) after
-// the commands before it ran. So each undeclared message's dedup key and meta are read first,
-// together (a read of several keys of a half-moved slot is refused as the call with its keys
-// declared would be), and a room with a read refused is answered {3} and nothing of it is written.
+// the commands before it ran. So the dedup keys of a room's messages are read first, with one MGET
+// per room that also reads its meta (a read of several keys of a half-moved slot is refused as the
+// call with its keys declared would be), and a room whose read is refused is answered {3} and
+// nothing of it is written. One read per room, not per message: on a cluster Redis checks the slot
+// of every key of every command a script runs, and the messages of a turn come in runs per room.
+// A clientMsgId sent twice in one call is answered as a repeat from what the call itself wrote.
 const appendScript = (publish: "PUBLISH" | "SPUBLISH") =>
   new RedisScript(`${publish === "SPUBLISH" ? "#!lua flags=allow-cross-slot-keys\n" : ""}${ROOM_EPOCH}
 local ttl, size, origin, sentAt, window = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4], ARGV[5]
@@ -86,21 +89,35 @@ local publish, version = '${publish}', ARGV[7]
 ${LUA_PUBLISH}
 local count = (#ARGV - 7 + #KEYS) / (3 + ${APPEND_ARGS_PER_MESSAGE})
 local keys, rest = KEYS, 7 + ${APPEND_ARGS_PER_MESSAGE} * count - #KEYS
-local seens, away = {}, {}
-if #KEYS < 3 * count then
+local declared = #KEYS == 3 * count
+if not declared then
   keys = {}
   for j = 1, 3 * count do keys[j] = KEYS[j] or ARGV[rest + j] end
-  for j = #KEYS + 1, 3 * count, 3 do
-    local read = redis.pcall('MGET', keys[j + 2], keys[j])
-    if read.err then away[keys[j]] = true else seens[j] = read[1] end
+end
+local reads, read_order = {}, {}
+for j = 1, 3 * count, 3 do
+  local read = reads[keys[j]]
+  if not read then
+    read = {keys[j]}
+    reads[keys[j]] = read
+    read_order[#read_order + 1] = read
+  end
+  read[#read + 1] = keys[j + 2]
+end
+local seens, away = {}, {}
+for _, read in ipairs(read_order) do
+  local values = declared and redis.call('MGET', unpack(read)) or redis.pcall('MGET', unpack(read))
+  if values.err then
+    away[read[1]] = true
+  else
+    for k = 2, #read do seens[read[k]] = values[k] end
   end
 end
 local results, epochs, logs = {}, {}, {}
 for i = 0, count - 1 do
   local meta, log, dedup = keys[3 * i + 1], keys[3 * i + 2], keys[3 * i + 3]
   local a = 8 + ${APPEND_ARGS_PER_MESSAGE} * i
-  local seen = seens[3 * i + 1]
-  if seen == nil and not away[meta] then seen = redis.call('GET', dedup) end
+  local seen = seens[dedup]
   if away[meta] then
     results[i + 1] = {3}
   elseif seen then
@@ -122,7 +139,9 @@ for i = 0, count - 1 do
     if origin ~= '' then
       queue_publish(ARGV[a + 3], ARGV[a + 4], epoch, offset, stored)
     end
-    redis.call('SET', dedup, '{"offset":' .. offset .. ',' .. ARGV[a + 2], 'EX', window)
+    local receipt = '{"offset":' .. offset .. ',' .. ARGV[a + 2]
+    redis.call('SET', dedup, receipt, 'EX', window)
+    seens[dedup] = receipt
     results[i + 1] = {0, epoch, offset, reset}
   end
 end

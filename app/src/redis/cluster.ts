@@ -6,8 +6,14 @@ import type { ClusterTarget } from "./cluster-nodes";
 import { ShardSubscriber } from "./shard-subscriber";
 import { keySlot } from "./slots";
 
-/** How often the slot map is read again, so a failover or a resharding is followed within it. */
-export const SLOTS_REFRESH_MS = 1000;
+/**
+ * How often the slot map is read again while every master answers and every wanted channel is
+ * subscribed. ioredis reads it on a connection of its own each time (connect, CLIENT SETNAME,
+ * CLUSTER SLOTS, close), which at once a second cost an idle instance about 2 % of a core. While a
+ * master does not answer or a channel is lost, the probe reads it every `probeIntervalMs` instead,
+ * and a MOVED answer makes ioredis read it at once: a failover or a resharding is followed as fast.
+ */
+export const SLOTS_REFRESH_MS = 10_000;
 
 /**
  * The Redis Cluster twin of createRedisClients: ioredis' Cluster client for commands (each routed to
@@ -22,7 +28,7 @@ export const SLOTS_REFRESH_MS = 1000;
  * `status()` is "up" while the cluster client is ready, every master answers its PING and every
  * wanted channel is subscribed on its slot's master. A master failing makes it "down" until its
  * replica has taken over and the client has followed (cluster-node-timeout, then at most
- * SLOTS_REFRESH_MS plus a reconnect). `status(key)` asks only about the key's slot: its master and
+ * `probeIntervalMs` plus a reconnect: the slot map is read on every probe while it is "down"). `status(key)` asks only about the key's slot: its master and
  * its channels. Room messages are refused with `unavailable` while their room's slot is "down",
  * so the rooms of the other shards keep chatting through a failover.
  */
@@ -154,6 +160,8 @@ export function createClusterClients(
       }
     }
     update();
+    // Something is down: the slot map may have changed (a replica promoted) without a MOVED yet.
+    if (!isUp() && commands.status === "ready") commands.refreshSlotsCache();
     if (!isUp() && Date.now() - warnedAt >= timings.warnIntervalMs) warnUnreachable(true);
   }, timings.probeIntervalMs);
   probe.unref?.();

@@ -9,12 +9,34 @@
 
 export type KeyLayout = "single" | "cluster";
 
+/** Names remembered by each memoized key builder; emptied when full. */
+const MEMO_NAMES = 50_000;
+
+/**
+ * The same string for the same name. A room's meta, log and channel are named several times per
+ * message (the append's arguments, the slot of its shard on a cluster, the shard's status on the way
+ * in and out): built once, each is then one lookup, and a map keyed by it (the slot memo) finds it
+ * without hashing a new string again.
+ */
+function memo(build: (name: string) => string): (name: string) => string {
+  const built = new Map<string, string>();
+  return (name) => {
+    let key = built.get(name);
+    if (key === undefined) {
+      key = build(name);
+      if (built.size >= MEMO_NAMES) built.clear();
+      built.set(name, key);
+    }
+    return key;
+  };
+}
+
 export function redisKeys(prefix: string, layout: KeyLayout = "single") {
   const room = (name: string) => `${prefix}{room:${name}}`;
   const shared = {
     layout,
-    roomMeta: (name: string) => `${room(name)}:meta`,
-    roomLog: (name: string) => `${room(name)}:log`,
+    roomMeta: memo((name) => `${room(name)}:meta`),
+    roomLog: memo((name) => `${room(name)}:log`),
     /** Held by the instance writing the room's messages behind into the database, for a few seconds. */
     roomPersistLease: (name: string) => `${room(name)}:persist-lease`,
     /** Every room's meta key, for SCAN MATCH (on a cluster, on every master). */
@@ -50,7 +72,7 @@ export function redisKeys(prefix: string, layout: KeyLayout = "single") {
       instanceAlive: (instanceId: string) => `${prefix}instance:${instanceId}:alive`,
       instanceRooms: (instanceId: string) => `${prefix}instance:${instanceId}:rooms`,
       instanceEnvelopes: () => `${prefix}instance-envelopes`,
-      channel: (topic: string) => `${prefix}bp:${topic}`,
+      channel: memo((topic) => `${prefix}bp:${topic}`),
     };
   const user = (userId: string) => `${prefix}{user:${userId}}`;
   return {
@@ -74,7 +96,7 @@ export function redisKeys(prefix: string, layout: KeyLayout = "single") {
     /** Hash: instance id -> the backplane envelope versions it reads (src/backplane/versions.ts). */
     instanceEnvelopes: () => `${prefix}{instances}:envelopes`,
     /** A topic is `room:<name>`, `user:<id>` or `all`: the channel shares the slot of its keys. */
-    channel: (topic: string) => `${prefix}bp:{${topic}}`,
+    channel: memo((topic) => `${prefix}bp:{${topic}}`),
   };
 }
 

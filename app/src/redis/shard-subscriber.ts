@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import Redis, { type Cluster, type RedisOptions } from "ioredis";
 import type { BackplaneSubscriber } from "./clients";
-import { keySlot } from "./slots";
+import { keySlot, SLOTS } from "./slots";
 
 /**
  * Sharded pub/sub (SSUBSCRIBE) on a Redis Cluster: one subscribed connection per master that owns a
@@ -213,8 +213,18 @@ export class ShardSubscriber extends EventEmitter implements BackplaneSubscriber
   private async reconcile() {
     if (this.closed) return;
     const previous = this.owners;
-    this.owners = Array.from(this.cluster.slots, (nodes) => nodes?.[0] ?? "");
-    const masters = new Set(this.owners.filter((o) => o !== ""));
+    // Runs on every slot refresh and every subscribe: one pass over the slots, and a set holding
+    // each master once (a master's slots are mostly in runs), not a set built from 16,384 entries.
+    const slots = this.cluster.slots;
+    const owners = new Array<string>(SLOTS);
+    const masters = new Set<string>();
+    for (let slot = 0, last = ""; slot < SLOTS; slot++) {
+      const owner = slots[slot]?.[0] ?? "";
+      owners[slot] = owner;
+      if (owner !== last && owner !== "") masters.add(owner);
+      last = owner;
+    }
+    this.owners = owners;
     const stale: NodeSubscription[] = [];
     for (const [key, node] of [...this.nodes]) {
       if (!masters.has(key)) {

@@ -18,7 +18,18 @@ const encoder = new TextEncoder();
 
 function crc16(bytes: Uint8Array): number {
   let crc = 0;
-  for (const byte of bytes) crc = ((crc << 8) & 0xffff) ^ TABLE[((crc >> 8) ^ byte) & 0xff]!;
+  for (let i = 0; i < bytes.length; i++) crc = ((crc << 8) & 0xffff) ^ TABLE[((crc >> 8) ^ bytes[i]!) & 0xff]!;
+  return crc;
+}
+
+/** CRC16 of the string's UTF-8 bytes: an ASCII string is its own UTF-8, read without encoding it. */
+function crc16OfString(text: string): number {
+  let crc = 0;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x80) return crc16(encoder.encode(text));
+    crc = ((crc << 8) & 0xffff) ^ TABLE[((crc >> 8) ^ code) & 0xff]!;
+  }
   return crc;
 }
 
@@ -34,6 +45,20 @@ export function hashTag(key: string): string {
   return key.slice(open + 1, close);
 }
 
+/**
+ * Slots of keys seen lately. A room's keys are asked for several times per message (the append's
+ * routing, the status of its shard on the way in and out): the same few thousand keys, over and
+ * over. A pure function's memo, so one per process is safe; emptied when full.
+ */
+const cache = new Map<string, number>();
+const CACHE_KEYS = 50_000;
+
 export function keySlot(key: string): number {
-  return crc16(encoder.encode(hashTag(key))) % SLOTS;
+  let slot = cache.get(key);
+  if (slot === undefined) {
+    slot = crc16OfString(hashTag(key)) % SLOTS;
+    if (cache.size >= CACHE_KEYS) cache.clear();
+    cache.set(key, slot);
+  }
+  return slot;
 }

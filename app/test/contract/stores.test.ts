@@ -72,6 +72,19 @@ describe.each(historyFactories)("history contract ($name)", (f) => {
     ]);
   });
 
+  test("a message sent twice in one turn is stored once; the repeat gets the first receipt", async () => {
+    const h = f.history({ historySize: 10, ttlSeconds: 600 });
+    // One batch: the repeat is answered from what the same script call stored, not from a read before it.
+    const [first, repeat, next] = await Promise.all([
+      h.append(draft("twice", 1)),
+      h.append({ ...draft("twice", 1), id: "another-id" }),
+      h.append(draft("twice", 2)),
+    ]);
+    expect(stored(first!).message.offset).toBe(1);
+    expect(repeat).toEqual({ status: "duplicate", receipt: { room: "twice", id: "id-1", offset: 1, ts: 1001 } });
+    expect(stored(next!).message.offset).toBe(2);
+  });
+
   test("of concurrent appends of one message on two instances exactly one is stored", async () => {
     const [a, b] = f.historyPair({ historySize: 10, ttlSeconds: 600 });
     const results = await Promise.all(

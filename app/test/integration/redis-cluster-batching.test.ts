@@ -133,6 +133,19 @@ test("messages of rooms on several slots of each master, appended in one turn, a
         receipt: { offset: results[i]!.message.offset, room: sent[i]!.room, id: sent[i]!.id, ts: sent[i]!.ts },
       });
     for (const room of rooms) expect((await history.head(room)).offset).toBe(3);
+
+    // A message and its repeat in the same call (rooms of several slots on each master): stored once.
+    const once = rooms.map((room) => draft(room));
+    const twice = await Promise.all(
+      once.flatMap((d) => [history.append(d), history.append({ ...d, id: crypto.randomUUID() })]),
+    );
+    for (const [k, d] of once.entries()) {
+      expect(stored(twice[2 * k]!).message.offset).toBe(4);
+      expect(twice[2 * k + 1]).toEqual({
+        status: "duplicate",
+        receipt: { offset: 4, room: d.room, id: d.id, ts: d.ts },
+      });
+    }
   } finally {
     for (const subscriber of subscribers) subscriber.disconnect();
     client.disconnect();
