@@ -3,7 +3,7 @@ import type { Metrics } from "../observability/metrics";
 
 /**
  * Degraded mode for one store that holds nothing a client was promised to keep (presence, sessions,
- * direct-message dedup): while Redis is unreachable (or a call to it fails) the call goes to an
+ * read positions): while Redis is unreachable (or a call to it fails) the call goes to an
  * in-memory twin, so this instance keeps serving its own clients. History never falls back (see
  * `refuseWhileDown`). `close` closes both; methods listed in `primaryOnly` (registrations such as `onExpired`) always
  * go to the Redis store.
