@@ -38,6 +38,11 @@ export class DedupWindow<A> {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** Pairs held: those of the window, and expired ones until the next settling (at most a second later). */
+  get size(): number {
+    return this.recent.size + this.settled.size;
+  }
+
   /** At most once a second: moves `recent` into `settled`, then drops expired entries. */
   private settle(now: number) {
     if (now < this.nextSettleAt) return;

@@ -78,7 +78,7 @@ export class MemoryHistoryStore implements HistoryStore {
     return this.rooms.size;
   }
 
-  /** Exports the bytes held, the rooms held and the evictions on a metrics registry. */
+  /** Exports the bytes held, the rooms held, the dedup pairs held and the evictions on a metrics registry. */
   observe(registry: Registry) {
     const store = this;
     new Gauge({
@@ -95,6 +95,15 @@ export class MemoryHistoryStore implements HistoryStore {
       registers: [registry],
       collect() {
         this.set(store.rooms.size);
+      },
+    });
+    // Not bounded by the byte budget: it grows with the message rate times DEDUP_WINDOW.
+    new Gauge({
+      name: "history_memory_dedup_entries",
+      help: "(sender, clientMsgId) pairs the in-memory history remembers for DEDUP_WINDOW",
+      registers: [registry],
+      collect() {
+        this.set(store.receipts.size);
       },
     });
     new Counter({

@@ -50,6 +50,8 @@ test("every counter follows what the clients did", async () => {
   expect(sample(m1, "history_memory_bytes")).toBe(0);
   expect(sample(m2, "history_memory_bytes")).toBeGreaterThan(0);
   expect(sample(m2, "history_memory_rooms")).toBe(1);
+  expect(sample(m1, "history_memory_dedup_entries")).toBe(0);
+  expect(sample(m2, "history_memory_dedup_entries")).toBe(3);
   expect(m2).toContain("history_memory_evicted_total 0");
 
   await bob.close(1000);

@@ -3,7 +3,7 @@
 // history of all rooms together stays within a byte budget, reported in /metrics.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { memoryBackends } from "../../src/backends";
-import { MemoryHistoryStore } from "../../src/history/memory";
+import type { MemoryHistoryStore } from "../../src/history/memory";
 import { sample, scrape } from "../helpers/metrics";
 import { connId, startTestServer, type TestServer } from "../helpers/server";
 import { waitFor } from "../helpers/wait";
