@@ -49,16 +49,20 @@ const draft = (room: string, k: number) => ({
   clientMsgId: `c-${room}-${k}`,
 });
 
+/** A Redis history store that publishes as `instanceId` in envelope `version`. */
+const publisher = (keys: ReturnType<typeof redisKeys>, instanceId: string, version: 1 | 2) =>
+  new RedisHistoryStore(redis.client(), keys, {
+    historySize: 100,
+    ttlSeconds: 600,
+    dedupWindowSeconds: 300,
+    publishAs: instanceId,
+    envelopeVersion: () => version,
+  });
+
 describe("append script publishing", () => {
   test("v2: one PUBLISH per room per script call, holding that room's messages in offset order", async () => {
     const keys = redisKeys(redis.prefix());
-    const history = new RedisHistoryStore(redis.client(), keys, {
-      historySize: 100,
-      ttlSeconds: 600,
-      dedupWindowSeconds: 300,
-      publishAs: "i-new",
-      envelopeVersion: () => 2,
-    });
+    const history = publisher(keys, "i-new", 2);
     const sub = await listen(keys.channel(roomTopic("a")), keys.channel(roomTopic("b")));
     // One turn of the event loop: one script call.
     const results = await Promise.all([
@@ -88,13 +92,7 @@ describe("append script publishing", () => {
 
   test("v1: one PUBLISH per message, the JSON envelope the previous release reads", async () => {
     const keys = redisKeys(redis.prefix());
-    const history = new RedisHistoryStore(redis.client(), keys, {
-      historySize: 100,
-      ttlSeconds: 600,
-      dedupWindowSeconds: 300,
-      publishAs: "i-new",
-      envelopeVersion: () => 1,
-    });
+    const history = publisher(keys, "i-new", 1);
     const sub = await listen(keys.channel(roomTopic("a")));
     await Promise.all([1, 2, 3].map((k) => history.append(draft("a", k))));
     const payloads = await sub.count(3);
@@ -124,13 +122,7 @@ async function previousRelease(prefix: string, room: string) {
   const id = "release-previous";
   await redis.client().multi().set(keys.instanceAlive(id), "1").sadd(keys.instances(), id).exec();
   const sub = await listen(keys.channel(roomTopic(room)));
-  const history = new RedisHistoryStore(redis.client(), keys, {
-    historySize: 100,
-    ttlSeconds: 600,
-    dedupWindowSeconds: 300,
-    publishAs: id,
-    envelopeVersion: () => 1,
-  });
+  const history = publisher(keys, id, 1);
   return {
     sub,
     history,

@@ -297,6 +297,12 @@ describe("direct messages in PostgreSQL", () => {
   }, 60_000);
 });
 
+/** The read position PostgreSQL holds for a user in a room, if any. */
+async function storedReadOffset(sql: SQL, userId: string, room: string): Promise<number | undefined> {
+  const [row] = await sql`SELECT "offset" FROM read_positions WHERE user_id = ${userId} AND room = ${room}`;
+  return row ? Number((row as { offset: string }).offset) : undefined;
+}
+
 describe("read positions in PostgreSQL", () => {
   test("a read position survives the loss of its Redis key: join answers it from PostgreSQL, and it never moves back", async () => {
     const { instances, prefix, sql, stop } = await pair();
@@ -309,13 +315,10 @@ describe("read positions in PostgreSQL", () => {
       const phone = await a.connect(undefined, "user=ida");
       await phone.request({ type: "join", room: "rp" });
       expect((await phone.request({ type: "read", room: "rp", offset: 3 })).readOffset).toBe(3);
-      await waitFor(
-        async () => {
-          const [row] = await sql`SELECT "offset" FROM read_positions WHERE user_id = 'ida' AND room = 'rp'`;
-          return Number((row as { offset: string } | undefined)?.offset) === 3;
-        },
-        { timeoutMs: 5000, what: "the read position in PostgreSQL" },
-      );
+      await waitFor(async () => (await storedReadOffset(sql, "ida", "rp")) === 3, {
+        timeoutMs: 5000,
+        what: "the read position in PostgreSQL",
+      });
 
       // Redis forgets it (expired after HISTORY_TTL without a read, or lost).
       await redis.client().del(`${prefix}{user:ida}:reads`);
@@ -324,13 +327,10 @@ describe("read positions in PostgreSQL", () => {
       // An older read does not move it back, in Redis or in PostgreSQL.
       expect((await laptop.request({ type: "read", room: "rp", offset: 1 })).readOffset).toBe(3);
       expect((await laptop.request({ type: "read", room: "rp", offset: 4 })).readOffset).toBe(4);
-      await waitFor(
-        async () => {
-          const [row] = await sql`SELECT "offset" FROM read_positions WHERE user_id = 'ida' AND room = 'rp'`;
-          return Number((row as { offset: string }).offset) === 4;
-        },
-        { timeoutMs: 5000, what: "the newer read position in PostgreSQL" },
-      );
+      await waitFor(async () => (await storedReadOffset(sql, "ida", "rp")) === 4, {
+        timeoutMs: 5000,
+        what: "the newer read position in PostgreSQL",
+      });
       await redis.client().del(`${prefix}{user:ida}:reads`);
       const tablet = await a.connect(undefined, "user=ida");
       expect(await tablet.request({ type: "join", room: "rp" })).toMatchObject({ readOffset: 4, unread: 0 });
@@ -365,15 +365,10 @@ describe("read positions in PostgreSQL", () => {
         await pg.restart();
       }
       // The read waited in the instance and reaches PostgreSQL once it answers.
-      await waitFor(
-        async () => {
-          const rows = await sql`SELECT "offset" FROM read_positions WHERE user_id = 'jo' AND room = 'rp2'`.catch(
-            () => [],
-          );
-          return Number((rows[0] as { offset: string } | undefined)?.offset) === 2;
-        },
-        { timeoutMs: 15_000, what: "the read position in PostgreSQL after the restart" },
-      );
+      await waitFor(async () => (await storedReadOffset(sql, "jo", "rp2").catch(() => undefined)) === 2, {
+        timeoutMs: 15_000,
+        what: "the read position in PostgreSQL after the restart",
+      });
     } finally {
       await stop();
     }
