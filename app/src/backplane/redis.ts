@@ -7,10 +7,11 @@ import { decodeEnvelope, encodeEnvelope } from "./envelope";
 import type { EnvelopeVersions } from "./versions";
 
 /**
- * Redis pub/sub backplane: one channel per topic, envelopes as in envelope.ts. It takes its publishing and subscribing
- * connections from the caller. An envelope published while Redis is unreachable is dropped and
- * counted (backplane_dropped_total): room messages are stored in history and filled in from there
- * by receivers that notice the gap; typing, read and presence notices are transient by nature.
+ * Redis pub/sub backplane: one channel per topic, envelopes as in envelope.ts. It takes its
+ * publishing and subscribing connections from the caller. An envelope published while Redis is
+ * unreachable is dropped and counted (backplane_dropped_total): room messages are stored in history
+ * and filled in from there by receivers that notice the gap; typing, read and presence notices are
+ * transient by nature.
  */
 export class RedisBackplane implements Backplane {
   readonly distributed = true;
@@ -110,9 +111,9 @@ export class RedisBackplane implements Backplane {
   async subscribe(topic: string) {
     if (this.topics.has(topic)) return;
     this.topics.add(topic);
-    this.topicOf.set(this.deps.keys.channel(topic), topic);
     const { subscriber } = this.deps;
     const channel = this.deps.keys.channel(topic);
+    this.topicOf.set(channel, topic);
     if (!(subscriber.ready ? subscriber.ready(channel) : subscriber.status === "ready")) {
       // Not an error: subscribed as soon as the connection is ready.
       this.pending.add(topic);

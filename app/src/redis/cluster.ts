@@ -28,8 +28,8 @@ export const SLOTS_REFRESH_MS = 10_000;
  * `status()` is "up" while the cluster client is ready, every master answers its PING and every
  * wanted channel is subscribed on its slot's master. A master failing makes it "down" until its
  * replica has taken over and the client has followed (cluster-node-timeout, then at most
- * `probeIntervalMs` plus a reconnect: the slot map is read on every probe while it is "down"). `status(key)` asks only about the key's slot: its master and
- * its channels. Room messages are refused with `unavailable` while their room's slot is "down",
+ * `probeIntervalMs` plus a reconnect: the slot map is read on every probe while it is "down").
+ * `status(key)` asks only about the key's slot: its master and its channels. Room messages are refused with `unavailable` while their room's slot is "down",
  * so the rooms of the other shards keep chatting through a failover.
  */
 export function createClusterClients(

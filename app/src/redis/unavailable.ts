@@ -21,7 +21,8 @@ const WARN_INTERVAL_MS = 10_000;
 
 /**
  * The store, refusing every call with `StoreUnavailable` while Redis (or, with `keyOf`, the shard of
- * the call's key) is down (at once, without sending a command, so a hung Redis queues nothing) and turning a failed or timed-out call into one.
+ * the call's key) is down, at once, without sending a command, so a hung Redis queues nothing; and
+ * turning a failed or timed-out call into one.
  * A Redis error reply (a bug or bad data, not an outage) is passed on unchanged. `close` and the
  * methods in `always` (registrations) are not guarded.
  */
