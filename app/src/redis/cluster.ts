@@ -29,8 +29,9 @@ export const SLOTS_REFRESH_MS = 10_000;
  * wanted channel is subscribed on its slot's master. A master failing makes it "down" until its
  * replica has taken over and the client has followed (cluster-node-timeout, then at most
  * `probeIntervalMs` plus a reconnect: the slot map is read on every probe while it is "down").
- * `status(key)` asks only about the key's slot: its master and its channels. Room messages are refused with `unavailable` while their room's slot is "down",
- * so the rooms of the other shards keep chatting through a failover.
+ * `status(key)` asks only about the key's slot: its master and its channels. Room messages are
+ * refused with `unavailable` while their room's slot is "down", so the rooms of the other shards
+ * keep chatting through a failover.
  */
 export function createClusterClients(
   target: ClusterTarget,
