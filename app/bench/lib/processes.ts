@@ -171,13 +171,8 @@ export async function waitHealthy(child: Child, port: number, timeoutMs: number,
   }
 }
 
-/** A free TCP port on the loopback interface. */
-export function freePort(): number {
-  const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
-  const port = server.port!;
-  server.stop(true);
-  return port;
-}
+// The tests' picker: a free loopback port outside the kernel's ephemeral range.
+export { freePort } from "../../test/helpers/ports";
 
 export function indent(text: string) {
   return text

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
+import { freePort } from "./ports";
 import { UNLIMITED } from "./server";
 
 export const BINARY = join(import.meta.dir, "..", "..", "dist", "realtime-server");
@@ -16,13 +17,7 @@ export interface RunningBinary {
   stop(signal?: NodeJS.Signals): Promise<number>;
 }
 
-/** Asks the OS for a free loopback port. */
-export function freePort(): number {
-  const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: () => new Response() });
-  const port = server.port!;
-  server.stop(true);
-  return port;
-}
+export { freePort } from "./ports";
 
 /** Starts the binary with the given environment and waits until /health answers. */
 export async function startBinary(
