@@ -106,6 +106,30 @@ k6_smoke() {
   return "$rc"
 }
 
+# Repeats each failed test's output (its error and the lines it printed) at the end of the run, where
+# a reader of a long CI log looks first: bun prints them in the middle, among 700 passing tests.
+bun_test_failures() {
+  local log=$root/app/test-output/bun-test.log
+  [ -f "$log" ] || return 0
+  grep -q '^(fail) ' "$log" || return 0
+  printf '\nfailed tests, each with the last 40 lines it printed (all in app/test-output/bun-test.log):\n'
+  # A test's output is what follows the previous test's result line; the first summary line ends the
+  # report, whose list repeats the failures without their errors.
+  awk '
+    /^ *[0-9]+ tests? failed:$/ { exit }
+    /^\((pass|skip|todo)\) / { n = 0; next }
+    /^\(fail\) / {
+      first = n > 40 ? n - 40 : 0
+      print "----"
+      for (i = first; i < n; i++) print buf[i]
+      print
+      n = 0
+      next
+    }
+    { buf[n++] = $0 }
+  ' "$log"
+}
+
 # The deploy script's sourced parts in scripts/deploy/, which lint_scripts (scripts/*.sh) does not reach.
 lint_deploy_scripts() {
   shellcheck -x "$root"/scripts/deploy/*.sh
@@ -130,6 +154,7 @@ main() {
   check "install k6" install_k6
   check "bun test" --after "$deps" --after "$build" bun_tests "$@"
   check "k6 smoke" --after "$build" --after "install k6" k6_smoke
+  bun_test_failures
   check_summary
 }
 
