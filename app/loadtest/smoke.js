@@ -2,7 +2,7 @@
 // trusts its exit code: 0 when every threshold passes, 99 (k6's code for failed thresholds) otherwise.
 //   k6 run app/loadtest/smoke.js                      # 5 users, 30 s, http://127.0.0.1:3001
 //   WS_URL=ws://127.0.0.1:3101 VUS=4 DURATION=5s k6 run app/loadtest/smoke.js
-import { chatSession } from "./lib/chat.js";
+import { sessionUntil } from "./lib/chat.js";
 import { loadConfig } from "./lib/config.js";
 import { systemTags, thresholds } from "./lib/metrics.js";
 
@@ -27,5 +27,5 @@ export function setup() {
 }
 
 export default function (data) {
-  chatSession({ ...config, sessionMs: Math.min(config.sessionMs, config.durationMs) }, data.endsAt);
+  sessionUntil({ ...config, sessionMs: Math.min(config.sessionMs, config.durationMs) }, data.endsAt);
 }

@@ -1,6 +1,7 @@
 // One chat session over k6/websockets: connect to /ws/chat/<id>, wait for connection_established,
 // join the VU's room, send messages at MSG_RATE with {sentAt} in the text, record the latency of
 // every room message received, and close after SESSION (or when the scenario ends).
+import { sleep } from "k6";
 import exec from "k6/execution";
 import { clearInterval, clearTimeout, setInterval, setTimeout } from "k6/timers";
 import { WebSocket } from "k6/websockets";
@@ -20,6 +21,14 @@ const JOIN_DEADLINE_MS = 10_000;
 const ACK_DEADLINE_MS = 5_000;
 /** Pause after a failed session so a dead server is not hammered in a tight loop. */
 const RETRY_PAUSE_MS = 1_000;
+/**
+ * At its planned end a session stops sending and closes this much later. The room's other members
+ * end at the same moment: a message sent just before it still reaches them, so every member
+ * counts every message of the session (what the smoke test's receipts are checked against).
+ */
+const SETTLE_MS = 300;
+/** A session is not started this close to the end of its scenario (see `sessionUntil`). */
+const MIN_SESSION_MS = 1_000;
 
 /** Index of this VU in the whole test, from 0; stable across iterations. */
 export function vuIndex() {
@@ -83,6 +92,20 @@ export function latencyOf(frame, now) {
   } catch {
     return null;
   }
+}
+
+/**
+ * One session for a VU's iteration, unless its scenario ends within MIN_SESSION_MS: then the VU waits
+ * for the end instead. A session started then would outlast the other members' sessions, which end
+ * with the scenario, and send into a room nobody else is in any more.
+ */
+export function sessionUntil(config, endsAt) {
+  const left = endsAt - Date.now();
+  if (left < MIN_SESSION_MS) {
+    sleep(Math.max(0.1, left / 1000));
+    return;
+  }
+  chatSession(config, endsAt);
 }
 
 /**
@@ -156,7 +179,8 @@ export function chatSession(config, endsAt, index = vuIndex()) {
     sessionSuccess.add(ok && joined, tags);
     if (!closing) {
       closing = true;
-      ws.close();
+      if (ok) setTimeout(() => ws.close(), SETTLE_MS);
+      else ws.close();
     }
     if (!ok) setTimeout(() => {}, RETRY_PAUSE_MS);
   }

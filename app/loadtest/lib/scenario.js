@@ -1,5 +1,5 @@
 // Builds the ramping scenarios (ramp, stress, spike) from stages, so each script only states its shape.
-import { chatSession } from "./chat.js";
+import { sessionUntil } from "./chat.js";
 import { parseDuration, seconds } from "./config.js";
 import { systemTags, thresholds } from "./metrics.js";
 
@@ -26,5 +26,5 @@ export function deadline(stages) {
 }
 
 export function session(config, data) {
-  chatSession(config, data.endsAt);
+  sessionUntil(config, data.endsAt);
 }
