@@ -24,6 +24,25 @@ let selectInboxHead: Statement<{ head: number }>;
 let upsertInbox: Statement;
 let insertDirect: Statement;
 let trimInbox: Statement;
+/** Every statement open() prepared, finalized before the connection closes. */
+const prepared: Statement[] = [];
+
+function prepare<Row = unknown>(sql: string): Statement<Row> {
+  const statement = db!.prepare(sql) as Statement<Row>;
+  prepared.push(statement);
+  return statement;
+}
+
+/**
+ * Finalizes the statements and closes the connection, so that the file is free the moment the main
+ * thread hears back: terminating the thread does not close what it holds at once, and whoever
+ * opens the file next (a restart, a migration) would find it locked.
+ */
+function close() {
+  for (const statement of prepared.splice(0)) statement.finalize();
+  db?.close(true);
+  db = undefined;
+}
 
 function open(file: string, busyTimeoutMs: number, synchronous: "full" | "normal") {
   db = new Database(file);
@@ -33,42 +52,42 @@ function open(file: string, busyTimeoutMs: number, synchronous: "full" | "normal
   // (in WAL mode): the commit is written to the log but synced only at checkpoints, so it survives
   // the process being killed, not the machine losing power.
   db.run(`PRAGMA synchronous = ${synchronous === "normal" ? "NORMAL" : "FULL"}`);
-  insertMessage = db.prepare(
+  insertMessage = prepare(
     `INSERT INTO messages (room, epoch, "offset", id, sender, text, ts, client_msg_id)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING`,
   );
   // The head only moves forward within an epoch; a write of another epoch replaces it.
-  upsertRoom = db.prepare(
+  upsertRoom = prepare(
     `INSERT INTO rooms (room, epoch, head) VALUES (?1, ?2, ?3)
      ON CONFLICT (room) DO UPDATE SET epoch = excluded.epoch, head = excluded.head
      WHERE rooms.epoch <> excluded.epoch OR rooms.head < excluded.head`,
   );
   // A read position only moves forward within an epoch; a read of another epoch replaces it.
-  upsertRead = db.prepare(
+  upsertRead = prepare(
     `INSERT INTO read_positions (user_id, room, epoch, "offset") VALUES (?1, ?2, ?3, ?4)
      ON CONFLICT (user_id, room) DO UPDATE SET epoch = excluded.epoch, "offset" = excluded."offset"
      WHERE read_positions.epoch <> excluded.epoch OR read_positions."offset" < excluded."offset"`,
   );
-  deleteOld = db.prepare(
+  deleteOld = prepare(
     `DELETE FROM messages WHERE (room, epoch, "offset") IN
      (SELECT room, epoch, "offset" FROM messages WHERE ts < ?1 LIMIT ?2)`,
   );
-  deleteOldDirects = db.prepare(
+  deleteOldDirects = prepare(
     `DELETE FROM inbox WHERE (user_id, "offset") IN (SELECT user_id, "offset" FROM inbox WHERE ts < ?1 LIMIT ?2)`,
   );
-  selectDirect = db.prepare(
+  selectDirect = prepare(
     `SELECT "offset" AS offset, id, ts FROM inbox
      WHERE user_id = ?1 AND sender = ?2 AND recipient = ?3 AND client_msg_id = ?4`,
   );
-  selectInboxHead = db.prepare("SELECT head FROM inboxes WHERE user_id = ?1");
-  upsertInbox = db.prepare(
+  selectInboxHead = prepare("SELECT head FROM inboxes WHERE user_id = ?1");
+  upsertInbox = prepare(
     "INSERT INTO inboxes (user_id, head) VALUES (?1, ?2) ON CONFLICT (user_id) DO UPDATE SET head = excluded.head",
   );
-  insertDirect = db.prepare(
+  insertDirect = prepare(
     `INSERT INTO inbox (user_id, "offset", id, sender, recipient, text, ts, client_msg_id)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)`,
   );
-  trimInbox = db.prepare(`DELETE FROM inbox WHERE user_id = ?1 AND "offset" <= ?2`);
+  trimInbox = prepare(`DELETE FROM inbox WHERE user_id = ?1 AND "offset" <= ?2`);
 }
 
 type DirectResult = [offset: number, id: string, ts: number, duplicate: 0 | 1];
@@ -133,6 +152,9 @@ self.onmessage = (event: MessageEvent<WriterRequest>) => {
   try {
     if (request.type === "open") {
       open(request.file, request.busyTimeoutMs, request.synchronous);
+      reply = { ok: true };
+    } else if (request.type === "close") {
+      close();
       reply = { ok: true };
     } else {
       const rows = JSON.parse(request.rows) as unknown[];

@@ -374,8 +374,19 @@ export class SqliteMessageStore implements MessageStore {
     this.closed = true;
     clearInterval(this.retention);
     if (this.sent || this.opening) await new Promise<void>((resolve) => (this.drained = resolve));
-    this.writer?.terminate();
+    const writer = this.writer;
     this.writer = undefined;
+    if (writer) {
+      // The writer closes its connection first: a thread that is only terminated may still hold
+      // the file, and the next process to open it would find it locked.
+      await new Promise<void>((resolve) => {
+        writer.onmessage = () => resolve();
+        writer.onerror = () => resolve();
+        writer.ref();
+        writer.postMessage({ type: "close" } satisfies WriterRequest);
+      });
+      writer.terminate();
+    }
     this.db.close();
   }
 }

@@ -19,9 +19,11 @@ export const FIELDS_PER_DIRECT = 7;
  * Inbox appends (FIELDS_PER_DIRECT values each) get their offsets in the writer, in the same
  * transaction; `directs` answers each with [offset, id, ts, duplicate 0/1] (a repeat of a kept
  * (owner, from, to, clientMsgId) answers the kept entry). Each inbox keeps its newest `inboxSize`.
+ * `close`, once the last write is answered, closes the writer's connection before the thread stops.
  */
 export type WriterRequest =
   | { type: "open"; file: string; busyTimeoutMs: number; synchronous: "full" | "normal" }
+  | { type: "close" }
   | {
       type: "write";
       rows: string;
