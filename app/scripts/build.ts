@@ -4,7 +4,7 @@
 // Usage: bun run build [--outfile path]      everything
 //        bun run build --client              the package and the page bundle only (bun run build:client)
 
-import { join, sep } from "node:path";
+import { join } from "node:path";
 import { type BunPlugin, Glob } from "bun";
 import clientPkg from "../client/package.json";
 import pkg from "../package.json";
@@ -58,34 +58,35 @@ if (!client.success) fail(client.logs);
 console.log(`built public/chat.js in ${Math.round(performance.now() - started)} ms`);
 if (clientOnly) process.exit(0);
 
-// Scripts under public/ are embedded as they are. A `.js: "file"` loader would apply to the server's
-// own dependencies too and break its bundle, so for scripts the file loader is chosen by path.
-const embedPublicScripts: BunPlugin = {
-  name: "embed-public-scripts",
+// Every file under public/ is embedded as it is, through one module that imports each with
+// `type: "file"`: the form every Bun release embeds (a file given as an entrypoint with the file
+// loader is not embedded by every release), and one that leaves the server's own imports to their
+// usual loaders. The module is an entrypoint, so its imports stay in the bundle; it never runs.
+const assets = [...new Glob("public/**/*").scanSync({ cwd: root, onlyFiles: true })].sort();
+const EMBED_ENTRY = "embedded-public-files";
+const embedPublicFiles: BunPlugin = {
+  name: "embed-public-files",
   setup(build) {
-    const escaped = (publicDir + sep).replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-    build.onLoad({ filter: new RegExp(`^${escaped}.*\\.(js|mjs|map)$`) }, async (args) => ({
-      contents: new Uint8Array(await Bun.file(args.path).arrayBuffer()),
-      loader: "file",
+    build.onResolve({ filter: new RegExp(`^${EMBED_ENTRY}$`) }, () => ({ path: EMBED_ENTRY, namespace: "embed" }));
+    build.onLoad({ filter: /.*/, namespace: "embed" }, () => ({
+      contents: [
+        ...assets.map((a, i) => `import f${i} from ${JSON.stringify(join(root, a))} with { type: "file" };`),
+        `export default [${assets.map((_, i) => `f${i}`).join(", ")}];`,
+      ].join("\n"),
+      loader: "js",
     }));
   },
 };
 
-const assets = [...new Glob("public/**/*").scanSync({ cwd: root, onlyFiles: true })].sort();
 started = performance.now();
 const result = await Bun.build({
   // The SQLite writer runs in a worker thread: a worker's file is an entrypoint of its own.
-  entrypoints: [
-    join(root, "src/index.ts"),
-    join(root, "src/store/sqlite-writer.ts"),
-    ...assets.map((a) => join(root, a)),
-  ],
+  entrypoints: [join(root, "src/index.ts"), join(root, "src/store/sqlite-writer.ts"), EMBED_ENTRY],
   compile: { outfile },
   minify: true,
   // Embedded files keep their path under public/ so the server can find them by name.
   naming: { asset: "[dir]/[name].[ext]" },
-  loader: { ".html": "file", ".css": "file", ".svg": "file", ".png": "file", ".ico": "file" },
-  plugins: [embedPublicScripts],
+  plugins: [embedPublicFiles],
   root,
   define: { __APP_VERSION__: JSON.stringify(pkg.version) },
 });
