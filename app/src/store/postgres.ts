@@ -115,10 +115,11 @@ export class PostgresMessageStore {
       connectionTimeout: 10,
       idleTimeout: 60,
       maxLifetime: 3600,
-      // Unnamed statements: Bun 1.3.14 can answer a query with another's rows and then wedge the
-      // connection for good when a burst of differently shaped parameterized queries meets named
-      // prepared statements on one connection (oven-sh/bun#33627, #33985), as the inbox head reads
-      // beside the write-behind inserts do. Our statements are few and cheap to plan.
+      // Unnamed statements: Bun's SQL client (seen on 1.3.14) can answer a query with another's
+      // rows and then wedge the connection for good when a burst of differently shaped
+      // parameterized queries meets named prepared statements on one connection
+      // (oven-sh/bun#33627, #33985), as the inbox head reads beside the write-behind inserts do.
+      // Our statements are few and cheap to plan.
       prepare: false,
       connection: { statement_timeout: options.statementTimeoutMs },
     });
