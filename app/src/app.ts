@@ -65,9 +65,13 @@ export async function createApp(deps: AppDeps) {
       // Heartbeats and idle closing are ours (connections/heartbeat.ts) so they carry documented codes.
       idleTimeout: 0,
       sendPings: false,
-      // Past this Bun drops frames for the socket; the heartbeat tick then closes it with 4008.
+      // A socket whose send buffer is at the limit when the heartbeat looks is closed with 4008
+      // (connections/heartbeat.ts). One that passes it between two looks is cut by Bun at the
+      // first frame it would otherwise drop (1006, no close frame): a frame is never dropped while
+      // the connection stays open, so the client always learns that it missed something, and
+      // resumes. The buffer stays bounded by the limit either way.
       backpressureLimit: config.backpressureLimitBytes,
-      closeOnBackpressureLimit: false,
+      closeOnBackpressureLimit: true,
       perMessageDeflate: false,
     },
   })

@@ -82,3 +82,33 @@ export function rawConnect(port: number, path: string, headers: Record<string, s
     });
   });
 }
+
+/** A frame the server sent, as read back from a raw socket's bytes. */
+export interface ServerFrame {
+  opcode: number;
+  payload: Buffer;
+}
+
+/** The complete frames in `bytes` (server frames are never masked); a cut-off last frame is left out. */
+export function serverFrames(bytes: Buffer): ServerFrame[] {
+  const frames: ServerFrame[] = [];
+  let at = 0;
+  while (at + 2 <= bytes.length) {
+    const opcode = bytes[at]! & 0x0f;
+    let length = bytes[at + 1]! & 0x7f;
+    let head = 2;
+    if (length === 126) {
+      if (at + 4 > bytes.length) break;
+      length = bytes.readUInt16BE(at + 2);
+      head = 4;
+    } else if (length === 127) {
+      if (at + 10 > bytes.length) break;
+      length = Number(bytes.readBigUInt64BE(at + 2));
+      head = 10;
+    }
+    if (at + head + length > bytes.length) break;
+    frames.push({ opcode, payload: bytes.subarray(at + head, at + head + length) });
+    at += head + length;
+  }
+  return frames;
+}

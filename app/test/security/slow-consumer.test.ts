@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { startBinary } from "../helpers/binary";
 import { TestClient } from "../helpers/client";
 import { connId } from "../helpers/server";
-import { rawConnect } from "./raw-ws";
+import { rawConnect, serverFrames } from "./raw-ws";
 
 const rssMb = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]) / 1024;
 
@@ -14,7 +14,7 @@ test.each([
   ["batched frames", "&batch=1", "65536"],
   ["batched frames, the default limit", "&batch=1", ""],
 ])(
-  "a client that stops reading is closed with 4008 and cannot grow the server; others keep full speed (%s)",
+  "a client that stops reading is closed (4008, or cut at the limit) and misses no frame before it; it cannot grow the server; others keep full speed (%s)",
   async (_kind, batch, limit) => {
     const bin = await startBinary({
       LOG_LEVEL: "error",
@@ -70,14 +70,32 @@ test.each([
         await Bun.sleep(50);
       }
       expect(health.connections).toBe(2);
+      // Closed with 4008 when the heartbeat saw the full buffer, or cut (1006) when the buffer passed
+      // the limit between two of its checks: once, either way, and counted.
       const metrics = await (await fetch(`http://127.0.0.1:${bin.port}/metrics`)).text();
-      expect(metrics).toMatch(/^websocket_slow_consumers_total 1$/m);
-      expect(metrics).toMatch(/^websocket_disconnects_total\{code="4008"\} 1$/m);
+      const counter = (pattern: RegExp) => Number(pattern.exec(metrics)?.[1] ?? 0);
+      const closed4008 = counter(/^websocket_disconnects_total\{code="4008"\} (\d+)$/m);
+      const cut1006 = counter(/^websocket_disconnects_total\{code="1006"\} (\d+)$/m);
+      expect(closed4008 + cut1006).toBe(1);
+      expect(counter(/^websocket_slow_consumers_total (\d+)$/m)).toBe(closed4008);
+      // What a client that reads again finds: every room message up to where the server stopped,
+      // none missing in between (a frame dropped while the connection stayed open would leave a
+      // gap no client could notice), then the close frame or the end of the connection.
+      slow.socket.resume();
+      await slow.ended;
+      const offsets: number[] = [];
+      for (const frame of serverFrames(slow.received())) {
+        if (frame.opcode !== 1) continue;
+        for (const line of frame.payload.toString("utf8").split("\n")) {
+          if (line.startsWith('{"type":"message",')) offsets.push((JSON.parse(line) as { offset: number }).offset);
+        }
+      }
+      expect(offsets.length).toBeGreaterThan(0);
+      expect(offsets).toEqual(offsets.map((_, i) => offsets[0]! + i));
       expect(peak - baseline).toBeLessThan(64);
       console.log(
-        `slow consumer: reader got ${count} x 3 KB in ${seconds.toFixed(2)} s; server RSS ${baseline.toFixed(1)} -> peak ${peak.toFixed(1)} MB`,
+        `slow consumer: reader got ${count} x 3 KB in ${seconds.toFixed(2)} s; server RSS ${baseline.toFixed(1)} -> peak ${peak.toFixed(1)} MB; the stopped reader was ${closed4008 ? "closed with 4008" : "cut at the limit"} after ${offsets.length} messages`,
       );
-      slow.destroy();
       await Promise.all([reader.close(), writer.close()]);
       expect(await bin.stop()).toBe(0);
     } finally {
