@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { TestClient } from "../helpers/client";
 import { startRedis, type TestRedis } from "../helpers/redis";
 import { waitFor } from "../helpers/wait";
-import { DeploySetup, REPO } from "./harness";
+import { DeploySetup, REPO, type ScriptRun } from "./harness";
 
 let redis: TestRedis;
 let setup: DeploySetup | undefined;
@@ -31,13 +31,15 @@ async function blueServing() {
 }
 
 const lastLine = (text: string) => text.trim().split("\n").at(-1) ?? "";
+/** A run that must succeed; when it did not, the failure shows what the script printed. */
+const expectOk = (run: ScriptRun) => expect(run.code, `${run.stdout}${run.stderr}`).toBe(0);
 
 describe("deploy", () => {
   test("blue to green: switch, verify, gate, drain; blue stopped, history records it", async () => {
     const s = await blueServing();
     const run = await s.run(["deploy"]);
+    expectOk(run);
     expect(run.stderr).toBe("");
-    expect(run.code).toBe(0);
     // Every step says what it does and how long it took, in this order.
     const steps = [...run.stdout.matchAll(/^<== (.+) \(\d+s\)$/gm)].map((m) => m[1]);
     expect(steps).toEqual([
@@ -229,7 +231,7 @@ describe("deploy", () => {
     );
     const status = await s.run(["status"]);
     expect(status.stdout).toMatch(/deploy in progress: pid \d+, deploy by deploy-test/);
-    expect((await first.done).code).toBe(0);
+    expectOk(await first.done);
     // The refusal did not end up in the audit log; the deploy did.
     expect(s.history().length).toBe(1);
   }, 90_000);
@@ -238,7 +240,7 @@ describe("deploy", () => {
 describe("rollback, status, history", () => {
   test("after a deploy: status, rollback to blue with the binary it ran, history of both", async () => {
     const s = await blueServing();
-    expect((await s.run(["deploy"])).code).toBe(0);
+    expectOk(await s.run(["deploy"]));
 
     const status = await s.run(["status"]);
     expect(status.code).toBe(0);
@@ -251,7 +253,7 @@ describe("rollback, status, history", () => {
     );
 
     const rollback = await s.run(["rollback"]);
-    expect(rollback.code).toBe(0);
+    expectOk(rollback);
     expect(rollback.stdout).toContain("<== start blue with the version it last ran");
     expect(rollback.stdout).not.toContain("smoke test");
     expect(rollback.stdout).toContain("<== Prometheus: scrape green and blue");
