@@ -94,6 +94,22 @@ const offsets = (page: Page) =>
   page.locator("#messages .msg").evaluateAll((items) => items.map((li) => Number((li as HTMLElement).dataset.offset)));
 const badge = (page: Page, key: string) => page.locator(`li[data-key="${key}"] .badge`);
 
+/**
+ * Waits until the badge of `key` reads exactly `count`. A badge changes a moment after the frame
+ * that changes it reaches the page, which may be after the sender's own answer: reading it once
+ * could see the count of one message earlier.
+ */
+async function untilBadge(page: Page, key: string, count: number) {
+  await badge(page, key)
+    .filter({ hasText: new RegExp(`^${count}$`) })
+    .waitFor();
+}
+
+/** Waits until the tab's title is `title`, for the same reason. */
+async function untilTitle(page: Page, title: string) {
+  await page.waitForFunction((expected) => document.title === expected, title);
+}
+
 /** Resolves with the first receipt matching `match` that `client` receives. */
 function receipt(client: ChatClient, match: (r: ReadReceipt) => boolean): Promise<ReadReceipt> {
   return new Promise((resolve, reject) => {
@@ -166,14 +182,14 @@ describe("the chat page", () => {
     expect(await page.evaluate(() => sessionStorage.getItem("chat.connectionId"))).toBe(connectionId);
     await expect(page.locator("#title").textContent()).resolves.toBe("@ dora");
     await message(page, "a direct message to keep").waitFor();
-    await expect(badge(page, "room:reload").textContent()).resolves.toBe("2");
-    await expect(page.title()).resolves.toBe("(2) Realtime chat");
+    await untilBadge(page, "room:reload", 2);
+    await untilTitle(page, "(2) Realtime chat");
     await page.screenshot({ path: join(OUTPUT, "page-after-reload.png") });
 
     await page.locator('#rooms li[data-key="room:reload"]').click();
     for (const text of ["before the reload", "missed 1", "missed 2"]) expect(await message(page, text).count()).toBe(1);
     await badge(page, "room:reload").waitFor({ state: "detached" });
-    await expect(page.title()).resolves.toBe("Realtime chat");
+    await untilTitle(page, "Realtime chat");
     expect(problems).toEqual([]);
   });
 
@@ -194,7 +210,7 @@ describe("the chat page", () => {
 
     await page.goto(`${binary.httpUrl}/`);
     await page.waitForSelector('#status[data-state="open"]');
-    await expect(badge(page, "room:u-devices").textContent()).resolves.toBe("1");
+    await untilBadge(page, "room:u-devices", 1);
     expect(problems).toEqual([]);
   });
 
@@ -210,22 +226,22 @@ describe("the chat page", () => {
     await kim.send("u-side", "side 1");
     await kim.send("u-side", "side 2");
     await kim.sendDirect("judy", "are you there?");
-    await expect(badge(page, "room:u-side").textContent()).resolves.toBe("2");
+    await untilBadge(page, "room:u-side", 2);
     await badge(page, "dm:kim").waitFor();
-    await expect(badge(page, "dm:kim").textContent()).resolves.toBe("1");
+    await untilBadge(page, "dm:kim", 1);
     // A new conversation stands out until it is opened.
     expect(await page.locator('#directs li[data-key="dm:kim"]').getAttribute("class")).toContain("fresh");
-    await expect(page.title()).resolves.toBe("(3) Realtime chat");
+    await untilTitle(page, "(3) Realtime chat");
     await page.screenshot({ path: join(OUTPUT, "page-unread.png") });
 
     const read = receipt(kim, (r) => r.room === "u-side" && r.from === "judy");
     await page.locator('#rooms li[data-key="room:u-side"]').click();
     expect((await read).offset).toBe(2);
     await badge(page, "room:u-side").waitFor({ state: "detached" });
-    await expect(page.title()).resolves.toBe("(1) Realtime chat");
+    await untilTitle(page, "(1) Realtime chat");
     await page.locator('#directs li[data-key="dm:kim"]').click();
     await badge(page, "dm:kim").waitFor({ state: "detached" });
-    await expect(page.title()).resolves.toBe("Realtime chat");
+    await untilTitle(page, "Realtime chat");
     expect(await page.locator('#directs li[data-key="dm:kim"]').getAttribute("class")).not.toContain("fresh");
     expect(problems).toEqual([]);
   });
@@ -236,7 +252,7 @@ describe("the chat page", () => {
     await lea.sendDirect("otto", "while you were away");
     const { page, problems } = await openPage("otto", "o-main");
     await badge(page, "dm:lea").waitFor();
-    await expect(badge(page, "dm:lea").textContent()).resolves.toBe("1");
+    await untilBadge(page, "dm:lea", 1);
     await page.locator('#directs li[data-key="dm:lea"]').click();
     await message(page, "while you were away").waitFor();
     await expect(message(page, "while you were away").count()).resolves.toBe(1);
@@ -266,7 +282,7 @@ describe("the chat page", () => {
       document.dispatchEvent(new Event("visibilitychange"));
     });
     await mo.sendDirect("lena", "or one?");
-    await expect(badge(page, "dm:mo").textContent()).resolves.toBe("2");
+    await untilBadge(page, "dm:mo", 2);
     await page.locator('#directs li[data-key="dm:mo"]').click();
     await message(page, "or one?").waitFor();
     expect(
