@@ -467,7 +467,7 @@ export const VARIABLES = {
     "backpressureLimitBytes",
     integer(16_384, 1_048_576),
     "1048576",
-    "bytes buffered for a slow client before it is closed with 4008",
+    "bytes buffered for a slow client before it is closed (4008, or cut at once: docs/protocol.md)",
   ),
   BATCH_MAX_FRAMES: v(
     "batchMaxFrames",

@@ -97,8 +97,8 @@ type Row = { offset: number; id: string; sender: string; text: string; ts: numbe
  * Messages in an embedded SQLite file (WAL, synchronous FULL unless told NORMAL). Writes made in
  * one turn of the event loop form one batch, committed in one transaction by a writer thread
  * (sqlite-writer.ts), so neither the inserts nor the fsync take time from the sockets; each write
- * resolves once its transaction is on disk. Reads run here, on a connection of their own, and see every write that
- * resolved. One process owns the file; it is not shared between instances.
+ * resolves once its transaction is on disk. Reads run here, on a connection of their own, and see
+ * every write that resolved. One process owns the file; it is not shared between instances.
  */
 export class SqliteMessageStore implements MessageStore {
   readonly db: Database;
